@@ -1,0 +1,53 @@
+"""The composition root: config, plugins, journal, tools, models and engine, wired once per process."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .config import Config, load_config
+from .plugins import PluginHost, get_plugin_manager
+from .store import Journal
+from .tools import ToolRegistry
+
+
+@dataclass
+class App:
+    config: Config
+    host: PluginHost
+    journal: Journal
+    tools: ToolRegistry
+    models: Any  # ModelRegistry; imported lazily because it is only needed when a model is used
+
+    @property
+    def engine(self) -> Any:
+        from .loop import Engine
+
+        return Engine(self.config, self.host, self.journal, self.models, self.tools)
+
+    def close(self) -> None:
+        self.journal.close()
+
+
+def build_tools(config: Config, host: PluginHost) -> ToolRegistry:
+    """Fill a registry from every plugin's ``register_tools``; stamps plugin names, keeps clashes apart."""
+    registry = ToolRegistry()
+    host.call_registration("register_tools", registry.register_for, config=config)
+    for tool in registry.tools.values():
+        info = host.infos.get(tool.plugin)
+        if info is not None:
+            info.tools.append(tool.name)
+    return registry
+
+
+def make_app(config: Config | None = None, home: Path | None = None, extra_plugins: tuple[Any, ...] = ()) -> App:
+    from .models import ModelRegistry
+
+    config = config or load_config(home=home)
+    for sub in ("configs", "workspaces", "memory", "logs"):
+        (config.home / sub).mkdir(parents=True, exist_ok=True)
+    host = get_plugin_manager(config, extra_plugins=extra_plugins)
+    journal = Journal(config.journal_path)
+    tools = build_tools(config, host)
+    return App(config=config, host=host, journal=journal, tools=tools, models=ModelRegistry(config, host))

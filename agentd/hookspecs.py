@@ -1,0 +1,51 @@
+"""The hooks agentd calls. Specs only ever gain arguments; callers always pass keywords.
+
+Each hook is documented with an example in docs/plugins.md and has a `test_hook_<name>` test.
+"""
+
+from __future__ import annotations
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("agentd")
+hookimpl = pluggy.HookimplMarker("agentd")
+
+
+@hookspec
+def register_tools(register, config):
+    """Register tools: call ``register(fn_or_tool, name=None, side_effects=(), timeout_s=None)``."""
+
+
+@hookspec
+def register_models(register, config):
+    """Register chat-model providers: call ``register(provider_name, factory)``; factory(ModelConfig) -> ModelHandle."""
+
+
+@hookspec
+def register_commands(cli):
+    """Add click commands or groups to the ``agentd`` CLI group."""
+
+
+@hookspec
+def extend_context(goal, run_id, config):
+    """Return a list of strings (or None) added to the planning prompt, e.g. recalled memories."""
+
+
+@hookspec
+def critique_plan(goal, plan, tools, config):
+    """Return a Critique of the plan, or None to abstain. Every critic is asked; any reject wins, then revise."""
+
+
+@hookspec
+def before_tool_call(call, tool, run_id, goal):
+    """Return None to allow the call, or a string saying why it must not run (a veto the model is told about)."""
+
+
+@hookspec
+def after_tool_call(call, result, run_id):
+    """Observe a finished tool call (its ToolResult); the return value is ignored."""
+
+
+@hookspec
+def run_finished(run_id, goal, outcome, state):
+    """Called once when a run ends, with its outcome dict and final loop state; the return value is ignored."""

@@ -1,0 +1,184 @@
+"""The four model phases as data: for each, the prompt (rendered from templates), the JSON schema that
+constrains decoding, and the validator that turns parsed JSON into a record.
+
+The system message and the start of the user message are identical in every phase of a run, so llama.cpp's
+prefix cache serves them after the first call.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+import jinja2
+
+from .records import Critique, Decision, Feedback, Observation, Plan, PlannedStep, ToolCall
+from .structured import Invalid
+from .tools import Tool, ToolError, ToolRegistry
+
+TEXT = {"type": "string", "minLength": 1, "maxLength": 200}
+CHOICE_HELP = {
+    "continue": "do the next step",
+    "done": "the goal is reached",
+    "replan": "the plan must change",
+    "give_up": "the goal cannot be reached",
+}
+
+
+@lru_cache(maxsize=None)
+def _env() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FunctionLoader(lambda name: resources.files("agentd.prompts").joinpath(name).read_text()),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+
+
+def render(name: str, **values: Any) -> str:
+    return _env().get_template(name).render(**values)
+
+
+def signature(tool: Tool) -> str:
+    props = tool.parameters.get("properties", {})
+    return ", ".join(props)
+
+
+def system_message(tools: ToolRegistry) -> str:
+    items = [{"name": t.name, "signature": signature(t), "description": t.description} for t in tools.tools.values()]
+    return render("system.j2", tools=items)
+
+
+def context_message(
+    goal: str, memories: list[str], plan: Plan | None, history: list[Observation], notes: list[str], chars: int
+) -> str:
+    rows = [
+        {"step": o.step + 1, "call": _call_text(o.call), "result": o.result.for_model(chars).replace("\n", "\\n")}
+        for o in history
+    ]
+    return render("context.j2", goal=goal, memories=memories, plan=plan, history=rows, notes=notes)
+
+
+def _call_text(call: ToolCall) -> str:
+    args = json.dumps(call.args, ensure_ascii=False)
+    return f"{call.tool}({args[:300]})"
+
+
+# -- plan -----------------------------------------------------------------------------------------
+def plan_schema(tools: ToolRegistry, max_steps: int) -> dict[str, Any]:
+    step = {
+        "type": "object",
+        "properties": {"intent": TEXT, "tool": {"type": "string", "enum": tools.names()}},
+        "required": ["intent", "tool"],
+    }
+    return {
+        "type": "object",
+        "properties": {"steps": {"type": "array", "items": step, "minItems": 1, "maxItems": max_steps}},
+        "required": ["steps"],
+    }
+
+
+def parse_plan(value: Any, tools: ToolRegistry, max_steps: int) -> Plan:
+    if isinstance(value, list):
+        value = {"steps": value}
+    if not isinstance(value, dict) or not isinstance(value.get("steps"), list) or not value["steps"]:
+        raise Invalid('expected {"steps": [...]} with at least one step')
+    steps = []
+    for i, raw in enumerate(value["steps"][:max_steps], 1):
+        if isinstance(raw, str):
+            raw = {"intent": raw}
+        if not isinstance(raw, dict) or not str(raw.get("intent", "")).strip():
+            raise Invalid(f"step {i} needs a non-empty intent")
+        steps.append(PlannedStep(intent=str(raw["intent"]).strip(), tool=str(raw.get("tool", "")).strip()))
+    return Plan(steps=steps, reasoning=str(value.get("reasoning", "")))
+
+
+# -- critique -------------------------------------------------------------------------------------
+CRITIQUE_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "verdict": {"type": "string", "enum": ["approve", "revise", "reject"]},
+        "reasons": {"type": "array", "items": TEXT, "maxItems": 3},
+    },
+    "required": ["verdict", "reasons"],
+}
+
+
+def parse_critique(value: Any) -> Critique:
+    if not isinstance(value, dict) or value.get("verdict") not in ("approve", "revise", "reject"):
+        raise Invalid('expected {"verdict": "approve" | "revise" | "reject", "reasons": [...]}')
+    reasons = value.get("reasons") or []
+    if isinstance(reasons, str):
+        reasons = [reasons]
+    return Critique(verdict=value["verdict"], reasons=[str(r) for r in reasons], critic="model")
+
+
+# -- act ------------------------------------------------------------------------------------------
+def act_schema(tools: ToolRegistry, preferred: str = "") -> dict[str, Any]:
+    """One alternative per tool: the name is a constant and the arguments follow that tool's schema."""
+    names = sorted(tools.names(), key=lambda n: n != preferred)  # the planned tool first
+    options = []
+    for name in names:
+        params = dict(tools[name].parameters)
+        params.setdefault("type", "object")
+        options.append(
+            {
+                "type": "object",
+                "properties": {"tool": {"const": name}, "args": params},
+                "required": ["tool", "args"],
+            }
+        )
+    return {"anyOf": options} if len(options) > 1 else options[0]
+
+
+def parse_act(value: Any, tools: ToolRegistry) -> ToolCall:
+    if not isinstance(value, dict) or not isinstance(value.get("tool"), str):
+        raise Invalid('expected {"tool": "name", "args": {...}}')
+    name = value["tool"].strip()
+    if name not in tools:
+        raise Invalid(f"unknown tool {name!r}; choose one of: {', '.join(tools.names())}")
+    args = value.get("args") or {}
+    if not isinstance(args, dict):
+        raise Invalid("args must be a JSON object")
+    try:
+        tools[name].validate(args)
+    except ToolError as exc:
+        raise Invalid(str(exc)) from None
+    return ToolCall(tool=name, args=args, reasoning=str(value.get("reasoning", "")))
+
+
+# -- feedback -------------------------------------------------------------------------------------
+def feedback_choices(remaining: int, ok: bool) -> list[str]:
+    """What the model may decide, given where the plan stands; narrowing the enum keeps small models sane."""
+    if not ok:
+        return ["replan", "continue", "give_up"]
+    if remaining:
+        return ["continue", "done", "replan", "give_up"]
+    return ["done", "replan", "give_up"]
+
+
+def feedback_schema(choices: list[str]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {
+            "decision": {"type": "string", "enum": choices},
+            "summary": TEXT,
+            "final_answer": {"type": "string", "maxLength": 400},
+        },
+        "required": ["decision", "summary", "final_answer"],
+    }
+
+
+def parse_feedback(value: Any, choices: list[str]) -> Feedback:
+    if not isinstance(value, dict):
+        raise Invalid('expected {"decision": ..., "summary": ..., "final_answer": ...}')
+    decision = str(value.get("decision", "")).strip()
+    if decision not in choices:
+        raise Invalid(f"decision must be one of {choices}, got {decision!r}")
+    return Feedback(
+        decision=Decision(decision),
+        summary=str(value.get("summary", "")),
+        final_answer=str(value.get("final_answer", "") or ""),
+    )

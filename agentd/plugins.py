@@ -1,0 +1,172 @@
+"""Plugin discovery: built-in defaults, the `agentd` entry-point group, and drop-in files.
+
+A plugin that fails to import or raises in a registration hook is recorded with its traceback and left out;
+everything else keeps working.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import importlib.util
+import logging
+import sys
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pluggy
+
+from . import hookspecs
+
+log = logging.getLogger(__name__)
+
+API_VERSION = "1.0"
+ENTRY_POINT_GROUP = "agentd"
+DEFAULT_PLUGINS = ("agentd.builtin_models", "agentd.critics")
+
+
+@dataclass
+class PluginInfo:
+    name: str
+    source: str  # built-in | entry point | drop-in
+    version: str = ""
+    module: str = ""
+    hooks: list[str] = field(default_factory=list)
+    tools: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+class PluginHost:
+    """A plugin manager plus what was learnt while loading it."""
+
+    def __init__(self, pm: pluggy.PluginManager, infos: dict[str, PluginInfo]) -> None:
+        self.pm = pm
+        self.infos = infos
+
+    @property
+    def hook(self) -> Any:
+        return self.pm.hook
+
+    def call_each(self, hook_name: str, **kwargs: Any) -> list[tuple[str, Any]]:
+        """Call every implementation of a hook separately, isolating failures; returns (plugin, result)."""
+        results = []
+        for impl in reversed(getattr(self.pm.hook, hook_name).get_hookimpls()):
+            args = {a: kwargs[a] for a in impl.argnames if a in kwargs}
+            try:
+                results.append((impl.plugin_name, impl.function(**args)))
+            except Exception:
+                tb = traceback.format_exc()
+                log.error("plugin %s failed in %s:\n%s", impl.plugin_name, hook_name, tb)
+                info = self.infos.get(impl.plugin_name)
+                if info is not None:
+                    info.error = f"{hook_name} raised:\n{tb}"
+        return results
+
+    def call_registration(self, hook_name: str, make_register: Callable[[str], Any], **kwargs: Any) -> None:
+        """Call a ``register_*`` hook once per plugin with a ``register`` stamped with that plugin's name."""
+        for impl in reversed(getattr(self.pm.hook, hook_name).get_hookimpls()):
+            args = {a: kwargs[a] for a in impl.argnames if a in kwargs}
+            if "register" in impl.argnames:
+                args["register"] = make_register(impl.plugin_name)
+            try:
+                impl.function(**args)
+            except Exception:
+                tb = traceback.format_exc()
+                log.error("plugin %s failed in %s:\n%s", impl.plugin_name, hook_name, tb)
+                info = self.infos.get(impl.plugin_name)
+                if info is not None:
+                    info.error = f"{hook_name} raised:\n{tb}"
+
+
+def get_plugin_manager(config: Any = None, extra_plugins: tuple[Any, ...] = ()) -> PluginHost:
+    """A fresh plugin host (no module-level global, so tests stay isolated)."""
+    pm = pluggy.PluginManager("agentd")
+    pm.add_hookspecs(hookspecs)
+    infos: dict[str, PluginInfo] = {}
+    allow = getattr(getattr(config, "plugins", None), "load", None)
+    block = set(getattr(getattr(config, "plugins", None), "block", []) or [])
+
+    def wanted(name: str) -> bool:
+        return name not in block and (allow is None or name in allow)
+
+    for dotted in DEFAULT_PLUGINS:
+        module = importlib.import_module(dotted)
+        name = dotted.rsplit(".", 1)[-1]
+        pm.register(module, name=name)
+        infos[name] = PluginInfo(name=name, source="built-in", module=dotted, version=_version())
+
+    for ep in _entry_points():
+        if not wanted(ep.name):
+            continue
+        info = PluginInfo(name=ep.name, source="entry point", module=ep.value, version=_dist_version(ep))
+        infos[ep.name] = info
+        _load_into(pm, info, lambda ep=ep: ep.load())
+
+    if config is not None:
+        folder = Path(config.home) / config.plugins.dropin_dir
+        for path in sorted(folder.glob("*.py")) if folder.is_dir() else []:
+            name = path.stem
+            if not wanted(name) or name in infos:
+                continue
+            info = PluginInfo(name=name, source="drop-in", module=str(path))
+            infos[name] = info
+            _load_into(pm, info, lambda path=path: _import_file(path))
+
+    for plugin in extra_plugins:
+        name = getattr(plugin, "__name__", None) or type(plugin).__name__
+        pm.register(plugin, name=name)
+        infos[name] = PluginInfo(name=name, source="extra", module=str(name))
+
+    for name, info in infos.items():
+        plugin = pm.get_plugin(name)
+        if plugin is not None:
+            info.hooks = sorted(h.name for h in pm.get_hookcallers(plugin) or [])
+    pm.check_pending()
+    return PluginHost(pm, infos)
+
+
+def _load_into(pm: pluggy.PluginManager, info: PluginInfo, loader: Callable[[], Any]) -> None:
+    try:
+        module = loader()
+        _check_api(module)
+        pm.register(module, name=info.name)
+    except Exception:
+        info.error = traceback.format_exc()
+        log.error("plugin %s could not be loaded:\n%s", info.name, info.error)
+
+
+def _check_api(module: Any) -> None:
+    """A plugin may declare ``AGENTD_API = "1.x"``; another major version is refused with a clear message."""
+    wanted = getattr(module, "AGENTD_API", None)
+    if wanted is not None and str(wanted).split(".")[0] != API_VERSION.split(".")[0]:
+        raise ImportError(
+            f"plugin declares agentd plugin API {wanted}, but this agentd provides {API_VERSION}; "
+            "install a version of the plugin made for this agentd"
+        )
+
+
+def _import_file(path: Path) -> Any:
+    spec = importlib.util.spec_from_file_location(f"agentd_dropin_{path.stem}", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _entry_points() -> list[importlib.metadata.EntryPoint]:
+    return sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name)
+
+
+def _dist_version(ep: importlib.metadata.EntryPoint) -> str:
+    dist = getattr(ep, "dist", None)
+    return getattr(dist, "version", "") or ""
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__

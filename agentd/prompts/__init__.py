@@ -1,0 +1,1 @@
+"""Prompt templates (Jinja2, StrictUndefined). Kept in files so they can be read and tuned on their own."""

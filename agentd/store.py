@@ -1,0 +1,280 @@
+"""The journal: SQLite (WAL) record of every goal, run, phase, tool call and event.
+
+It is the source of truth for what happened; a run's loop state is rebuilt from its phases on resume.
+Migrations are small named functions, each recorded once applied.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .errors import AgentdError
+from .records import Goal, RunStatus
+
+
+class JournalError(AgentdError):
+    """The journal could not be read or written (disk full, permissions, corruption)."""
+
+
+def _run_script(db: sqlite3.Connection, script: str) -> None:
+    """Statement by statement: executescript() would commit and break the migration's transaction."""
+    for statement in script.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+def m001_initial(db: sqlite3.Connection) -> None:
+    _run_script(
+        db,
+        """
+        CREATE TABLE runs (
+            id TEXT PRIMARY KEY,
+            goal TEXT NOT NULL,
+            goal_json TEXT NOT NULL,
+            status TEXT NOT NULL,
+            stop_reason TEXT,
+            final_answer TEXT,
+            workspace TEXT NOT NULL,
+            model TEXT,
+            schedule TEXT,
+            usage_json TEXT NOT NULL DEFAULT '{}',
+            created_at REAL NOT NULL,
+            started_at REAL,
+            finished_at REAL
+        );
+        CREATE INDEX runs_status ON runs(status);
+        CREATE INDEX runs_created ON runs(created_at);
+        CREATE TABLE phases (
+            run_id TEXT NOT NULL REFERENCES runs(id),
+            seq INTEGER NOT NULL,
+            kind TEXT NOT NULL,
+            data_json TEXT NOT NULL,
+            started_at REAL NOT NULL,
+            finished_at REAL NOT NULL,
+            PRIMARY KEY (run_id, seq)
+        );
+        CREATE TABLE tool_calls (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            run_id TEXT NOT NULL REFERENCES runs(id),
+            step INTEGER NOT NULL,
+            tool TEXT NOT NULL,
+            args_json TEXT NOT NULL,
+            status TEXT NOT NULL,
+            result_json TEXT,
+            started_at REAL NOT NULL,
+            finished_at REAL
+        );
+        CREATE INDEX tool_calls_run ON tool_calls(run_id);
+        CREATE TABLE events (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            run_id TEXT NOT NULL,
+            type TEXT NOT NULL,
+            data_json TEXT NOT NULL,
+            ts REAL NOT NULL
+        );
+        CREATE INDEX events_run ON events(run_id, id);
+        """
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [m001_initial]
+
+
+def new_run_id() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
+
+
+class Journal:
+    """Thread-safe access to the journal database; one instance per process."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._lock = threading.RLock()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None, timeout=30)
+            self._db.row_factory = sqlite3.Row
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._migrate()
+        except (sqlite3.Error, OSError) as exc:
+            raise JournalError(f"cannot open the journal at {self.path}: {exc}; {_advice(exc)}") from None
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # -- plumbing ---------------------------------------------------------------------------------
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._db
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise JournalError(f"journal write failed ({self.path}): {exc}; {_advice(exc)}") from None
+
+    def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            try:
+                return self._db.execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                raise JournalError(f"journal read failed ({self.path}): {exc}") from None
+
+    def _migrate(self) -> None:
+        self._db.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
+        done = {row[0] for row in self._db.execute("SELECT name FROM migrations")}
+        for migration in MIGRATIONS:
+            if migration.__name__ not in done:
+                with self._tx() as db:
+                    migration(db)
+                    db.execute("INSERT INTO migrations VALUES (?, ?)", (migration.__name__, time.time()))
+
+    def migrations(self) -> list[str]:
+        return [row[0] for row in self._query("SELECT name FROM migrations ORDER BY name")]
+
+    # -- runs -------------------------------------------------------------------------------------
+    def create_run(self, goal: Goal, workspace: Path, model: str, run_id: str | None = None) -> str:
+        run_id = run_id or new_run_id()
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO runs (id, goal, goal_json, status, workspace, model, schedule, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    run_id,
+                    goal.text,
+                    json.dumps(goal.to_dict()),
+                    RunStatus.queued.value,
+                    str(workspace),
+                    model,
+                    goal.schedule,
+                    time.time(),
+                ),
+            )
+        return run_id
+
+    def set_status(self, run_id: str, status: RunStatus, **fields: Any) -> None:
+        sets = ["status = ?"]
+        values: list[Any] = [status.value]
+        if status == RunStatus.running:
+            sets.append("started_at = COALESCE(started_at, ?)")
+            values.append(time.time())
+        if status.finished:
+            sets.append("finished_at = ?")
+            values.append(time.time())
+        for key in ("stop_reason", "final_answer"):
+            if key in fields:
+                sets.append(f"{key} = ?")
+                value = fields[key]
+                values.append(getattr(value, "value", value))
+        if "usage" in fields:
+            sets.append("usage_json = ?")
+            values.append(json.dumps(fields["usage"]))
+        with self._tx() as db:
+            db.execute(f"UPDATE runs SET {', '.join(sets)} WHERE id = ?", (*values, run_id))
+
+    def get_run(self, run_id: str) -> dict[str, Any] | None:
+        rows = self._query("SELECT * FROM runs WHERE id = ? OR id LIKE ? ORDER BY id LIMIT 2", (run_id, run_id + "%"))
+        if len(rows) != 1 and not (rows and rows[0]["id"] == run_id):
+            return None
+        return _run_row(rows[0])
+
+    def list_runs(self, limit: int = 50, status: str | None = None, since: float | None = None) -> list[dict]:
+        sql, params = "SELECT * FROM runs WHERE 1=1", []
+        if status:
+            sql += " AND status = ?"
+            params.append(status)
+        if since:
+            sql += " AND created_at >= ?"
+            params.append(since)
+        sql += " ORDER BY created_at DESC LIMIT ?"
+        params.append(limit)
+        return [_run_row(r) for r in self._query(sql, tuple(params))]
+
+    # -- phases, tool calls, events ---------------------------------------------------------------
+    def add_phase(self, run_id: str, kind: str, data: dict[str, Any], started_at: float) -> int:
+        with self._tx() as db:
+            (seq,) = db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM phases WHERE run_id = ?", (run_id,)).fetchone()
+            db.execute(
+                "INSERT INTO phases VALUES (?, ?, ?, ?, ?, ?)",
+                (run_id, seq, kind, json.dumps(data, default=str), started_at, time.time()),
+            )
+        return int(seq)
+
+    def phases(self, run_id: str) -> list[dict[str, Any]]:
+        rows = self._query("SELECT * FROM phases WHERE run_id = ? ORDER BY seq", (run_id,))
+        return [
+            {"seq": r["seq"], "kind": r["kind"], "started_at": r["started_at"], "finished_at": r["finished_at"]}
+            | json.loads(r["data_json"])
+            for r in rows
+        ]
+
+    def tool_call_started(self, run_id: str, step: int, tool: str, args: dict[str, Any]) -> int:
+        with self._tx() as db:
+            cur = db.execute(
+                "INSERT INTO tool_calls (run_id, step, tool, args_json, status, started_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (run_id, step, tool, json.dumps(args, default=str), "started", time.time()),
+            )
+            return int(cur.lastrowid or 0)
+
+    def tool_call_finished(self, call_id: int, result: dict[str, Any], status: str = "finished") -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE tool_calls SET status = ?, result_json = ?, finished_at = ? WHERE id = ?",
+                (status, json.dumps(result, default=str), time.time(), call_id),
+            )
+
+    def tool_calls(self, run_id: str) -> list[dict[str, Any]]:
+        rows = self._query("SELECT * FROM tool_calls WHERE run_id = ? ORDER BY id", (run_id,))
+        return [
+            dict(r) | {"args": json.loads(r["args_json"]), "result": json.loads(r["result_json"] or "null")}
+            for r in rows
+        ]
+
+    def add_event(self, run_id: str, type_: str, data: dict[str, Any]) -> int:
+        with self._tx() as db:
+            cur = db.execute(
+                "INSERT INTO events (run_id, type, data_json, ts) VALUES (?, ?, ?, ?)",
+                (run_id, type_, json.dumps(data, default=str), time.time()),
+            )
+            return int(cur.lastrowid or 0)
+
+    def events(self, run_id: str, after: int = 0) -> list[dict[str, Any]]:
+        rows = self._query("SELECT * FROM events WHERE run_id = ? AND id > ? ORDER BY id", (run_id, after))
+        return [
+            {"seq": r["id"], "run_id": r["run_id"], "type": r["type"], "ts": r["ts"], "data": json.loads(r["data_json"])}
+            for r in rows
+        ]
+
+
+def _run_row(row: sqlite3.Row) -> dict[str, Any]:
+    data = dict(row)
+    data["goal_spec"] = json.loads(data.pop("goal_json"))
+    data["usage"] = json.loads(data.pop("usage_json") or "{}")
+    return data
+
+
+def _advice(exc: BaseException) -> str:
+    text = str(exc).lower()
+    if "full" in text or "no space" in text:
+        return "the disk is full: free some space and retry; nothing already journaled was lost"
+    if "readonly" in text or "permission" in text:
+        return "check that AGENTD_HOME is writable by this user"
+    if "locked" in text:
+        return "another process holds the journal; retry shortly"
+    return "run `agentd doctor` for a diagnosis"

@@ -1,0 +1,240 @@
+"""Tools: what a plugin registers, how a plain function becomes one, and how a call is executed safely.
+
+A plain function is a tool: its name is the tool's name, its docstring the description, its signature the
+argument schema. A parameter named ``ctx`` receives the ToolContext and is hidden from the model. Whatever a
+tool raises or however long it hangs, the caller gets a ToolResult with ``error`` set, never an exception.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError, create_model
+
+from .records import ToolResult
+
+log = logging.getLogger(__name__)
+
+SIDE_EFFECTS = ("reads_files", "writes_files", "network", "runs_code", "uses_gpu", "costs_money")
+
+
+class ToolError(Exception):
+    """Raise inside a tool for an expected failure: the message (no traceback) goes to the model."""
+
+
+@dataclass
+class ToolContext:
+    """What a running tool may use: its run's workspace, settings, and a cancel flag to honour."""
+
+    run_id: str
+    workspace: Path
+    settings: dict[str, Any] = field(default_factory=dict)
+    cancel: threading.Event = field(default_factory=threading.Event)
+    timeout_s: float = 60.0
+
+    def resolve(self, relative: str) -> Path:
+        """A path inside the workspace; absolute paths and escapes (``..``, symlinks) raise ToolError."""
+        return resolve_in_workspace(self.workspace, relative)
+
+
+def resolve_in_workspace(workspace: Path, relative: str) -> Path:
+    if not isinstance(relative, str) or not relative.strip():
+        raise ToolError("path must be a non-empty relative path inside the workspace")
+    if Path(relative).is_absolute():
+        raise ToolError(f"absolute paths are not allowed ({relative!r}); use a path relative to the workspace")
+    root = workspace.resolve()
+    target = (root / relative).resolve()
+    if target != root and root not in target.parents:
+        raise ToolError(f"path {relative!r} leaves the workspace; use a path inside it")
+    return target
+
+
+@dataclass
+class Tool:
+    """A registered tool. ``parameters`` is the JSON schema of its arguments."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any]
+    fn: Callable[..., Any]
+    plugin: str = ""
+    side_effects: tuple[str, ...] = ()
+    timeout_s: float | None = None
+    wants_ctx: bool = False
+    _validator: Any = None
+
+    @classmethod
+    def from_function(
+        cls,
+        fn: Callable[..., Any],
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        side_effects: tuple[str, ...] | list[str] = (),
+        timeout_s: float | None = None,
+    ) -> Tool:
+        unknown = set(side_effects) - set(SIDE_EFFECTS)
+        if unknown:
+            raise ValueError(f"unknown side effects {sorted(unknown)}; choose from {SIDE_EFFECTS}")
+        sig = inspect.signature(fn)
+        fields: dict[str, Any] = {}
+        wants_ctx = False
+        for pname, param in sig.parameters.items():
+            if pname == "ctx":
+                wants_ctx = True
+                continue
+            if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+                continue
+            annotation = param.annotation if param.annotation is not inspect.Parameter.empty else str
+            default = ... if param.default is inspect.Parameter.empty else param.default
+            fields[pname] = (annotation, default)
+        validator = create_model(f"{fn.__name__}_args", **fields)  # type: ignore[call-overload]
+        schema = validator.model_json_schema()
+        schema.pop("title", None)
+        for prop in schema.get("properties", {}).values():
+            prop.pop("title", None)
+        doc = description or inspect.getdoc(fn) or ""
+        return cls(
+            name=name or fn.__name__,
+            description=doc.strip().split("\n\n")[0].replace("\n", " "),
+            parameters=schema,
+            fn=fn,
+            side_effects=tuple(side_effects),
+            timeout_s=timeout_s,
+            wants_ctx=wants_ctx,
+            _validator=validator,
+        )
+
+    def validate(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Check arguments against the schema; raise ToolError with a readable message."""
+        if self._validator is None:
+            return dict(args)
+        try:
+            return self._validator.model_validate(args).model_dump()
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'args'}: {e['msg']}" for e in exc.errors())
+            raise ToolError(f"invalid arguments for {self.name}: {problems}") from None
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "plugin": self.plugin,
+            "description": self.description,
+            "parameters": self.parameters,
+            "side_effects": list(self.side_effects),
+        }
+
+
+def as_result(value: Any) -> ToolResult:
+    """Normalise what a tool returned into a ToolResult."""
+    if isinstance(value, ToolResult):
+        return value
+    if value is None:
+        return ToolResult(output="")
+    if isinstance(value, str):
+        return ToolResult(output=value)
+    if isinstance(value, dict):
+        import json
+
+        return ToolResult(output=json.dumps(value, ensure_ascii=False, default=str), data=value)
+    return ToolResult(output=str(value))
+
+
+def execute(tool: Tool, args: dict[str, Any], ctx: ToolContext) -> ToolResult:
+    """Run one tool call in a worker thread with a timeout; every failure becomes ``ToolResult.error``."""
+    try:
+        clean = tool.validate(args)
+    except ToolError as exc:
+        return ToolResult(error=str(exc))
+    if tool.wants_ctx:
+        clean["ctx"] = ctx
+    timeout = tool.timeout_s or ctx.timeout_s
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            value = tool.fn(**clean)
+            if inspect.isawaitable(value):
+                value = asyncio.run(_await(value))
+            box["result"] = as_result(value)
+        except ToolError as exc:
+            box["result"] = ToolResult(error=str(exc))
+        except Exception as exc:  # the tool executor is one of two places a bare catch belongs
+            log.exception("tool %s raised", tool.name)
+            box["result"] = ToolResult(error=f"{type(exc).__name__}: {exc}")
+
+    started = time.monotonic()
+    worker = threading.Thread(target=target, name=f"tool-{tool.name}", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():
+        ctx.cancel.set()  # cooperative tools (subprocess runners) stop on this
+        return ToolResult(
+            error=f"{tool.name} timed out after {timeout:g}s and was abandoned; try smaller input or another approach",
+            data={"timed_out": True, "seconds": round(time.monotonic() - started, 3)},
+        )
+    return box["result"]
+
+
+async def _await(value: Any) -> Any:
+    return await value
+
+
+class ToolRegistry:
+    """Tools by name, filled by the ``register_tools`` hook; clashes are kept under distinct names."""
+
+    def __init__(self) -> None:
+        self.tools: dict[str, Tool] = {}
+        self.problems: list[str] = []
+
+    def register_for(self, plugin: str) -> Callable[..., Tool]:
+        def register(
+            fn_or_tool: Callable[..., Any] | Tool,
+            name: str | None = None,
+            side_effects: tuple[str, ...] | list[str] = (),
+            timeout_s: float | None = None,
+            description: str | None = None,
+        ) -> Tool:
+            tool = (
+                fn_or_tool
+                if isinstance(fn_or_tool, Tool)
+                else Tool.from_function(
+                    fn_or_tool, name=name, side_effects=side_effects, timeout_s=timeout_s, description=description
+                )
+            )
+            tool.plugin = plugin
+            if tool.name in self.tools:
+                taken = tool.name
+                tool.name = f"{plugin}_{tool.name}".replace("-", "_")
+                self.problems.append(
+                    f"tool {taken!r} from plugin {plugin!r} clashes with plugin "
+                    f"{self.tools[taken].plugin!r}; registered as {tool.name!r}"
+                )
+            self.tools[tool.name] = tool
+            return tool
+
+        return register
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.tools
+
+    def __getitem__(self, name: str) -> Tool:
+        return self.tools[name]
+
+    def names(self) -> list[str]:
+        return list(self.tools)
+
+    def subset(self, allowed: list[str] | None) -> ToolRegistry:
+        if allowed is None:
+            return self
+        sub = ToolRegistry()
+        sub.tools = {n: t for n, t in self.tools.items() if n in allowed}
+        return sub
