@@ -49,6 +49,7 @@ def llamacpp_model(cfg: ModelConfig) -> ModelHandle:
             seed=cfg.seed,
             repeat_penalty=1.0,  # JSON and lists repeat tokens legitimately
             top_k=1 if cfg.temperature == 0 else 40,
+            streaming=False,  # the non-streaming path keeps llama.cpp's token usage
             verbose=False,
         )
     except Exception as exc:

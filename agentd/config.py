@@ -56,7 +56,7 @@ class LoopConfig(_Strict):
     max_tokens: int = Field(60_000, ge=100)
     max_seconds: float = Field(600.0, gt=0)
     tool_timeout_s: float = Field(60.0, gt=0)
-    max_plan_steps: int = Field(5, ge=1)
+    max_plan_steps: int = Field(3, ge=1)
     # Parse failures are re-asked with the validation error this many times, then the phase fails.
     output_retries: int = Field(2, ge=0)
     # Which critics judge a plan: "rules" (fast, deterministic), "model" (asks the model), or "both".

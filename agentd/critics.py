@@ -19,9 +19,6 @@ def critique_plan(goal, plan, tools, config):
             reasons.append(f"step {number} uses unknown tool {step.tool!r}; available: {', '.join(tools.names())}")
     if len(plan.steps) > config.loop.max_plan_steps:
         reasons.append(f"the plan has {len(plan.steps)} steps; at most {config.loop.max_plan_steps} are allowed")
-    intents = [s.intent.strip().lower() for s in plan.steps]
-    if len(set(intents)) < len(intents):
-        reasons.append("the plan repeats a step; merge the duplicates")
     if reasons:
         return Critique(Verdict.revise, reasons, "rules")
     return Critique(Verdict.approve, [], "rules")

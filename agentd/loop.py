@@ -17,7 +17,18 @@ from typing import Any
 from . import phases, structured
 from .config import Config
 from .errors import AgentdError, RunCancelled, StructuredOutputError
-from .records import Critique, Goal, Observation, RunStatus, StopReason, ToolCall, ToolResult, Verdict
+from .records import (
+    Critique,
+    Feedback,
+    Goal,
+    Observation,
+    Plan,
+    RunStatus,
+    StopReason,
+    ToolCall,
+    ToolResult,
+    Verdict,
+)
 from .state import LoopState, call_key
 from .store import Journal
 from .tools import ToolContext, ToolRegistry, execute
@@ -107,17 +118,10 @@ class _RunContext:
     def model(self) -> Any:
         return self.engine.models.get(self.state.goal.model)
 
-    def messages(self, instruction: str) -> list[tuple[str, str]]:
-        s = self.state
-        context = phases.context_message(
-            s.goal.text, s.memories or [], s.plan, s.observations[-6:], s.notes[-3:], self.config.loop.observation_chars
-        )
-        return [("system", phases.system_message(self.tools)), ("user", context + "\n" + instruction)]
-
-    def ask(self, name: str, instruction: str, schema: dict, validate: Callable[[Any], Any]) -> tuple[Any, dict]:
-        """A structured model call; returns (value or None, journal data). Failures become a stop."""
-        messages = self.messages(instruction)
-        data: dict[str, Any] = {"prompt": [list(m) for m in messages]}
+    def ask(self, name: str, request: str, schema: dict, validate: Callable[[Any], Any]) -> tuple[Any, dict]:
+        """A structured model call; returns (value or None, journal data). Failures are data, not exceptions."""
+        messages = phases.messages(self.tools, self.state.transcript, request)
+        data: dict[str, Any] = {"prompt": [list(m) for m in messages], "request": request}
         try:
             reply = structured.ask(
                 self.model(), messages, schema, validate, name=name, retries=self.config.loop.output_retries
@@ -134,6 +138,7 @@ class _RunContext:
             self.emit("model_error", {"phase": name, "error": data["error"]})
             return None, data
         data.update(raw=reply.raw, usage=reply.usage.to_dict(), attempts=reply.attempts, repaired=reply.repaired)
+        data["reply"] = phases.reply_text(_canonical(reply.value))
         if reply.errors:
             data["retry_errors"] = reply.errors
         return reply.value, data
@@ -190,10 +195,10 @@ class _RunContext:
 
     def do_plan(self) -> None:
         started = time.time()
-        max_steps = self.config.loop.max_plan_steps
-        instruction = phases.render("plan.j2", max_steps=max_steps)
+        s, max_steps = self.state, self.config.loop.max_plan_steps
+        request = phases.plan_request(s.goal.text, s.memories or [], s.notes[-2:], first=not s.transcript)
         schema = phases.plan_schema(self.tools, max_steps)
-        plan, data = self.ask("plan", instruction, schema, lambda v: phases.parse_plan(v, self.tools, max_steps))
+        plan, data = self.ask("plan", request, schema, lambda v: phases.parse_plan(v, self.tools, max_steps))
         if plan is None:
             self.record("plan", data, started)
             reason = StopReason.model_error if data.get("model_failure") else StopReason.invalid_model_output
@@ -214,8 +219,8 @@ class _RunContext:
                 if isinstance(result, Critique):
                     critiques.append(result if result.critic else Critique(result.verdict, result.reasons, plugin))
         if self.config.loop.critic in ("model", "both"):
-            instruction = phases.render("critique.j2")
-            verdict, data = self.ask("critique", instruction, phases.CRITIQUE_SCHEMA, phases.parse_critique)
+            request = phases.render("critique.j2")
+            verdict, data = self.ask("critique", request, phases.CRITIQUE_SCHEMA, phases.parse_critique)
             if verdict is not None:
                 critiques.append(verdict)
         combined = combine_critiques(critiques)
@@ -229,11 +234,9 @@ class _RunContext:
     def do_act(self) -> None:
         started = time.time()
         step = self.state.plan.steps[self.state.step]  # type: ignore[union-attr]
-        instruction = phases.render(
-            "act.j2", step_number=self.state.step + 1, intent=step.intent, goal=self.state.goal.text
-        )
+        request = phases.act_request(self.state.step + 1, step.intent)
         schema = phases.act_schema(self.tools, preferred=step.tool)
-        call, data = self.ask("act", instruction, schema, lambda v: phases.parse_act(v, self.tools))
+        call, data = self.ask("act", request, schema, lambda v: phases.parse_act(v, self.tools))
         if call is None:
             self.record("act", data, started)
             if data.get("model_failure"):
@@ -304,17 +307,10 @@ class _RunContext:
         last = self.state.last_observation
         ok = last is not None and last.result.ok
         choices = phases.feedback_choices(self.state.remaining_steps, ok)
-        result_text = last.result.for_model(self.config.loop.observation_chars) if last else "(none)"
-        instruction = phases.render(
-            "feedback.j2",
-            result=result_text,
-            step_number=self.state.step + 1,
-            remaining=self.state.remaining_steps,
-            choices=choices,
-            choice_help=phases.CHOICE_HELP | ({"continue": "try this step again differently"} if not ok else {}),
-        )
+        result = last.result.for_model(self.config.loop.observation_chars) if last else "(no result)"
+        request = phases.feedback_request(result, self.state.remaining_steps, choices, ok)
         schema = phases.feedback_schema(choices)
-        feedback, data = self.ask("feedback", instruction, schema, lambda v: phases.parse_feedback(v, choices))
+        feedback, data = self.ask("feedback", request, schema, lambda v: phases.parse_feedback(v, choices))
         if feedback is None:
             self.record("feedback", data | {"feedback": {"decision": "replan", "summary": data["error"]}}, started)
             if data.get("model_failure"):
@@ -359,3 +355,16 @@ def combine_critiques(critiques: list[Critique]) -> Critique:
         if hits:
             return Critique(verdict, [r for c in hits for r in c.reasons], ",".join(c.critic for c in hits))
     return Critique(Verdict.approve, [r for c in critiques for r in c.reasons], ",".join(c.critic for c in critiques))
+
+
+def _canonical(value: Any) -> dict[str, Any]:
+    """The reply the model sees in later turns: only the fields of its own answer, cleanly formatted."""
+    if isinstance(value, ToolCall):
+        return {"tool": value.tool, "args": value.args}
+    if isinstance(value, Plan):
+        return {"steps": [s.to_dict() for s in value.steps]}
+    if isinstance(value, Critique):
+        return {"verdict": value.verdict.value, "reasons": value.reasons}
+    if isinstance(value, Feedback):
+        return {"decision": value.decision.value, "summary": value.summary, "final_answer": value.final_answer}
+    return value.to_dict()

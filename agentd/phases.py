@@ -8,13 +8,14 @@ prefix cache serves them after the first call.
 from __future__ import annotations
 
 import json
+import tomllib
 from functools import lru_cache
 from importlib import resources
 from typing import Any
 
 import jinja2
 
-from .records import Critique, Decision, Feedback, Observation, Plan, PlannedStep, ToolCall
+from .records import Critique, Decision, Feedback, Plan, PlannedStep, ToolCall
 from .structured import Invalid
 from .tools import Tool, ToolError, ToolRegistry
 
@@ -51,19 +52,62 @@ def system_message(tools: ToolRegistry) -> str:
     return render("system.j2", tools=items)
 
 
-def context_message(
-    goal: str, memories: list[str], plan: Plan | None, history: list[Observation], notes: list[str], chars: int
-) -> str:
-    rows = [
-        {"step": o.step + 1, "call": _call_text(o.call), "result": o.result.for_model(chars).replace("\n", "\\n")}
-        for o in history
-    ]
-    return render("context.j2", goal=goal, memories=memories, plan=plan, history=rows, notes=notes)
+def reply_text(value: dict[str, Any]) -> str:
+    """A phase's parsed answer as the model sees it in later turns: canonical, compact JSON."""
+    return json.dumps(value, ensure_ascii=False)
 
 
-def _call_text(call: ToolCall) -> str:
-    args = json.dumps(call.args, ensure_ascii=False)
-    return f"{call.tool}({args[:300]})"
+# -- requests: the user turns of the conversation ------------------------------------------------
+def plan_request(goal: str, memories: list[str], notes: list[str], first: bool) -> str:
+    return render("plan.j2", goal=goal, memories=memories, notes=notes, first=first)
+
+
+def act_request(step_number: int, intent: str) -> str:
+    return render("act.j2", step_number=step_number, intent=intent)
+
+
+def feedback_request(result: str, remaining: int, choices: list[str], ok: bool) -> str:
+    helps = CHOICE_HELP | ({} if ok else {"continue": "try this step again differently"})
+    return render("feedback.j2", result=result, remaining=remaining, choices=choices, choice_help=helps)
+
+
+@lru_cache(maxsize=None)
+def _examples() -> tuple[dict[str, Any], ...]:
+    text = resources.files("agentd.prompts").joinpath("examples.toml").read_text(encoding="utf-8")
+    return tuple(tomllib.loads(text).get("example", []))
+
+
+def example_turns(tools: ToolRegistry) -> list[tuple[str, str]]:
+    """Worked runs as earlier turns, rendered by the same functions as a real run's turns."""
+    turns: list[tuple[str, str]] = []
+    for example in _examples():
+        if not all(c["tool"] in tools for c in example["calls"]):
+            continue
+        turns += [
+            ("user", plan_request(example["goal"], [], [], True)),
+            ("assistant", reply_text({"steps": example["steps"]})),
+        ]
+        for number, c in enumerate(example["calls"], 1):
+            remaining = len(example["calls"]) - number
+            final = "" if remaining else example["final_answer"]
+            decision = {"decision": "continue" if remaining else "done", "summary": final or "step done",
+                        "final_answer": final}
+            turns += [
+                ("user", act_request(number, example["steps"][number - 1]["intent"])),
+                ("assistant", reply_text({"tool": c["tool"], "args": c["args"]})),
+                ("user", feedback_request(c["result"], remaining, feedback_choices(remaining, True), True)),
+                ("assistant", reply_text(decision)),
+            ]
+    return turns
+
+
+def messages(
+    tools: ToolRegistry, transcript: list[tuple[str, str]], request: str, keep: int = 24
+) -> list[tuple[str, str]]:
+    """System, worked examples, the run so far (its first turns and the latest), then the new request."""
+    if len(transcript) > keep:
+        transcript = transcript[:2] + transcript[-(keep - 2) :]
+    return [("system", system_message(tools)), *example_turns(tools), *transcript, ("user", request)]
 
 
 # -- plan -----------------------------------------------------------------------------------------
@@ -91,7 +135,10 @@ def parse_plan(value: Any, tools: ToolRegistry, max_steps: int) -> Plan:
             raw = {"intent": raw}
         if not isinstance(raw, dict) or not str(raw.get("intent", "")).strip():
             raise Invalid(f"step {i} needs a non-empty intent")
-        steps.append(PlannedStep(intent=str(raw["intent"]).strip(), tool=str(raw.get("tool", "")).strip()))
+        step = PlannedStep(intent=str(raw["intent"]).strip(), tool=str(raw.get("tool", "")).strip())
+        if steps and steps[-1] == step:
+            continue  # small models stutter: the same step twice in a row is one step
+        steps.append(step)
     return Plan(steps=steps, reasoning=str(value.get("reasoning", "")))
 
 

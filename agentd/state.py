@@ -48,6 +48,7 @@ class LoopState:
     usage: Usage = field(default_factory=Usage)
     seconds: float = 0.0  # time spent inside phases: the wall-clock budget survives restarts
     seen_calls: dict[str, int] = field(default_factory=dict)
+    transcript: list[tuple[str, str]] = field(default_factory=list)  # the conversation the model sees
     final_answer: str = ""
     stop_reason: StopReason | None = None
     stop_detail: str = ""
@@ -91,6 +92,8 @@ class LoopState:
             self.usage.add(Usage.from_dict(data["usage"]))
         if "started_at" in data and "finished_at" in data:
             self.seconds += max(0.0, data["finished_at"] - data["started_at"])
+        if data.get("request") and data.get("reply"):
+            self.transcript += [("user", data["request"]), ("assistant", data["reply"])]
         getattr(self, f"_apply_{kind}")(data)
 
     def _apply_context(self, data: dict[str, Any]) -> None:

