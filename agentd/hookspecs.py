@@ -49,3 +49,13 @@ def after_tool_call(call, result, run_id):
 @hookspec
 def run_finished(run_id, goal, outcome, state):
     """Called once when a run ends, with its outcome dict and final loop state; the return value is ignored."""
+
+
+@hookspec
+def doctor_checks(config):
+    """Return a list of (check name, ok, advice) tuples shown by ``agentd doctor``."""
+
+
+@hookspec
+def unavailable_tools(config):
+    """Return a list of strings naming tools this plugin cannot offer right now and why (missing extras...)."""

@@ -30,7 +30,7 @@ from .records import (
     Verdict,
 )
 from .state import LoopState, call_key
-from .store import Journal
+from .store import Journal, JournalError
 from .tools import ToolContext, ToolRegistry, execute
 
 log = logging.getLogger(__name__)
@@ -78,6 +78,10 @@ class Engine:
         except (RunCancelled, KeyboardInterrupt):
             # Ctrl-C in-process or a cancel from the daemon: the run ends as cancelled, fully journaled.
             run.stop(StopReason.cancelled, "cancelled by the user")
+        except JournalError:
+            raise  # nothing more can be recorded; what was journaled stays, and a restart resumes it
+        except AgentdError as exc:  # e.g. the model became unavailable mid-run
+            run.stop(StopReason.model_error, str(exc))
         outcome = run.finish()
         return outcome
 
@@ -267,7 +271,12 @@ class _RunContext:
             cancel=self.cancel,
             timeout_s=self.budgets.tool_timeout_s,
         )
-        result = execute(tool, call.args, ctx)
+        try:
+            result = execute(tool, call.args, ctx)
+        except BaseException:  # Ctrl-C while the tool ran: say so in the journal, then let it propagate
+            ctx.cancel.set()
+            self.engine.journal.tool_call_finished(call_id, {}, status="interrupted")
+            raise
         self.engine.journal.tool_call_finished(call_id, result.to_dict())
         self.engine.host.call_each("after_tool_call", call=call, result=result, run_id=self.state.run_id)
         self._observe(call, result, time.time() - started, started)
