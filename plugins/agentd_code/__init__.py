@@ -1,0 +1,146 @@
+"""Code execution tools for agentd: ``run_python`` and ``run_shell``, each call in a fresh sandbox.
+
+The sandbox is ``agentd.sandbox.run_sandboxed`` (bubblewrap, or a weaker unshare-based fallback): the run's
+workspace is the current folder and the only writable place, there is no network unless the settings grant
+it, the environment is clean, the code runs as an unprivileged uid under CPU, wall-time, memory, file-size,
+process and open-file limits, and a timeout or a cancelled run kills the whole process tree. Settings: the
+``[plugins.code]`` table (docs/sandbox.md).
+
+Only agentd's public API and the standard library are imported here; the rest loads on first use.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+from agentd import ToolContext, ToolError, ToolResult, hookimpl
+
+AGENTD_API = "1.0"
+
+__all__ = ["doctor_checks", "register_tools", "run_python", "run_shell", "unavailable_tools"]
+
+# run id -> the schedule that started it, learnt in before_tool_call; lets network_schedules grant network.
+_run_schedules: dict[str, str | None] = {}
+_lock = threading.Lock()
+
+
+def run_python(code: str, ctx: ToolContext, timeout_s: float | None = None) -> ToolResult:
+    """Run Python code in a sandbox and get its exit code, stdout, stderr and the files it wrote.
+
+    The workspace is the current folder (and the only writable place); there is no network. Print what you
+    want to see. timeout_s is the wall-clock limit in seconds (default from the settings).
+    """
+    from .execution import runner_source
+
+    settings = _settings(ctx)
+    env = {"AGENTD_SESSION": _session_dir()} if settings.session else {}
+    return _run(ctx, settings, ["-c", runner_source()], code.encode("utf-8"), env, timeout_s, python=True)
+
+
+def run_shell(command: str, ctx: ToolContext, timeout_s: float | None = None) -> ToolResult:
+    """Run a shell command (bash) in a sandbox and get its exit code, stdout, stderr and the files it wrote.
+
+    The workspace is the current folder (and the only writable place); there is no network; python3 is on
+    PATH. timeout_s is the wall-clock limit in seconds (default from the settings).
+    """
+    import shutil
+
+    shell = shutil.which("bash", path="/usr/bin:/bin") or "/bin/sh"
+    settings = _settings(ctx)
+    return _run(ctx, settings, [shell, "-c", command], None, {}, timeout_s, python=False)
+
+
+def _settings(ctx: ToolContext) -> Any:
+    from .settings import CodeSettingsError, load_settings
+
+    try:
+        return load_settings(ctx.settings)
+    except CodeSettingsError as exc:
+        raise ToolError(f"the code tools are misconfigured: {exc}") from None
+
+
+def _session_dir() -> str:
+    from .execution import SESSION_DIR
+
+    return SESSION_DIR
+
+
+def _run(ctx: ToolContext, settings: Any, args: list[str], stdin: bytes | None, env: dict[str, str],
+         timeout_s: float | None, python: bool) -> ToolResult:
+    from agentd.sandbox import SandboxUnavailable, run_sandboxed, select_backend
+
+    from . import execution
+
+    try:
+        backend = select_backend(settings.backend, settings.require_strong)
+    except SandboxUnavailable as exc:
+        raise ToolError(f"code cannot run: {exc}") from None
+    interpreter = execution.choose_interpreter(settings, backend)
+    argv = [interpreter.executable, *args] if python else args
+    if interpreter.pythonpath:
+        env = {**env, "PYTHONPATH": ":".join(interpreter.pythonpath)}
+    limits = execution.limits_for(settings, timeout_s, ctx.timeout_s)
+    network = settings.network or _schedule_of(ctx.run_id) in settings.network_schedules
+    before = execution.snapshot(ctx.workspace)
+    try:
+        result = run_sandboxed(
+            argv, ctx.workspace, limits, network=network, env=env, stdin=stdin, cancel=ctx.cancel,
+            backend=backend, require_strong=settings.require_strong, ro_paths=interpreter.ro_paths,
+            path_prefix=[str(Path(interpreter.executable).parent)],
+        )
+    except SandboxUnavailable as exc:
+        raise ToolError(f"code cannot run: {exc}") from None
+    changed, deleted = execution.changes(before, execution.snapshot(ctx.workspace))
+    return execution.to_tool_result(result, limits, network, changed, deleted, settings.max_artifacts)
+
+
+def _schedule_of(run_id: str) -> str | None:
+    with _lock:
+        return _run_schedules.get(run_id)
+
+
+@hookimpl
+def register_tools(register, config):
+    """Register run_python and run_shell; both run code."""
+    register(run_python, side_effects=["runs_code"])
+    register(run_shell, side_effects=["runs_code"])
+
+
+@hookimpl
+def before_tool_call(call, tool, run_id, goal):
+    """Remember which schedule started the run (for ``network_schedules``); never vetoes."""
+    with _lock:
+        _run_schedules[run_id] = getattr(goal, "schedule", None)
+    return None
+
+
+@hookimpl
+def run_finished(run_id, goal, outcome, state):
+    """Forget the run's schedule."""
+    with _lock:
+        _run_schedules.pop(run_id, None)
+
+
+@hookimpl
+def doctor_checks(config: Any) -> list[tuple[str, bool, str]]:
+    """Checks for `agentd doctor`: which isolation is active, and whether the sandboxed python starts."""
+    from .doctor import doctor_checks as run
+
+    return run(config)
+
+
+@hookimpl
+def unavailable_tools(config: Any) -> list[str]:
+    """Say why run_python and run_shell cannot run code here (they stay registered and answer with the reason)."""
+    from agentd.sandbox import SandboxUnavailable, select_backend
+
+    from .settings import CodeSettingsError, load_settings
+
+    try:
+        settings = load_settings(config.plugin_settings("code"))
+        select_backend(settings.backend, settings.require_strong)
+    except (CodeSettingsError, SandboxUnavailable) as exc:
+        return [f"run_python, run_shell cannot run code: {exc}"]
+    return []

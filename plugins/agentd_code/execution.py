@@ -1,0 +1,169 @@
+"""How a tool call becomes a sandboxed command and its result a ToolResult: the interpreter and what to mount,
+the limits, the workspace snapshot that finds the artifacts, and the hints the model gets on a limit."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import stat
+import sys
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from agentd import ToolResult
+from agentd.sandbox import Backend, Limits, SandboxResult
+
+from .settings import CodeSettings
+
+SESSION_DIR = ".agentd_session"
+SYSTEM_PYTHON = "/usr/bin/python3"
+MAX_SNAPSHOT = 20_000  # entries; a bigger workspace is compared only this far
+
+
+@dataclass
+class Interpreter:
+    """The python to run and the host paths it needs readable inside the sandbox."""
+
+    executable: str
+    ro_paths: list[Path]
+    pythonpath: list[str]
+
+
+@lru_cache(maxsize=1)
+def runner_source() -> str:
+    return Path(__file__).with_name("runner.py").read_text(encoding="utf-8")
+
+
+def world_reachable(path: Path) -> bool:
+    """Whether a uid that is neither owner nor group can reach and read ``path`` (the fallback's view)."""
+    path = Path(path).resolve()
+    for folder in reversed(path.parents):
+        if not os.stat(folder).st_mode & stat.S_IXOTH:
+            return False
+    return bool(os.stat(path).st_mode & stat.S_IROTH)
+
+
+def choose_interpreter(settings: CodeSettings, backend: Backend) -> Interpreter:
+    """The configured python (default: the daemon's), its prefix, and the folders of ``python_packages``."""
+    exe = settings.python or sys.executable
+    own = not settings.python or Path(settings.python).resolve() == Path(sys.executable).resolve()
+    if not backend.strong and not world_reachable(Path(exe)) and Path(SYSTEM_PYTHON).exists():
+        # The fallback shows the host file system to an unprivileged uid: a python under /root is out of reach.
+        exe, own = SYSTEM_PYTHON, False
+    if own:
+        prefixes = {Path(sys.base_prefix), Path(sys.prefix)}
+    else:
+        real = Path(exe).resolve()
+        prefixes = {real.parent.parent, Path(exe).parent.parent}
+    ro_paths = sorted(prefixes) + [Path(p).expanduser() for p in settings.extra_ro_paths]
+    pythonpath: list[str] = []
+    if own:
+        for folder in package_folders(tuple(settings.python_packages)):
+            if not any(folder == p or p in folder.parents for p in ro_paths):
+                ro_paths.append(folder)
+                pythonpath.append(str(folder))
+    return Interpreter(exe, ro_paths, pythonpath)
+
+
+@lru_cache(maxsize=32)
+def package_folders(names: tuple[str, ...]) -> list[Path]:
+    """The sys.path entries holding the named top-level packages in the daemon's interpreter."""
+    folders: list[Path] = []
+    for name in names:
+        spec = importlib.util.find_spec(name.split(".")[0])
+        if spec is None or not spec.origin:
+            continue
+        origin = Path(spec.origin)
+        depth = 2 if origin.name == "__init__.py" else 1
+        folder = origin.parents[depth - 1]
+        if folder not in folders:
+            folders.append(folder)
+    return folders
+
+
+def limits_for(settings: CodeSettings, timeout_s: float | None, tool_timeout_s: float) -> Limits:
+    """Limits for one call: the requested wall time, capped by max_wall_s and by the executor's own timeout."""
+    conf = settings.limits
+    wall = min(timeout_s or conf.wall_s, conf.max_wall_s)
+    wall = max(0.5, min(wall, tool_timeout_s - 1.0))  # finish (and report) before the executor abandons us
+    return Limits(
+        cpu_s=min(conf.cpu_s, wall), wall_s=wall, memory_mb=conf.memory_mb, file_size_mb=conf.file_size_mb,
+        max_procs=conf.max_procs, max_open_files=conf.max_open_files, tmp_mb=conf.tmp_mb,
+        output_chars=settings.output_chars,
+    )
+
+
+def snapshot(workspace: Path) -> dict[str, tuple[int, int, int]]:
+    """relative path -> (size, mtime_ns, inode) of every file, skipping the session folder."""
+    seen: dict[str, tuple[int, int, int]] = {}
+    for folder, dirs, files in os.walk(workspace):
+        if folder == str(workspace) and SESSION_DIR in dirs:
+            dirs.remove(SESSION_DIR)
+        for name in files:
+            path = os.path.join(folder, name)
+            try:
+                st = os.lstat(path)
+            except OSError:
+                continue
+            seen[os.path.relpath(path, workspace)] = (st.st_size, st.st_mtime_ns, st.st_ino)
+            if len(seen) >= MAX_SNAPSHOT:
+                return seen
+    return seen
+
+
+def changes(before: dict[str, tuple[int, int, int]], after: dict[str, tuple[int, int, int]]) -> tuple[list, list]:
+    """(created or changed, deleted) relative paths, sorted."""
+    changed = sorted(p for p, sig in after.items() if before.get(p) != sig)
+    deleted = sorted(p for p in before if p not in after)
+    return changed, deleted
+
+
+def hint(result: SandboxResult, limits: Limits, network: bool) -> str:
+    """One line telling the model which limit stopped the code and what to do, or ""."""
+    err = result.stderr
+    if result.cancelled:
+        return "stopped: the run was cancelled"
+    if result.timed_out:
+        return (f"stopped: the wall-clock limit of {limits.wall_s:g}s was reached and every process was killed; "
+                "make the code faster or pass a larger timeout_s")
+    if result.signal in ("SIGXCPU", "SIGKILL"):
+        return (f"stopped by {result.signal}: most likely the CPU-time limit of {limits.cpu_s:g}s "
+                "(or the memory limit); do less work per call")
+    if result.signal == "SIGXFSZ" or "File too large" in err:
+        return f"a file grew past the size limit of {limits.file_size_mb} MB; write less data"
+    if "MemoryError" in err or "Cannot allocate memory" in err:
+        return f"the memory limit of {limits.memory_mb} MB was reached; use less memory"
+    if "Resource temporarily unavailable" in err:
+        return f"the process limit ({limits.max_procs} processes and threads) was reached; start fewer"
+    if not network and any(s in err for s in ("Network is unreachable", "name resolution", "Name or service")):
+        return "the sandbox has no network access; work with files in the workspace instead"
+    return ""
+
+
+def to_tool_result(result: SandboxResult, limits: Limits, network: bool, changed: list[str],
+                   deleted: list[str], max_artifacts: int) -> ToolResult:
+    """Exit status, output and files as a ToolResult; a non-zero exit or a kill sets ``error``."""
+    status = f"exit code {result.exit_code}" if result.exit_code is not None else f"killed by {result.signal}"
+    if result.cancelled and result.exit_code is None and result.signal is None:
+        status = "not started"
+    lines = [f"{status} after {result.duration_s:.2f}s"]
+    note = hint(result, limits, network)
+    if note:
+        lines.append(note)
+    lines.append("stdout:\n" + result.stdout if result.stdout else "stdout: (empty)")
+    if result.stderr:
+        lines.append("stderr:\n" + result.stderr)
+    artifacts = changed[:max_artifacts]
+    if len(changed) > len(artifacts):
+        lines.append(f"({len(changed) - len(artifacts)} more changed files not listed)")
+    if deleted:
+        lines.append("deleted: " + ", ".join(deleted[:20]) + (" ..." if len(deleted) > 20 else ""))
+    text = "\n".join(lines)
+    data = {
+        "exit_code": result.exit_code, "signal": result.signal, "timed_out": result.timed_out,
+        "cancelled": result.cancelled, "duration_s": result.duration_s, "backend": result.backend,
+        "strong_isolation": result.strong, "stdout_cut": result.stdout_cut, "stderr_cut": result.stderr_cut,
+        "changed": changed, "deleted": deleted,
+    }
+    return ToolResult(output=text, error=None if result.ok else text, artifacts=artifacts, data=data)
