@@ -1,0 +1,254 @@
+"""Memory plugin: recalled memories in every plan, ``recall``/``remember`` tools, and an episode per run.
+
+* ``extend_context`` searches memory with the goal's text and hands the planner the closest memories, each with
+  its provenance (``[episode 2026-05-01 run R: goal ...]``, ``[doc notes.md#3]``, ``[note ...]``).
+* ``recall(query, k)`` searches mid-run; ``remember(note)`` stores a note for later runs.
+* ``run_finished`` writes an episode: goal, plan, outcome and lessons derived from the run's own record (no
+  extra model call: a small local model would add cost and noise, while failures, replan reasons and the files
+  a run made are facts already in the state).
+
+Memory is off for a goal with ``Goal.memory = False`` (no context, no episode, and the tools refuse) and for
+everyone with ``[plugins.memory] enabled = false`` (no tools registered either). The core work lives in
+``agentd.memory``; it, chromadb and the embedding model load on first use, once per process.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from agentd import ToolContext, ToolError, ToolResult, hookimpl
+
+log = logging.getLogger(__name__)
+
+TOOL_NAMES = ("recall", "remember")
+# Run id -> the scopes it may recall, learnt from the hooks that see its goal.
+_RUN_SCOPES: dict[str, list[str]] = {}
+# Run id -> its config, kept by extend_context for run_finished (which is given none).
+_RUN_CONFIG: dict[str, Any] = {}
+
+
+def _settings(config: Any) -> Any:
+    from agentd.memory import MemorySettings
+
+    return MemorySettings.from_config(config)
+
+
+def _memory(config: Any) -> Any:
+    from agentd.memory import get_memory
+
+    return get_memory(config)
+
+
+def _scopes(run_id: str, goal: Any = None) -> list[str]:
+    from agentd.memory import visible_scopes
+
+    if goal is not None:
+        _RUN_SCOPES[run_id] = visible_scopes(run_id, getattr(goal, "schedule", None))
+    return _RUN_SCOPES.get(run_id) or visible_scopes(run_id)
+
+
+def snippet(hit: Any, limit: int = 360) -> str:
+    """One memory as a prompt line that says where it came from."""
+    m = hit.meta
+    if hit.kind == "document":
+        page = f" p.{m['page']}" if m.get("page") else ""
+        head = f"[doc {Path(str(m.get('source', '?'))).name}#{m.get('chunk', 0)}{page}]"
+        body = hit.text
+    elif hit.kind == "episode":
+        head = f"[{hit.provenance}: goal {m.get('goal', '')[:80]!r} -> {m.get('status', '?')}]"
+        lessons = _loads(m.get("lessons"))
+        body = "; ".join(
+            ([f"answer: {m['answer']}"] if m.get("answer") else [])
+            + ([f"lessons: {' '.join(lessons)}"] if lessons else [])
+        )
+    else:
+        head, body = f"[{hit.provenance}]", hit.text
+    text = f"{head} {' '.join(body.split())}"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _loads(value: Any) -> list[str]:
+    import json
+
+    try:
+        data = json.loads(value or "[]")
+    except (TypeError, ValueError):
+        return []
+    return [str(x) for x in data] if isinstance(data, list) else []
+
+
+def make_tools(config: Any) -> tuple[Any, Any]:
+    """The two tools, bound to this config (a ToolContext carries no config, and memory is per home)."""
+
+    def recall(query: str, ctx: ToolContext, k: int = 5) -> ToolResult:
+        """Search long-term memory (past runs, notes, documents) by meaning; each hit says where it is from."""
+        from agentd.memory import MemoryStoreError
+
+        try:
+            hits = _memory(config).search(query, k=max(1, min(int(k), 20)), scopes=_scopes(ctx.run_id))
+        except MemoryStoreError as exc:
+            raise ToolError(f"memory is unavailable: {exc}") from None
+        if not hits:
+            return ToolResult(output="no memories match that query; try other words", data={"hits": []})
+        lines = [f"{i}. ({h.score:.2f}) {snippet(h, 600)}" for i, h in enumerate(hits, 1)]
+        return ToolResult(output="\n".join(lines), data={"hits": [h.to_dict() for h in hits]})
+
+    def remember(note: str, ctx: ToolContext) -> ToolResult:
+        """Store a short fact or preference in long-term memory so that later runs can recall it."""
+        from agentd.memory import MemoryStoreError
+
+        if not note.strip():
+            raise ToolError("the note is empty; pass the fact to remember as `note`")
+        try:
+            note_id = _memory(config).remember(note[:2000], run_id=ctx.run_id)
+        except MemoryStoreError as exc:
+            raise ToolError(f"memory is unavailable: {exc}") from None
+        return ToolResult(output=f"remembered ({note_id})", data={"id": note_id})
+
+    return recall, remember
+
+
+@hookimpl
+def register_tools(register, config):
+    if config is None or not _settings(config).enabled:
+        return
+    recall, remember = make_tools(config)
+    register(recall, side_effects=["reads_files"])
+    register(remember, side_effects=["writes_files"])
+
+
+@hookimpl
+def extend_context(goal, run_id, config):
+    _RUN_CONFIG[run_id] = config
+    settings = _settings(config)
+    if not settings.enabled or not goal.memory or settings.recall_k == 0:
+        return []
+    from agentd.memory import MemoryStoreError
+
+    try:
+        hits = _memory(config).search(
+            goal.text, k=settings.recall_k, scopes=_scopes(run_id, goal), min_score=settings.min_score
+        )
+    except MemoryStoreError as exc:  # the run goes on without memories; the log says why
+        log.warning("memory not consulted for run %s: %s", run_id, exc)
+        return []
+    return [snippet(h, settings.snippet_chars) for h in hits]
+
+
+@hookimpl
+def before_tool_call(call, tool, run_id, goal):
+    _scopes(run_id, goal)
+    if call.tool in TOOL_NAMES and getattr(tool, "plugin", "") == "memory" and not goal.memory:
+        return "memory is switched off for this goal"
+    return None
+
+
+@hookimpl
+def run_finished(run_id, goal, outcome, state):
+    _RUN_SCOPES.pop(run_id, None)
+    config = _RUN_CONFIG.pop(run_id, None) or _config_for(outcome)
+    if config is None or not goal.memory:
+        return
+    settings = _settings(config)
+    if not (settings.enabled and settings.episodes and goal.memory):
+        return
+    from agentd.memory import MemoryStoreError
+
+    plan = [
+        f"{s.intent} [{s.tool}]" if s.tool else s.intent for s in (state.plan.steps if state.plan else [])
+    ]
+    try:
+        _memory(config).add_episode(
+            run_id,
+            goal.text,
+            plan,
+            status=str(outcome.get("status", "")),
+            stop_reason=str(outcome.get("stop_reason") or ""),
+            answer=str(outcome.get("final_answer") or "")[:500],
+            lessons=lessons_from(state, outcome),
+            schedule=goal.schedule,
+        )
+    except MemoryStoreError as exc:
+        log.warning("no episode written for run %s: %s", run_id, exc)
+
+
+def _config_for(outcome: dict) -> Any:
+    """A resumed run's context phase is replayed, not re-run, so extend_context never saw its config: load it
+    from the home that holds the run's workspace (HOME/workspaces/RUN)."""
+    from agentd.config import load_config
+
+    workspace = outcome.get("workspace")
+    if not workspace:
+        return None
+    return load_config(home=Path(workspace).parent.parent)
+
+
+def lessons_from(state: Any, outcome: dict, limit: int = 6) -> list[str]:
+    """Deterministic lessons from a finished run: what failed and why, why it replanned, what it made, what worked.
+
+    Failures come first (they are what the next run must avoid), then replan reasons, then the files made and
+    the sequence of tools that reached the goal.
+    """
+    lessons: list[str] = []
+    observations = list(getattr(state, "observations", []) or [])
+    for obs in observations:
+        if obs.result.error:
+            args = ", ".join(f"{k}={str(v)[:40]!r}" for k, v in list(obs.call.args.items())[:3])
+            lessons.append(f"{obs.call.tool}({args}) failed: {' '.join(obs.result.error.split())[:160]}")
+    for note in getattr(state, "notes", []) or []:
+        lessons.append(f"Replanned because: {' '.join(str(note).split())[:160]}")
+    made = sorted({a for obs in observations if obs.result.ok for a in obs.result.artifacts})
+    if made:
+        lessons.append("Files made: " + ", ".join(made[:8]))
+    status, reason = outcome.get("status"), outcome.get("stop_reason") or ""
+    tools = [obs.call.tool for obs in observations if obs.result.ok]
+    if status == "succeeded" and tools:
+        lessons.append("What worked: " + " -> ".join(tools[:8]))
+    elif status != "succeeded":
+        detail = " ".join(str(outcome.get("detail") or "").split())[:160]
+        lessons.append(
+            f"Did not succeed ({reason or status}): {detail}"
+            if detail
+            else f"Did not succeed ({reason or status})"
+        )
+    unique = list(dict.fromkeys(lessons))
+    return unique[:limit]
+
+
+@hookimpl
+def unavailable_tools(config):
+    from agentd.embeddings import EmbeddingError, EmbeddingSettings, check_available
+    from agentd.errors import AgentdError
+
+    try:
+        settings = _settings(config)
+        problem = check_available(EmbeddingSettings.parse(settings.embedding)) if settings.enabled else None
+    except (EmbeddingError, AgentdError) as exc:
+        problem = str(exc)
+    return [f"recall, remember: {problem}"] if problem else []
+
+
+@hookimpl
+def doctor_checks(config):
+    """Health checks for `agentd doctor`: (name, ok, what to do)."""
+    from agentd.embeddings import EmbeddingError
+    from agentd.errors import AgentdError
+
+    try:
+        settings = _settings(config)
+    except AgentdError as exc:
+        return [("memory settings", False, str(exc))]
+    if not settings.enabled:
+        return [("memory", True, "disabled by [plugins.memory] enabled = false")]
+    checks = []
+    try:
+        memory = _memory(config)
+        memory.embedder(["agentd doctor"])
+        checks.append(("memory embedding", True, memory.embedder.model_id))
+        stats = memory.stats()
+        checks.append(("memory store", True, f"{stats['items']} items at {stats['location']}"))
+    except (AgentdError, EmbeddingError) as exc:
+        checks.append(("memory", False, str(exc)))
+    return checks
