@@ -61,6 +61,12 @@ class LoopConfig(_Strict):
     output_retries: int = Field(2, ge=0)
     # Which critics judge a plan: "rules" (fast, deterministic), "model" (asks the model), or "both".
     critic: Literal["rules", "model", "both"] = "rules"
+    # Which tools the act phase may choose from: "planned" (the tool the plan named for the step; changing it
+    # takes a replan) or "all" registered tools. "planned" keeps small models on track.
+    act_tools: Literal["planned", "all"] = "planned"
+    # Constrain required `path` arguments to file names the goal mentions or that exist in the workspace
+    # (only when there are any), so small models cannot invent file names.
+    ground_paths: bool = True
     # How many characters of a tool's output the model sees.
     observation_chars: int = Field(1500, ge=100)
 

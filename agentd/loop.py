@@ -60,6 +60,17 @@ class Engine:
         workspace.mkdir(parents=True, exist_ok=True)
         return self.journal.create_run(goal, workspace, model_name, run_id=run_id)
 
+    def decide(self, run_id: str, approved: bool, by: str = "user") -> None:
+        """Record a person's answer to a parked run; approve lets the call run on resume, deny stops the run."""
+        row = self.journal.get_run(run_id)
+        if row is None or row["status"] != RunStatus.awaiting_approval.value:
+            raise AgentdError(f"run {run_id!r} is not awaiting approval")
+        self.journal.add_phase(row["id"], "approval", {"approved": approved, "by": by}, time.time())
+        if not approved:
+            data = {"stop_reason": StopReason.denied.value, "detail": f"the tool call was denied by {by}"}
+            self.journal.add_phase(row["id"], "stop", data, time.time())
+        self.journal.set_status(row["id"], RunStatus.queued)
+
     def run(self, run_id: str, on_event: Emit | None = None, cancel: threading.Event | None = None) -> dict:
         """Drive a run to its end (or resume it) and return its outcome."""
         row = self.journal.get_run(run_id)
@@ -239,7 +250,10 @@ class _RunContext:
         started = time.time()
         step = self.state.plan.steps[self.state.step]  # type: ignore[union-attr]
         request = phases.act_request(self.state.step + 1, step.intent)
-        schema = phases.act_schema(self.tools, preferred=step.tool)
+        loop = self.config.loop
+        choices = self.tools.subset([step.tool]) if loop.act_tools == "planned" and step.tool in self.tools else self.tools
+        paths = phases.path_candidates(self.state.goal.text, self._known_files()) if loop.ground_paths else None
+        schema = phases.act_schema(choices, preferred=step.tool, paths=paths)
         call, data = self.ask("act", request, schema, lambda v: phases.parse_act(v, self.tools))
         if call is None:
             self.record("act", data, started)
@@ -254,11 +268,23 @@ class _RunContext:
         self.record("act", data, started)
         self.emit("tool_call", {"step": self.state.step + 1, "tool": call.tool, "args": call.args})
 
+    def _known_files(self) -> list[str]:
+        """Files in the workspace now (a bounded listing): valid targets for grounded path arguments."""
+        found = []
+        for path in sorted(self.workspace.rglob("*"))[:200]:
+            if path.is_file():
+                found.append(str(path.relative_to(self.workspace)))
+        return found
+
     def do_tool(self) -> None:
         call = self.state.pending_call
         assert call is not None
         started = time.time()
         tool = self.tools[call.tool]
+        if self._needs_approval(call):
+            self.record("approval_needed", {"call": call.to_dict()}, started)
+            self.emit("approval_needed", {"step": self.state.step + 1, "tool": call.tool, "args": call.args})
+            return
         veto = self._veto(call, tool)
         if veto:
             self._observe(call, ToolResult(error=f"not allowed: {veto}"), 0.0, started)
@@ -270,6 +296,7 @@ class _RunContext:
             settings=self.config.plugin_settings(tool.plugin),
             cancel=self.cancel,
             timeout_s=self.budgets.tool_timeout_s,
+            goal=self.state.goal,
         )
         try:
             result = execute(tool, call.args, ctx)
@@ -281,10 +308,14 @@ class _RunContext:
         self.engine.host.call_each("after_tool_call", call=call, result=result, run_id=self.state.run_id)
         self._observe(call, result, time.time() - started, started)
 
-    def _veto(self, call: ToolCall, tool: Any) -> str | None:
+    def _needs_approval(self, call: ToolCall) -> bool:
+        """Unattended runs (a schedule's allowlist) park instead of running a tool nobody allowed."""
         allowed = self.state.goal.allowed_tools
-        if allowed is not None and call.tool not in allowed:
-            return f"{call.tool} is not in this run's allowed tools ({', '.join(allowed) or 'none'})"
+        if allowed is None or call.tool in allowed:
+            return False
+        return self.state.approved_call != call.to_dict()
+
+    def _veto(self, call: ToolCall, tool: Any) -> str | None:
         for plugin, answer in self.engine.host.call_each(
             "before_tool_call", call=call, tool=tool, run_id=self.state.run_id, goal=self.state.goal
         ):
@@ -352,8 +383,9 @@ class _RunContext:
         self.engine.journal.set_status(
             s.run_id, s.status, stop_reason=s.stop_reason, final_answer=s.final_answer, usage=outcome["usage"]
         )
-        self.engine.host.call_each("run_finished", run_id=s.run_id, goal=s.goal, outcome=outcome, state=s)
-        self.emit("run_finished", outcome)
+        if s.status.finished:
+            self.engine.host.call_each("run_finished", run_id=s.run_id, goal=s.goal, outcome=outcome, state=s)
+        self.emit("run_finished" if s.status.finished else "run_parked", outcome)
         return outcome
 
 

@@ -8,6 +8,7 @@ prefix cache serves them after the first call.
 from __future__ import annotations
 
 import json
+import re
 import tomllib
 from functools import lru_cache
 from importlib import resources
@@ -163,13 +164,27 @@ def parse_critique(value: Any) -> Critique:
 
 
 # -- act ------------------------------------------------------------------------------------------
-def act_schema(tools: ToolRegistry, preferred: str = "") -> dict[str, Any]:
-    """One alternative per tool: the name is a constant and the arguments follow that tool's schema."""
+_FILE_NAME = re.compile(r"[\w\-./]*\w\.[A-Za-z0-9]{1,8}\b")
+
+
+def path_candidates(goal: str, known: list[str]) -> list[str]:
+    """File names the goal mentions, plus files known to exist: what a path argument may be when grounded."""
+    return sorted(set(_FILE_NAME.findall(goal)) | set(known))
+
+
+def act_schema(tools: ToolRegistry, preferred: str = "", paths: list[str] | None = None) -> dict[str, Any]:
+    """One alternative per tool: the name is a constant and the arguments follow that tool's schema.
+
+    With ``paths``, a required ``path`` argument is grounded: it must be one of those names, which stops small
+    models from inventing file names the user never gave.
+    """
     names = sorted(tools.names(), key=lambda n: n != preferred)  # the planned tool first
     options = []
     for name in names:
-        params = dict(tools[name].parameters)
+        params = json.loads(json.dumps(tools[name].parameters))
         params.setdefault("type", "object")
+        if paths and "path" in params.get("required", []):
+            params["properties"]["path"] = {"type": "string", "enum": paths}
         options.append(
             {
                 "type": "object",

@@ -40,8 +40,10 @@ class LiveTrace:
 
     def on_context(self, d: dict[str, Any]) -> None:
         self.console.print(f"[cyan]recalled[/] {len(d['memories'])} memories")
+        from rich.markup import escape
+
         for memory in d["memories"][:5]:
-            self.console.print(f"  [dim]- {memory[:160]}[/]")
+            self.console.print(f"  [dim]- {escape(memory[:160])}[/]")
 
     def on_plan(self, d: dict[str, Any]) -> None:
         title = "replan" if d.get("replan") else "plan"

@@ -49,6 +49,8 @@ class LoopState:
     seconds: float = 0.0  # time spent inside phases: the wall-clock budget survives restarts
     seen_calls: dict[str, int] = field(default_factory=dict)
     transcript: list[tuple[str, str]] = field(default_factory=list)  # the conversation the model sees
+    awaiting_approval: bool = False  # parked: the pending call needs a person's yes or no
+    approved_call: dict[str, Any] | None = None  # the pending call a person approved
     final_answer: str = ""
     stop_reason: StopReason | None = None
     stop_detail: str = ""
@@ -56,6 +58,8 @@ class LoopState:
     # -- derived --------------------------------------------------------------------------------
     @property
     def status(self) -> RunStatus:
+        if self.stop_reason is None and self.awaiting_approval:
+            return RunStatus.awaiting_approval
         if self.stop_reason is None:
             return RunStatus.running
         if self.stop_reason in STATUS_FOR:
@@ -79,6 +83,8 @@ class LoopState:
             return "plan"
         if not self.approved:
             return "critique"
+        if self.awaiting_approval:
+            return None  # parked until `agentd runs approve|deny`
         if self.pending_call is not None:
             return "tool"
         if self.awaiting_feedback:
@@ -120,6 +126,7 @@ class LoopState:
             self.steps_taken += 1
 
     def _apply_tool(self, data: dict[str, Any]) -> None:
+        self.approved_call = None
         observation = Observation.from_dict(data["observation"])
         self.observations.append(observation)
         self.pending_call = None
@@ -142,6 +149,14 @@ class LoopState:
     def _apply_replan(self, data: dict[str, Any]) -> None:
         self.awaiting_feedback = False
         self._replan(data.get("reason", ""))
+
+    def _apply_approval_needed(self, data: dict[str, Any]) -> None:
+        self.awaiting_approval = True
+
+    def _apply_approval(self, data: dict[str, Any]) -> None:
+        self.awaiting_approval = False
+        if data.get("approved") and self.pending_call is not None:
+            self.approved_call = self.pending_call.to_dict()
 
     def _apply_stop(self, data: dict[str, Any]) -> None:
         self.stop_reason = StopReason(data["stop_reason"])

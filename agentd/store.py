@@ -138,8 +138,12 @@ class Journal:
 
     def _migrate(self) -> None:
         self._db.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
-        done = {row[0] for row in self._db.execute("SELECT name FROM migrations")}
-        for migration in MIGRATIONS:
+        self.apply_migrations(MIGRATIONS)
+
+    def apply_migrations(self, migrations: list[Callable[[sqlite3.Connection], None]]) -> None:
+        """Apply named migrations not yet recorded; other modules (the scheduler) bring their own lists."""
+        done = {row[0] for row in self._query("SELECT name FROM migrations")}
+        for migration in migrations:
             if migration.__name__ not in done:
                 with self._tx() as db:
                     migration(db)

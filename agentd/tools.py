@@ -8,6 +8,7 @@ tool raises or however long it hangs, the caller gets a ToolResult with ``error`
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
 import logging
 import threading
@@ -26,6 +27,26 @@ log = logging.getLogger(__name__)
 SIDE_EFFECTS = ("reads_files", "writes_files", "network", "runs_code", "uses_gpu", "costs_money")
 
 
+class CallCancel(threading.Event):
+    """A call's cancel flag: set by the call's own timeout, and also reads as set once its run is cancelled."""
+
+    def __init__(self, run_cancel: threading.Event) -> None:
+        super().__init__()
+        self._run_cancel = run_cancel
+
+    def is_set(self) -> bool:
+        return super().is_set() or self._run_cancel.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.is_set():
+            left = 0.05 if deadline is None else min(0.05, deadline - time.monotonic())
+            if left <= 0:
+                return False
+            super().wait(left)
+        return True
+
+
 class ToolError(Exception):
     """Raise inside a tool for an expected failure: the message (no traceback) goes to the model."""
 
@@ -39,6 +60,7 @@ class ToolContext:
     settings: dict[str, Any] = field(default_factory=dict)
     cancel: threading.Event = field(default_factory=threading.Event)
     timeout_s: float = 60.0
+    goal: Any = None  # the run's Goal (its schedule, allowed tools); None for a manual `agentd tools run`
 
     def resolve(self, relative: str) -> Path:
         """A path inside the workspace; absolute paths and escapes (``..``, symlinks) raise ToolError."""
@@ -154,8 +176,11 @@ def execute(tool: Tool, args: dict[str, Any], ctx: ToolContext) -> ToolResult:
         clean = tool.validate(args)
     except ToolError as exc:
         return ToolResult(error=str(exc))
+    # Each call gets its own cancel flag: a timeout stops this call, never the whole run; a run's cancel
+    # still reaches the call at once.
+    call_ctx = dataclasses.replace(ctx, cancel=CallCancel(ctx.cancel))
     if tool.wants_ctx:
-        clean["ctx"] = ctx
+        clean["ctx"] = call_ctx
     timeout = tool.timeout_s or ctx.timeout_s
     box: dict[str, Any] = {}
 
@@ -176,7 +201,7 @@ def execute(tool: Tool, args: dict[str, Any], ctx: ToolContext) -> ToolResult:
     worker.start()
     worker.join(timeout)
     if worker.is_alive():
-        ctx.cancel.set()  # cooperative tools (subprocess runners) stop on this
+        call_ctx.cancel.set()  # cooperative tools (subprocess runners) stop on this
         return ToolResult(
             error=f"{tool.name} timed out after {timeout:g}s and was abandoned; try smaller input or another approach",
             data={"timed_out": True, "seconds": round(time.monotonic() - started, 3)},

@@ -31,3 +31,16 @@ def mount(cli: click.Group) -> None:
             command = getattr(module, attr, None)
             if command is not None:
                 cli.add_command(command)
+    _plugin_commands(cli)
+
+
+def _plugin_commands(cli: click.Group) -> None:
+    """Commands plugins add through ``register_commands``; a broken config or plugin never breaks the CLI."""
+    try:
+        from ..config import load_config
+        from ..plugins import get_plugin_manager
+
+        host = get_plugin_manager(load_config())
+        host.call_each("register_commands", cli=cli)
+    except Exception as exc:  # noqa: BLE001 - reported by `agentd doctor`; the core commands must still work
+        log.debug("plugin commands not mounted: %s", exc)

@@ -39,8 +39,10 @@ def tools_list(as_json: bool) -> None:
                       ", ".join(r["parameters"].get("properties", {})), r["description"][:70])
     console = Console()
     console.print(table)
+    from rich.markup import escape
+
     for item in unavailable:
-        console.print(f"[yellow]unavailable[/] from {item['plugin']}: {item['reason']}")
+        console.print(f"[yellow]unavailable[/] from {item['plugin']}: {escape(item['reason'])}")
 
 
 def _unavailable(app: Any) -> list[tuple[str, str]]:
