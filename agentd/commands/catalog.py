@@ -82,7 +82,13 @@ def tools_run(name: str, args: tuple[str, ...], as_json: bool, timeout: float | 
     workspace.mkdir(parents=True, exist_ok=True)
     ctx = ToolContext(run_id=workspace.name, workspace=workspace, settings=app.config.plugin_settings(tool.plugin),
                       timeout_s=timeout or app.config.loop.tool_timeout_s)
-    result = execute(tool, dict(_parse_arg(a) for a in args), ctx)
+    props = tool.parameters.get("properties", {})
+    values = {}
+    for text in args:
+        key, value = _parse_arg(text)
+        # A string parameter takes the text as typed: content=5 means "5", not the number 5.
+        values[key] = text.split("=", 1)[1] if props.get(key, {}).get("type") == "string" else value
+    result = execute(tool, values, ctx)
     if as_json:
         click.echo(json.dumps(result.to_dict() | {"workspace": str(workspace)}, default=str))
     else:

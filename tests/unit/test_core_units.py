@@ -1,0 +1,107 @@
+"""Journal, structured-output parsing, tool schemas, and the CLI's import weight."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from agentd import Goal, ToolResult
+from agentd.store import Journal, JournalError
+from agentd.structured import Invalid, extract_json
+from agentd.tools import Tool, ToolContext, ToolError, execute, resolve_in_workspace
+
+
+def test_journal_migrations_are_recorded_once(tmp_path):
+    Journal(tmp_path / "a.db").close()
+    journal = Journal(tmp_path / "a.db")
+    assert journal.migrations() == ["m001_initial"]
+    mode = journal._db.execute("PRAGMA journal_mode").fetchone()[0]
+    assert mode == "wal"
+
+
+def test_journal_write_failure_is_a_clear_error(tmp_path):
+    journal = Journal(tmp_path / "a.db")
+    journal._db.execute("PRAGMA query_only = ON")  # stands in for a full or read-only disk
+    with pytest.raises(JournalError, match="journal write failed"):
+        journal.create_run(Goal(text="x"), tmp_path, "local")
+    journal._db.execute("PRAGMA query_only = OFF")
+    assert journal.list_runs() == []  # nothing half-written
+
+
+def test_run_ids_resolve_by_unique_prefix(tmp_path):
+    journal = Journal(tmp_path / "a.db")
+    run_id = journal.create_run(Goal(text="x"), tmp_path, "local", run_id="20260101-000000-abcdef")
+    assert journal.get_run("20260101-000000-ab")["id"] == run_id
+    assert journal.get_run("nope") is None
+
+
+@pytest.mark.parametrize(
+    ("text", "value", "repaired"),
+    [
+        ('{"a": 1}', {"a": 1}, False),
+        ('```json\n{"a": 1}\n```', {"a": 1}, False),
+        ('Sure! {"a": 1, "b": [1, 2', {"a": 1, "b": [1, 2]}, True),
+        ("{'a': 1,}", {"a": 1}, True),
+    ],
+)
+def test_extract_json_parses_and_repairs(text, value, repaired):
+    assert extract_json(text) == (value, repaired)
+
+
+def test_extract_json_refuses_prose():
+    with pytest.raises(Invalid, match="no JSON"):
+        extract_json("I would write the file.")
+
+
+def test_tool_schema_comes_from_the_signature():
+    def greet(name: str, times: int = 1, ctx: ToolContext | None = None) -> str:
+        """Greet someone.
+
+        More text that is not part of the description."""
+        return "hi " * times + name
+
+    tool = Tool.from_function(greet, side_effects=["reads_files"])
+    assert tool.description == "Greet someone."
+    assert tool.parameters["required"] == ["name"]
+    assert set(tool.parameters["properties"]) == {"name", "times"}  # ctx is hidden from the model
+    assert tool.wants_ctx
+    with pytest.raises(ToolError, match="times"):
+        tool.validate({"name": "a", "times": "lots"})
+    with pytest.raises(ValueError, match="unknown side effects"):
+        Tool.from_function(greet, side_effects=["teleports"])
+
+
+def test_execute_turns_exceptions_and_bad_args_into_errors(tmp_path):
+    def fails(x: int) -> str:
+        """Fails."""
+        raise KeyError(x)
+
+    tool = Tool.from_function(fails)
+    ctx = ToolContext(run_id="r", workspace=tmp_path)
+    assert execute(tool, {"x": 1}, ctx).error == "KeyError: 1"
+    assert "invalid arguments" in execute(tool, {}, ctx).error
+    assert isinstance(execute(Tool.from_function(lambda: "ok", name="ok"), {}, ctx), ToolResult)
+
+
+def test_workspace_confinement(tmp_path):
+    (tmp_path / "outside").mkdir()
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "link").symlink_to(tmp_path / "outside")
+    assert resolve_in_workspace(ws, "a/b.txt") == (ws / "a" / "b.txt").resolve()
+    for bad in ("../x", "/etc/passwd", "link/secret", ""):
+        with pytest.raises(ToolError):
+            resolve_in_workspace(ws, bad)
+
+
+def test_cli_import_is_light():
+    code = (
+        "import sys, agentd.cli\n"
+        "heavy = [m for m in ('langchain_core', 'langchain_community', 'llama_cpp', 'chromadb', 'torch',"
+        " 'diffusers', 'fastapi', 'httpx') if m in sys.modules]\n"
+        "print(heavy)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
