@@ -30,6 +30,7 @@ from .records import (
     Verdict,
 )
 from .state import LoopState, call_key
+from .policy import allowed
 from .store import Journal, JournalError
 from .tools import ToolContext, ToolRegistry, execute
 
@@ -310,8 +311,7 @@ class _RunContext:
 
     def _needs_approval(self, call: ToolCall) -> bool:
         """Unattended runs (a schedule's allowlist) park instead of running a tool nobody allowed."""
-        allowed = self.state.goal.allowed_tools
-        if allowed is None or call.tool in allowed:
+        if allowed(self.tools[call.tool], self.state.goal.allowed_tools):
             return False
         return self.state.approved_call != call.to_dict()
 

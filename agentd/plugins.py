@@ -25,11 +25,15 @@ log = logging.getLogger(__name__)
 
 API_VERSION = "1.0"
 ENTRY_POINT_GROUP = "agentd"
-DEFAULT_PLUGINS = ("agentd.builtin_models", "agentd.critics")
+# Built-in behaviour loads through the same hooks as third-party plugins, always (allow/block lists apply to
+# the others): model providers, the rule critic, the side-effect policy, LangChain tools from the config.
+DEFAULT_PLUGINS = ("agentd.builtin_models", "agentd.critics", "agentd.policy", "agentd.langchain_plugin")
 
 
 @dataclass
 class PluginInfo:
+    """What `agentd plugins list` shows about one plugin; ``error`` holds the traceback when it failed."""
+
     name: str
     source: str  # built-in | entry point | drop-in
     version: str = ""
@@ -94,8 +98,11 @@ def get_plugin_manager(config: Any = None, extra_plugins: tuple[Any, ...] = ()) 
 
     for dotted in DEFAULT_PLUGINS:
         module = importlib.import_module(dotted)
-        name = dotted.rsplit(".", 1)[-1]
-        pm.register(module, name=name)
+        name = getattr(module, "PLUGIN_NAME", dotted.rsplit(".", 1)[-1])
+        # A built-in that needs the config in hooks whose spec lacks it (before_tool_call) offers
+        # ``plugin_for(config)``: one plugin object per host, so two apps in one process never share state.
+        factory = getattr(module, "plugin_for", None)
+        pm.register(factory(config) if factory else module, name=name)
         infos[name] = PluginInfo(name=name, source="built-in", module=dotted, version=_version())
 
     for ep in _entry_points():
@@ -114,6 +121,8 @@ def get_plugin_manager(config: Any = None, extra_plugins: tuple[Any, ...] = ()) 
             info = PluginInfo(name=name, source="drop-in", module=str(path))
             infos[name] = info
             _load_into(pm, info, lambda path=path: _import_file(path))
+            plugin = pm.get_plugin(name)
+            info.version = str(getattr(plugin, "__version__", "") or "")
 
     for plugin in extra_plugins:
         name = getattr(plugin, "__name__", None) or type(plugin).__name__
@@ -133,9 +142,20 @@ def _load_into(pm: pluggy.PluginManager, info: PluginInfo, loader: Callable[[], 
         module = loader()
         _check_api(module)
         pm.register(module, name=info.name)
+        _check_hooks(pm, module)
     except Exception:
         info.error = traceback.format_exc()
         log.error("plugin %s could not be loaded:\n%s", info.name, info.error)
+
+
+def _check_hooks(pm: pluggy.PluginManager, module: Any) -> None:
+    """A hookimpl no hookspec knows (a typo, or a hook from a newer agentd) refuses that plugin alone, instead
+    of failing ``check_pending`` for the whole host."""
+    unknown = sorted(c.name for c in pm.get_hookcallers(module) or [] if c.spec is None)
+    if unknown:
+        pm.unregister(module)
+        known = ", ".join(sorted(n for n in dir(hookspecs) if hasattr(getattr(hookspecs, n), "agentd_spec")))
+        raise ImportError(f"plugin implements unknown hooks {unknown}; agentd {API_VERSION} knows: {known}")
 
 
 def _check_api(module: Any) -> None:

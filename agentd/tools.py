@@ -106,7 +106,7 @@ class Tool:
         unknown = set(side_effects) - set(SIDE_EFFECTS)
         if unknown:
             raise ValueError(f"unknown side effects {sorted(unknown)}; choose from {SIDE_EFFECTS}")
-        sig = inspect.signature(fn)
+        sig = inspect.signature(fn, eval_str=True)  # plugins may use `from __future__ import annotations`
         fields: dict[str, Any] = {}
         wants_ctx = False
         for pname, param in sig.parameters.items():

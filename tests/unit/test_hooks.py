@@ -1,0 +1,265 @@
+"""One test per hookspec, each through the real plugin manager and engine, plus the two meta-tests
+(every hook is documented in docs/plugins.md and has a ``test_hook_<name>`` here)."""
+
+from __future__ import annotations
+
+import json
+import re
+import textwrap
+from pathlib import Path
+
+import click
+from click.testing import CliRunner
+
+from agentd import Critique, Goal, Verdict, hookimpl, hookspecs
+from agentd.models import ModelHandle
+from agentd.testing import ScriptedChatModel, call, feedback, make_test_app, plan
+
+ROOT = Path(__file__).resolve().parents[2]
+SPECS = sorted(n for n in dir(hookspecs) if hasattr(getattr(hookspecs, n), "agentd_spec"))
+
+
+def pad_plugin():
+    """A tiny plugin object with one tool; other hook tests add hooks to copies of it."""
+
+    class Pad:
+        __name__ = "pad"
+
+        @hookimpl
+        def register_tools(self, register):
+            def shout(text: str) -> str:
+                """Return the text in capitals."""
+                return text.upper()
+
+            register(shout)
+
+    return Pad()
+
+
+def one_step(tool="shout", **args):
+    return [plan(("do it", tool)), call(tool, **args), feedback("done", final_answer="done")]
+
+
+def run_goal(app, text="shout hi", **goal):
+    return app.engine.run(app.engine.submit(Goal(text=text, **goal)))
+
+
+def write_scripted_config(home: Path, replies=()) -> None:
+    """A config file whose default model is the scripted provider (no model file is loaded)."""
+    script = home / "script.json"
+    script.write_text(json.dumps({"replies": list(replies), "default": feedback("give_up")}))
+    (home / "configs").mkdir(exist_ok=True)
+    (home / "configs" / "agentd.toml").write_text(f'[models.local]\nprovider = "scripted"\nscript = "{script}"\n')
+
+
+def drop_in(home: Path, name: str, source: str) -> None:
+    (home / "plugins").mkdir(exist_ok=True)
+    (home / "plugins" / f"{name}.py").write_text(textwrap.dedent(source))
+
+
+# -- meta-tests ----------------------------------------------------------------------------------------
+
+
+def test_every_hookspec_is_documented():
+    doc = (ROOT / "docs" / "plugins.md").read_text()
+    missing = [n for n in SPECS if not re.search(rf"^### `{n}\(", doc, re.M)]
+    assert SPECS and not missing, f"docs/plugins.md lacks a '### `name(...)`' section for {missing}"
+
+
+def test_every_hookspec_has_a_test():
+    source = Path(__file__).read_text()
+    missing = [n for n in SPECS if f"def test_hook_{n}(" not in source]
+    assert not missing, f"write test_hook_<name> for {missing}"
+
+
+def test_every_python_example_in_the_plugin_docs_compiles():
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "docs" / "plugins.md").read_text(), re.S)
+    assert len(blocks) >= len(SPECS)
+    for block in blocks:
+        compile(block, "docs/plugins.md", "exec")
+
+
+# -- one test per hook -----------------------------------------------------------------------------------
+
+
+def test_hook_register_tools(tmp_path):
+    app, _ = make_test_app(tmp_path, one_step(text="hi"), extra_plugins=(pad_plugin(),))
+    tool = app.tools["shout"]
+    assert tool.plugin == "pad" and tool.description == "Return the text in capitals."
+    assert tool.parameters["required"] == ["text"]
+    outcome = run_goal(app)
+    assert outcome["status"] == "succeeded"
+    assert app.journal.tool_calls(outcome["run_id"])[0]["result"]["output"] == "HI"
+    assert "shout" in app.host.infos["pad"].tools
+
+
+def test_hook_register_models(tmp_path):
+    seen = []
+
+    class Canned:
+        __name__ = "canned"
+
+        @hookimpl
+        def register_models(self, register):
+            def factory(cfg):
+                seen.append(cfg.temperature)
+                chat = ScriptedChatModel(replies=one_step("write_file", path="a.txt", content="x"))
+                return ModelHandle(name="", chat=chat, structured="prompt")
+
+            register("canned", factory)
+
+    settings = {"models.local": {}, "models.tin": {"provider": "canned", "temperature": 0.5}}
+    app, default_model = make_test_app(tmp_path, settings=settings, extra_plugins=(Canned(),))
+    outcome = run_goal(app, "write a.txt", model="tin")
+    assert outcome["status"] == "succeeded" and seen == [0.5]
+    assert app.models.providers["canned"][0] == "canned"
+    assert default_model.calls == []  # the run used the plugin's model, not the default one
+
+
+def test_hook_register_commands(home):
+    from agentd.commands import mount
+
+    drop_in(home, "greeter", """
+        import click
+        from agentd import hookimpl
+
+        @hookimpl
+        def register_commands(cli):
+            @cli.command()
+            @click.argument("name")
+            def greet(name):
+                click.echo(f"hello {name}")
+    """)
+    group = click.Group("agentd")
+    mount(group)
+    result = CliRunner().invoke(group, ["greet", "ada"])
+    assert result.exit_code == 0 and result.output == "hello ada\n"
+
+
+def test_hook_extend_context(tmp_path):
+    class Notes:
+        __name__ = "notes"
+
+        @hookimpl
+        def extend_context(self, goal, run_id):
+            return [f"note for {goal.text!r}: the shouting tool is loud"]
+
+    app, model = make_test_app(tmp_path, one_step(text="hi"), extra_plugins=(pad_plugin(), Notes()))
+    outcome = run_goal(app)
+    assert outcome["status"] == "succeeded"
+    assert "note for 'shout hi': the shouting tool is loud" in model.calls[0]["prompt"]
+    # A goal without memory gets no extra context.
+    model.enqueue(one_step(text="hi"))
+    run_goal(app, memory=False)
+    assert "the shouting tool is loud" not in model.calls[3]["prompt"]
+
+
+def test_hook_critique_plan(tmp_path):
+    class NoShouting:
+        __name__ = "no_shouting"
+
+        @hookimpl
+        def critique_plan(self, plan, tools):
+            if any(step.tool == "shout" for step in plan.steps):
+                return Critique(Verdict.reject, ["shouting is not allowed here"])
+            return None
+
+    app, _ = make_test_app(tmp_path, one_step(text="hi"), extra_plugins=(pad_plugin(), NoShouting()))
+    outcome = run_goal(app)
+    assert outcome["stop_reason"] == "plan_rejected"
+    assert "shouting is not allowed here" in outcome["detail"]
+    assert app.journal.tool_calls(outcome["run_id"]) == []
+
+
+def test_hook_before_tool_call(tmp_path):
+    class Guard:
+        __name__ = "guard"
+
+        @hookimpl
+        def before_tool_call(self, call, tool):
+            return "no secrets" if "secret" in call.args.get("text", "") else None
+
+    replies = [plan(("do it", "shout")), call("shout", text="secret"), feedback("give_up")]
+    app, _ = make_test_app(tmp_path, replies, extra_plugins=(pad_plugin(), Guard()))
+    outcome = run_goal(app)
+    [observation] = [p["observation"] for p in app.journal.phases(outcome["run_id"]) if p["kind"] == "tool"]
+    assert observation["result"]["error"] == "not allowed: no secrets (policy from guard)"
+    assert app.journal.tool_calls(outcome["run_id"]) == []  # a vetoed call never starts
+    assert outcome["stop_reason"] == "gave_up"
+
+
+def test_hook_after_tool_call(tmp_path):
+    seen = []
+
+    class Audit:
+        __name__ = "audit"
+
+        @hookimpl
+        def after_tool_call(self, call, result, run_id):
+            seen.append((run_id, call.tool, call.args, result.output))
+
+    app, _ = make_test_app(tmp_path, one_step(text="hi"), extra_plugins=(pad_plugin(), Audit()))
+    outcome = run_goal(app)
+    assert seen == [(outcome["run_id"], "shout", {"text": "hi"}, "HI")]
+
+
+def test_hook_run_finished(tmp_path):
+    seen = []
+
+    class Reporter:
+        __name__ = "reporter"
+
+        @hookimpl
+        def run_finished(self, run_id, goal, outcome, state):
+            seen.append((run_id, goal.text, outcome["status"], state.steps_taken))
+
+    app, _ = make_test_app(tmp_path, one_step(text="hi"), extra_plugins=(pad_plugin(), Reporter()))
+    outcome = run_goal(app)
+    assert seen == [(outcome["run_id"], "shout hi", "succeeded", 1)]
+
+
+def test_hook_doctor_checks(home):
+    from agentd.commands.system import run_checks
+
+    write_scripted_config(home)
+    drop_in(home, "checker", """
+        from agentd import hookimpl
+
+        @hookimpl
+        def doctor_checks(config):
+            return [("flux capacitor", False, f"charge it (home {config.home.name})")]
+    """)
+    checks = {name: (ok, detail) for name, ok, detail in run_checks()}
+    assert checks["checker: flux capacitor"] == (False, "charge it (home home)")
+    assert checks["model local"][0] is True
+
+
+def test_hook_unavailable_tools(home):
+    from agentd.cli import cli
+
+    drop_in(home, "needs_gpu", """
+        from agentd import hookimpl
+
+        @hookimpl
+        def unavailable_tools(config):
+            return ["render_video: needs a GPU (none found)"]
+    """)
+    result = CliRunner().invoke(cli, ["tools", "list", "--json"])
+    assert result.exit_code == 0, result.output
+    unavailable = json.loads(result.output)["unavailable"]
+    assert {"plugin": "needs_gpu", "reason": "render_video: needs a GPU (none found)"} in unavailable
+
+
+def test_hook_results_of_a_raising_plugin_are_isolated(tmp_path):
+    """A loop hook that raises is logged and recorded on the plugin; the run goes on."""
+
+    class Broken:
+        __name__ = "broken"
+
+        @hookimpl
+        def after_tool_call(self, call, result):
+            raise RuntimeError("audit log unreachable")
+
+    app, _ = make_test_app(tmp_path, one_step(text="hi"), extra_plugins=(pad_plugin(), Broken()))
+    assert run_goal(app)["status"] == "succeeded"
+    assert "audit log unreachable" in app.host.infos["broken"].error
