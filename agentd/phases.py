@@ -102,12 +102,16 @@ def example_turns(tools: ToolRegistry) -> list[tuple[str, str]]:
     return turns
 
 
+TURN_CHARS = 1200  # a runaway reply or observation never floods the context window
+
+
 def messages(
-    tools: ToolRegistry, transcript: list[tuple[str, str]], request: str, keep: int = 24
+    tools: ToolRegistry, transcript: list[tuple[str, str]], request: str, keep: int = 16
 ) -> list[tuple[str, str]]:
     """System, worked examples, the run so far (its first turns and the latest), then the new request."""
     if len(transcript) > keep:
         transcript = transcript[:2] + transcript[-(keep - 2) :]
+    transcript = [(role, text if len(text) <= TURN_CHARS else text[:TURN_CHARS] + " [...]") for role, text in transcript]
     return [("system", system_message(tools)), *example_turns(tools), *transcript, ("user", request)]
 
 

@@ -49,6 +49,8 @@ def list_files(ctx: ToolContext, path: str = ".") -> str:
 
 def final_answer(answer: str) -> ToolResult:
     """Finish the goal and give the answer to the user."""
+    if not answer.strip():
+        raise ToolError("the answer is empty; give the answer itself, using what the earlier steps found")
     return ToolResult(output=answer, data={"final_answer": answer})
 
 
