@@ -92,5 +92,6 @@ def scripted_model(cfg: ModelConfig) -> ModelHandle:
         rules=[tuple(r) for r in spec.get("rules", [])],
         default=spec.get("default"),
         delay_s=float(spec.get("delay_s", 0.0)),
+        keep_calls=100,  # a daemon serves it for days: keep memory flat
     )
     return ModelHandle(name="", chat=chat, structured="prompt", info={"script": cfg.script})

@@ -155,6 +155,9 @@ def load_config(
     for dotted, value in (overrides or {}).items():
         _set_path(data, dotted.split("."), value)
     data["home"] = str(home)
+    # Adding [models.api] must not drop the bundled default: `local` always exists unless redefined.
+    if isinstance(data.get("models"), dict):
+        data["models"] = {"local": {}, **data["models"]}
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:

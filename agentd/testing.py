@@ -37,16 +37,19 @@ class ScriptedChatModel(BaseChatModel):
     rules: list[tuple[str, Any]] = Field(default_factory=list)
     default: Any = None
     delay_s: float = 0.0
+    keep_calls: int | None = None  # a long-lived (daemon) scripted model keeps only the latest calls
     _queue: deque = PrivateAttr(default_factory=deque)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
     _calls: list[dict[str, Any]] = PrivateAttr(default_factory=list)
 
     def model_post_init(self, __context: Any) -> None:
         self._queue.extend(self.replies)
+        if self.keep_calls is not None:
+            self._calls = deque(maxlen=self.keep_calls)  # type: ignore[assignment]
 
     @property
     def calls(self) -> list[dict[str, Any]]:
-        return self._calls
+        return list(self._calls)
 
     def enqueue(self, replies: list[Reply]) -> ScriptedChatModel:
         with self._lock:

@@ -43,7 +43,9 @@ def list_runs(limit: int, status: str | None, as_json: bool) -> None:
 
 @runs.command("show")
 @click.argument("run_id")
-@click.option("--json", "as_json", is_flag=True, help="Everything journaled: phases with prompts and raw output.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Everything journaled: phases with prompts and raw output."
+)
 def show_run(run_id: str, as_json: bool) -> None:
     """Show one run: its outcome, phases and tool calls."""
     from ..errors import AgentdError
@@ -64,8 +66,85 @@ def show_run(run_id: str, as_json: bool) -> None:
         click.echo(f"answer: {run['final_answer']}")
     click.echo(f"usage: {run['usage']}")
     for p in phases:
-        summary = {k: p[k] for k in ("plan", "critique", "call", "observation", "feedback", "stop_reason", "error")
-                   if k in p}
+        summary = {
+            k: p[k]
+            for k in ("plan", "critique", "call", "observation", "feedback", "stop_reason", "error")
+            if k in p
+        }
         click.echo(f"  {p['seq']:>3} {p['kind']:<9} {json.dumps(summary, default=str)[:200]}")
     for c in calls:
         click.echo(f"  tool {c['tool']} {c['status']} {json.dumps(c['args'])[:120]}")
+
+
+@runs.command("cancel")
+@click.argument("run_id")
+def cancel_run(run_id: str) -> None:
+    """Cancel a run: a running one stops at its next safe point; a queued or parked one ends now."""
+    from .. import client
+    from ..config import load_config
+
+    config = load_config()
+    if client.daemon_running(config):
+        answer = client.request(config, "POST", f"/runs/{run_id}/cancel")
+        click.echo(f"{answer['run_id']}: {answer['status']}")
+        return
+    click.echo(f"{run_id}: {_cancel_offline(config, run_id)}")
+
+
+def _cancel_offline(config, run_id: str) -> str:  # type: ignore[no-untyped-def]
+    """No daemon: a queued or parked run ends in the journal; a running one belongs to another process."""
+    from ..errors import AgentdError
+    from ..records import RunStatus, StopReason
+    from ..store import Journal
+    from ..worker import end_run
+
+    journal = Journal(config.journal_path)
+    try:
+        row = journal.get_run(run_id)
+        if row is None:
+            raise AgentdError(f"no run {run_id!r}; `agentd runs list` shows the ids")
+        if row["status"] == "running":
+            raise AgentdError(
+                f"run {row['id']} is running in another process (no daemon is up): stop it with Ctrl-C there"
+            )
+        if row["status"] not in ("queued", "awaiting_approval"):
+            raise AgentdError(f"run {row['id']} already ended ({row['status']})")
+
+        end_run(journal, row["id"], RunStatus.cancelled, StopReason.cancelled, "cancelled before it ran")
+        return "cancelled"
+    finally:
+        journal.close()
+
+
+def _decide(run_id: str, approved: bool) -> None:
+    from .. import client
+    from ..config import load_config
+
+    config = load_config()
+    verb = "approve" if approved else "deny"
+    if client.daemon_running(config):
+        answer = client.request(config, "POST", f"/runs/{run_id}/{verb}")
+        click.echo(f"{answer['run_id']}: {verb}d; the daemon continues it")
+        return
+    from ..app import make_app
+
+    app = make_app(config)
+    try:
+        app.engine.decide(run_id, approved)
+    finally:
+        app.close()
+    click.echo(f"{run_id}: {verb}d; it continues when the daemon starts (`agentd daemon start`)")
+
+
+@runs.command("approve")
+@click.argument("run_id")
+def approve_run(run_id: str) -> None:
+    """Approve the tool call a parked run (awaiting_approval) asked for; the run continues."""
+    _decide(run_id, True)
+
+
+@runs.command("deny")
+@click.argument("run_id")
+def deny_run(run_id: str) -> None:
+    """Deny a parked run's tool call; the run stops with stop_reason denied."""
+    _decide(run_id, False)

@@ -58,6 +58,13 @@ def run_checks() -> list[tuple[str, bool, str]]:
     for plugin, results in app.host.call_each("doctor_checks", config=config):
         for name, ok, detail in results or []:
             checks.append((f"{plugin}: {name}", bool(ok), str(detail)))
+    for module_name in ("daemon", "schedules_file"):  # core parts with their own checks
+        try:
+            module = __import__(f"agentd.{module_name}", fromlist=["doctor_checks"])
+            for name, ok, detail in module.doctor_checks(config):
+                checks.append((f"{module_name}: {name}", bool(ok), str(detail)))
+        except ImportError as exc:
+            checks.append((module_name, False, f"cannot import: {exc}; reinstall with scripts/install.sh"))
     return checks
 
 

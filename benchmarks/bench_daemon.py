@@ -1,0 +1,217 @@
+"""Daemon benchmark: queue throughput, API latency under load, and memory per run.
+
+Starts a real daemon (``python -m agentd.cli daemon run``) on a temporary AGENTD_HOME with a scripted,
+zero-latency model, so what is measured is the daemon (API, journal, workers), not inference:
+
+- goals/s sustained with 200 goals submitted at once (8 client threads), for 1, 2 and 4 workers;
+- p50/p95 latency of GET /status while those 200 run;
+- the daemon's RSS after 200 runs and after 1,000 runs (growth per run).
+
+- with --model-pool: the bundled model called from 4 threads through one shared (locked) handle vs a pool of
+  two instances.
+
+Usage: python benchmarks/bench_daemon.py [--workers 1,2,4] [--runs 1000] [--model-pool]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+
+SCRIPT = {
+    "rules": [
+        ["Write the plan", {"steps": [{"intent": "write it", "tool": "write_file"}]}],
+        ["Write the call for step", {"tool": "write_file", "args": {"path": "out.txt", "content": "x"}}],
+        ["Write the decision", {"decision": "done", "summary": "ok", "final_answer": "done"}],
+    ],
+    "delay_s": 0.0,
+}
+
+
+# ScriptedChatModel keeps every prompt it saw (tests inspect them): ~100 KiB per run here. This drop-in
+# provider keeps only the last few, so the RSS figure measures the daemon, not the fake model's record.
+LEAN_PROVIDER = """
+from collections import deque
+
+from agentd import hookimpl
+
+
+@hookimpl
+def register_models(register):
+    from agentd.builtin_models import scripted_model
+
+    def lean(cfg):
+        handle = scripted_model(cfg)
+        handle.chat._calls = deque(maxlen=8)
+        return handle
+
+    register("scripted-lean", lean)
+"""
+
+
+def make_home(root: Path, workers: int, provider: str) -> Path:
+    home = root / f"home-{workers}-{provider}"
+    (home / "configs").mkdir(parents=True)
+    (home / "plugins").mkdir()
+    (home / "plugins" / "lean_model.py").write_text(LEAN_PROVIDER)
+    (home / "script.json").write_text(json.dumps(SCRIPT))
+    (home / "configs" / "agentd.toml").write_text(
+        f'[models.local]\nprovider = "{provider}"\nscript = "{home / "script.json"}"\n'
+        '[plugins]\nload = ["workspace", "lean_model"]\n'
+        f'[plugins.daemon]\nworkers = {workers}\nlog_level = "warning"\n'
+    )
+    return home
+
+
+class Daemon:
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        env = os.environ | {"AGENTD_HOME": str(home)}
+        self.log = open(home / "daemon.log", "ab")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "agentd.cli", "daemon", "run"], env=env, stdout=self.log, stderr=self.log
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if self.client().get("/health").status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        raise SystemExit("the daemon did not start; see " + str(home / "daemon.log"))
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(
+            transport=httpx.HTTPTransport(uds=str(self.home / "agentd.sock")),
+            base_url="http://agentd",
+            timeout=60,
+        )
+
+    def rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(60)
+        self.log.close()
+
+
+def submit_and_wait(d: Daemon, n: int, text: str = "make out.txt") -> tuple[float, float, list[float]]:
+    """Submit n goals at once; returns (submit seconds, seconds until all finished, status latencies ms)."""
+    before = d.client().get("/status").json()["finished_since_start"]
+    latencies: list[float] = []
+    done = threading.Event()
+
+    def probe() -> None:
+        with d.client() as c:
+            while not done.is_set():
+                t = time.perf_counter()
+                c.get("/status")
+                latencies.append((time.perf_counter() - t) * 1000)
+                time.sleep(0.02)
+
+    def post(i: int) -> None:
+        with d.client() as c:
+            assert c.post("/runs", json={"text": f"{text} {i}", "memory": False}).status_code == 201
+
+    prober = threading.Thread(target=probe)
+    started = time.perf_counter()
+    prober.start()
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(post, range(n)))
+    submitted = time.perf_counter() - started
+    with d.client() as c:
+        while c.get("/status").json()["finished_since_start"] < before + n:
+            time.sleep(0.05)
+    total = time.perf_counter() - started
+    done.set()
+    prober.join()
+    return submitted, total, latencies
+
+
+def pct(values: list[float], p: float) -> float:
+    return statistics.quantiles(values, n=100)[int(p) - 1] if len(values) >= 2 else float("nan")
+
+
+def model_pool() -> None:
+    """The bundled llama.cpp model: 4 calls from 4 threads through one shared handle vs a pool of two."""
+    from agentd.builtin_models import llamacpp_model
+    from agentd.config import ModelConfig
+
+    cfg = ModelConfig(max_tokens=48)
+    one, two = llamacpp_model(cfg), llamacpp_model(cfg)
+    messages = [
+        ("system", "You write short JSON."),
+        ("user", "Write a JSON object with a key name and value hello."),
+    ]
+    one.complete(messages), two.complete(messages)  # warm both
+
+    def timed(handles: list) -> float:
+        started = time.perf_counter()
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(lambda i: handles[i % len(handles)].complete(messages), range(4)))
+        return time.perf_counter() - started
+
+    for label, handles in (("1 shared handle (serialised)", [one]), ("pool of 2 instances", [one, two])) * 2:
+        print(f"model {label:<30} 4 calls: {timed(handles):.2f}s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", default="1,2,4")
+    parser.add_argument("--runs", type=int, default=1000)
+    parser.add_argument(
+        "--model-pool", action="store_true", help="Also time the real model: shared vs pool of 2."
+    )
+    args = parser.parse_args()
+    rows = []
+    rss = None
+    with tempfile.TemporaryDirectory() as tmp:
+        for workers in [int(w) for w in args.workers.split(",")]:
+            d = Daemon(make_home(Path(tmp), workers, "scripted-lean"))
+            try:
+                submitted, total, lat = submit_and_wait(d, 200)
+                rows.append((workers, 200 / total, submitted, pct(lat, 50), pct(lat, 95), len(lat)))
+                if rss is None and workers == 2:
+                    rss_200 = d.rss_mb()
+                    left = args.runs - 200
+                    for _ in range(left // 200):
+                        submit_and_wait(d, 200)
+                    rss = (rss_200, d.rss_mb(), left)
+            finally:
+                d.stop()
+    print(
+        f"daemon benchmark (scripted zero-latency model, 200 goals submitted at once, {os.cpu_count()} CPUs)"
+    )
+    print(
+        f"{'workers':>7} {'goals/s':>8} {'submit s':>9} {'status p50 ms':>14} "
+        f"{'status p95 ms':>14} {'probes':>7}"
+    )
+    for w, rate, sub, p50, p95, count in rows:
+        print(f"{w:>7} {rate:>8.1f} {sub:>9.2f} {p50:>14.1f} {p95:>14.1f} {count:>7}")
+    if rss:
+        r200, r_end, extra = rss
+        print(
+            f"RSS (2 workers): {r200:.1f} MiB after 200 runs, {r_end:.1f} MiB after {200 + extra} runs "
+            f"({(r_end - r200) * 1024 / max(extra, 1):+.1f} KiB/run)"
+        )
+    if args.model_pool:
+        model_pool()
+
+
+if __name__ == "__main__":
+    main()

