@@ -14,6 +14,8 @@ everyone with ``[plugins.memory] enabled = false`` (no tools registered either).
 
 from __future__ import annotations
 
+import json
+
 import logging
 from pathlib import Path
 from typing import Any
@@ -134,7 +136,8 @@ def extend_context(goal, run_id, config):
     except MemoryStoreError as exc:  # the run goes on without memories; the log says why
         log.warning("memory not consulted for run %s: %s", run_id, exc)
         return []
-    return [snippet(h, settings.snippet_chars) for h in hits]
+    snippets = [snippet(h, settings.snippet_chars) for h in hits]
+    return list(dict.fromkeys(snippets))  # identical memories (the same goal run twice) once
 
 
 @hookimpl
@@ -185,6 +188,11 @@ def _config_for(outcome: dict) -> Any:
     return load_config(home=Path(workspace).parent.parent)
 
 
+def _call_text(call: Any) -> str:
+    args = json.dumps(call.args, ensure_ascii=False)
+    return f"{call.tool}({args if len(args) <= 160 else args[:160] + '...'})"
+
+
 def lessons_from(state: Any, outcome: dict, limit: int = 6) -> list[str]:
     """Deterministic lessons from a finished run: what failed and why, why it replanned, what it made, what worked.
 
@@ -203,7 +211,8 @@ def lessons_from(state: Any, outcome: dict, limit: int = 6) -> list[str]:
     if made:
         lessons.append("Files made: " + ", ".join(made[:8]))
     status, reason = outcome.get("status"), outcome.get("stop_reason") or ""
-    tools = [obs.call.tool for obs in observations if obs.result.ok]
+    # The calls that reached the goal, arguments included: the most reusable thing a run can teach the next.
+    tools = [_call_text(obs.call) for obs in observations if obs.result.ok]
     if status == "succeeded" and tools:
         lessons.append("What worked: " + " -> ".join(tools[:8]))
     elif status != "succeeded":

@@ -115,7 +115,7 @@ def test_lessons_are_derived_from_failures_replans_files_and_tools():
         "read_file(path='missing.txt') failed: no file 'missing.txt'",
         "Replanned because: The critic asked for a revised plan: too many steps",
         "Files made: a.txt",
-        "What worked: write_file",
+        'What worked: write_file({"path": "a.txt"})',
     ]
     stopped = lessons_from(LoopState(run_id="r", goal=Goal(text="g")),
                            {"status": "stopped", "stop_reason": "max_steps", "detail": "took 8 steps"})  # fmt: skip
