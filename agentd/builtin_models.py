@@ -37,7 +37,7 @@ def llamacpp_model(cfg: ModelConfig) -> ModelHandle:
     try:
         from langchain_community.chat_models import ChatLlamaCpp
     except ImportError as exc:  # pragma: no cover - install problem
-        raise ModelUnavailable(f"llama-cpp support is not installed ({exc}); run `pip install llama-cpp-python`")
+        raise ModelUnavailable(f"llama-cpp support is not installed ({exc}); run `pip install llama-cpp-python`") from None
     try:
         chat = ChatLlamaCpp(
             model_path=str(path),

@@ -8,10 +8,11 @@ Precedence, lowest first: the defaults below (mirrored, with comments, in config
 from __future__ import annotations
 
 import os
-import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
+import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import ConfigError
@@ -118,11 +119,11 @@ class Config(_Strict):
         return name, self.models[name]
 
 
-def resolve_home(env: dict[str, str] | None = None, cwd: Path | None = None) -> Path:
+def resolve_home(env: Mapping[str, str] | None = None, cwd: Path | None = None) -> Path:
     """AGENTD_HOME, else the current folder when it is an agentd checkout, else ~/.local/share/agentd."""
-    env = os.environ if env is None else env
-    if env.get("AGENTD_HOME"):
-        return Path(env["AGENTD_HOME"]).expanduser().resolve()
+    values: Mapping[str, str] = os.environ if env is None else env
+    if values.get("AGENTD_HOME"):
+        return Path(values["AGENTD_HOME"]).expanduser().resolve()
     cwd = cwd or Path.cwd()
     if (cwd / "configs" / "agentd.toml").is_file() and (cwd / "workspaces").is_dir():
         return cwd.resolve()

@@ -17,6 +17,7 @@ from typing import Any
 from . import phases, structured
 from .config import Config
 from .errors import AgentdError, RunCancelled, StructuredOutputError
+from .policy import allowed
 from .records import (
     Critique,
     Feedback,
@@ -30,7 +31,6 @@ from .records import (
     Verdict,
 )
 from .state import LoopState, call_key
-from .policy import allowed
 from .store import Journal, JournalError
 from .tools import ToolContext, ToolRegistry, execute
 
@@ -201,7 +201,7 @@ class _RunContext:
         started = time.time()
         memories: list[str] = []
         if self.state.goal.memory:
-            for plugin, extra in self.engine.host.call_each(
+            for _plugin, extra in self.engine.host.call_each(
                 "extend_context", goal=self.state.goal, run_id=self.state.run_id, config=self.config
             ):
                 memories.extend(str(x) for x in (extra or []))

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import json
 import re
-import tomllib
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from typing import Any
 
 import jinja2
+import tomllib
 
 from .records import Critique, Decision, Feedback, Plan, PlannedStep, ToolCall
 from .structured import Invalid
@@ -29,7 +29,7 @@ CHOICE_HELP = {
 }
 
 
-@lru_cache(maxsize=None)
+@cache
 def _env() -> jinja2.Environment:
     return jinja2.Environment(
         loader=jinja2.FunctionLoader(lambda name: resources.files("agentd.prompts").joinpath(name).read_text()),
@@ -72,7 +72,7 @@ def feedback_request(result: str, remaining: int, choices: list[str], ok: bool) 
     return render("feedback.j2", result=result, remaining=remaining, choices=choices, choice_help=helps)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _examples() -> tuple[dict[str, Any], ...]:
     text = resources.files("agentd.prompts").joinpath("examples.toml").read_text(encoding="utf-8")
     return tuple(tomllib.loads(text).get("example", []))
@@ -134,7 +134,7 @@ def parse_plan(value: Any, tools: ToolRegistry, max_steps: int) -> Plan:
         value = {"steps": value}
     if not isinstance(value, dict) or not isinstance(value.get("steps"), list) or not value["steps"]:
         raise Invalid('expected {"steps": [...]} with at least one step')
-    steps = []
+    steps: list[PlannedStep] = []
     for i, raw in enumerate(value["steps"][:max_steps], 1):
         if isinstance(raw, str):
             raw = {"intent": raw}

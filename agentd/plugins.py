@@ -6,6 +6,7 @@ everything else keeps working.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.metadata
 import importlib.util
@@ -110,7 +111,7 @@ def get_plugin_manager(config: Any = None, extra_plugins: tuple[Any, ...] = ()) 
             continue
         info = PluginInfo(name=ep.name, source="entry point", module=ep.value, version=_dist_version(ep))
         infos[ep.name] = info
-        _load_into(pm, info, lambda ep=ep: ep.load())
+        _load_into(pm, info, functools.partial(ep.load))
 
     if config is not None:
         folder = Path(config.home) / config.plugins.dropin_dir
@@ -120,7 +121,7 @@ def get_plugin_manager(config: Any = None, extra_plugins: tuple[Any, ...] = ()) 
                 continue
             info = PluginInfo(name=name, source="drop-in", module=str(path))
             infos[name] = info
-            _load_into(pm, info, lambda path=path: _import_file(path))
+            _load_into(pm, info, functools.partial(_import_file, path))
             plugin = pm.get_plugin(name)
             info.version = str(getattr(plugin, "__version__", "") or "")
 

@@ -199,7 +199,7 @@ class Journal:
         return _run_row(rows[0])
 
     def list_runs(self, limit: int = 50, status: str | None = None, since: float | None = None) -> list[dict]:
-        sql, params = "SELECT * FROM runs WHERE 1=1", []
+        sql, params = "SELECT * FROM runs WHERE 1=1", list[object]()
         if status:
             sql += " AND status = ?"
             params.append(status)

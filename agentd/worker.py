@@ -10,6 +10,7 @@ pool the API's event streams use.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
 import time
@@ -155,13 +156,16 @@ class RunQueue:
             assert self._loop is not None
             future = self._loop.run_in_executor(self._pool, self._run_one, run_id, cancel)
             self._threads[run_id] = future
-            future.add_done_callback(lambda _f, rid=run_id: self._forget(rid))
+            future.add_done_callback(functools.partial(self._forget_future, run_id))
             # Shielded: cancelling this worker (drain) must not abandon the run; drain() waits for the thread.
             await asyncio.shield(future)
 
     def _forget(self, run_id: str) -> None:
         self.running.pop(run_id, None)
         self._threads.pop(run_id, None)
+
+    def _forget_future(self, run_id: str, _future: object) -> None:
+        self._forget(run_id)
 
     def _run_one(self, run_id: str, cancel: threading.Event) -> None:
         try:

@@ -15,7 +15,6 @@ everyone with ``[plugins.memory] enabled = false`` (no tools registered either).
 from __future__ import annotations
 
 import json
-
 import logging
 from pathlib import Path
 from typing import Any
