@@ -60,14 +60,9 @@ class PluginHost:
         results = []
         for impl in reversed(getattr(self.pm.hook, hook_name).get_hookimpls()):
             args = {a: kwargs[a] for a in impl.argnames if a in kwargs}
-            try:
-                results.append((impl.plugin_name, impl.function(**args)))
-            except Exception:
-                tb = traceback.format_exc()
-                log.error("plugin %s failed in %s:\n%s", impl.plugin_name, hook_name, tb)
-                info = self.infos.get(impl.plugin_name)
-                if info is not None:
-                    info.error = f"{hook_name} raised:\n{tb}"
+            ok, result = self._call(hook_name, impl, args)
+            if ok:
+                results.append((impl.plugin_name, result))
         return results
 
     def call_registration(self, hook_name: str, make_register: Callable[[str], Any], **kwargs: Any) -> None:
@@ -76,14 +71,19 @@ class PluginHost:
             args = {a: kwargs[a] for a in impl.argnames if a in kwargs}
             if "register" in impl.argnames:
                 args["register"] = make_register(impl.plugin_name)
-            try:
-                impl.function(**args)
-            except Exception:
-                tb = traceback.format_exc()
-                log.error("plugin %s failed in %s:\n%s", impl.plugin_name, hook_name, tb)
-                info = self.infos.get(impl.plugin_name)
-                if info is not None:
-                    info.error = f"{hook_name} raised:\n{tb}"
+            self._call(hook_name, impl, args)
+
+    def _call(self, hook_name: str, impl: Any, args: dict[str, Any]) -> tuple[bool, Any]:
+        """One plugin's hook; a failure is logged and recorded on the plugin, never raised."""
+        try:
+            return True, impl.function(**args)
+        except Exception:
+            tb = traceback.format_exc()
+            log.error("plugin %s failed in %s:\n%s", impl.plugin_name, hook_name, tb)
+            info = self.infos.get(impl.plugin_name)
+            if info is not None:
+                info.error = f"{hook_name} raised:\n{tb}"
+            return False, None
 
 
 def get_plugin_manager(config: Any = None, extra_plugins: tuple[Any, ...] = ()) -> PluginHost:
