@@ -126,6 +126,8 @@ def get_plugin_manager(config: Any = None, extra_plugins: tuple[Any, ...] = ()) 
             info.version = str(getattr(plugin, "__version__", "") or "")
 
     for plugin in extra_plugins:
+        if pm.is_registered(plugin):
+            continue  # already discovered (a test passing an installed plugin module explicitly)
         name = getattr(plugin, "__name__", None) or type(plugin).__name__
         pm.register(plugin, name=name)
         infos[name] = PluginInfo(name=name, source="extra", module=str(name))

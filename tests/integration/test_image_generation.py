@@ -11,7 +11,9 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -80,8 +82,8 @@ def run_tool(tmp_path, tiny_model, device):
     tool = Tool.from_function(agentd_image.make_generate_image(tmp_path), side_effects=["writes_files"])
 
     def run(args, **settings):
-        workspace = tmp_path / f"ws{len(list(tmp_path.glob('ws*')))}"
-        workspace.mkdir()
+        # mkdtemp, not a count of existing folders: concurrent calls (the queueing test) must not collide.
+        workspace = Path(tempfile.mkdtemp(prefix="ws", dir=tmp_path))
         # One CPU thread: the tiny model gains nothing from more, and a busy CI machine makes them crawl.
         table = {"model": str(tiny_model), "device": device, "cpu_threads": 1} | settings
         ctx = ToolContext(run_id="r", workspace=workspace, settings=table, timeout_s=120)
