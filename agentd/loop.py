@@ -136,7 +136,10 @@ class _RunContext:
 
     def ask(self, name: str, request: str, schema: dict, validate: Callable[[Any], Any]) -> tuple[Any, dict]:
         """A structured model call; returns (value or None, journal data). Failures are data, not exceptions."""
-        messages = phases.messages(self.tools, self.state.transcript, request)
+        _, model_config = self.config.model_config_for(self.state.goal.model)
+        # ~3 characters a token, leaving room for the reply: older turns go before the context overflows.
+        budget = (model_config.n_ctx - model_config.max_tokens) * 3 if model_config.provider == "llamacpp" else None
+        messages = phases.messages(self.tools, self.state.transcript, request, budget_chars=budget)
         data: dict[str, Any] = {"prompt": [list(m) for m in messages], "request": request}
         try:
             reply = structured.ask(

@@ -106,12 +106,26 @@ TURN_CHARS = 1200  # a runaway reply or observation never floods the context win
 
 
 def messages(
-    tools: ToolRegistry, transcript: list[tuple[str, str]], request: str, keep: int = 16
+    tools: ToolRegistry,
+    transcript: list[tuple[str, str]],
+    request: str,
+    keep: int = 16,
+    budget_chars: int | None = None,
 ) -> list[tuple[str, str]]:
-    """System, worked examples, the run so far (its first turns and the latest), then the new request."""
+    """System, worked examples, the run so far (its first turns and the latest), then the new request.
+
+    With ``budget_chars`` (the context window, in characters), older middle turns are dropped in pairs until
+    the prompt fits, so a long run never overflows the model's context.
+    """
     if len(transcript) > keep:
         transcript = transcript[:2] + transcript[-(keep - 2) :]
     transcript = [(role, text if len(text) <= TURN_CHARS else text[:TURN_CHARS] + " [...]") for role, text in transcript]
+    head = [("system", system_message(tools)), *example_turns(tools)]
+    if budget_chars is not None:
+        fixed = sum(len(t) for _, t in head) + len(request)
+        while len(transcript) > 2 and fixed + sum(len(t) for _, t in transcript) > budget_chars:
+            transcript = transcript[:2] + transcript[4:]
+    return [*head, *transcript, ("user", request)]
     return [("system", system_message(tools)), *example_turns(tools), *transcript, ("user", request)]
 
 

@@ -73,7 +73,11 @@ def resolve_in_workspace(workspace: Path, relative: str) -> Path:
     if Path(relative).is_absolute():
         raise ToolError(f"absolute paths are not allowed ({relative!r}); use a path relative to the workspace")
     root = workspace.resolve()
-    target = (root / relative).resolve()
+    try:
+        target = (root / relative).resolve()
+        target.exists()  # a name the file system refuses (too long, NUL) fails here, as a tool error
+    except (OSError, ValueError) as exc:
+        raise ToolError(f"invalid path {relative[:80]!r}: {exc.__class__.__name__}") from None
     if target != root and root not in target.parents:
         raise ToolError(f"path {relative!r} leaves the workspace; use a path inside it")
     return target

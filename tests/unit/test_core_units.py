@@ -105,3 +105,24 @@ def test_cli_import_is_light():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_long_transcripts_are_trimmed_to_the_context_budget(tmp_path):
+    from agentd import phases
+    from agentd.tools import ToolRegistry
+
+    tools = ToolRegistry()
+    transcript = [("user", "Goal: g\nWrite the plan."), ("assistant", "{}")]
+    transcript += [("user" if i % 2 == 0 else "assistant", f"turn {i} " + "x" * 500) for i in range(12)]
+    full = phases.messages(tools, transcript, "Write the decision.")
+    budget = sum(len(t) for _, t in full) - 1500
+    trimmed = phases.messages(tools, transcript, "Write the decision.", budget_chars=budget)
+    assert sum(len(t) for _, t in trimmed) <= budget
+    assert trimmed[1:3] == transcript[:2] and trimmed[-1] == ("user", "Write the decision.")  # goal kept
+    assert trimmed[-2] == transcript[-1]  # the latest turns kept
+    assert len(trimmed) % 2 == len(full) % 2  # turns leave in user/assistant pairs
+
+
+def test_a_path_the_file_system_refuses_is_a_tool_error(tmp_path):
+    with pytest.raises(ToolError, match="invalid path"):
+        resolve_in_workspace(tmp_path, "a" * 5000)
