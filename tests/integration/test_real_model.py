@@ -92,6 +92,7 @@ def test_structured_outputs_parse_at_least_95_percent(tmp_path):
                                lambda v: phases.parse_feedback(v, choices), name="feedback")
         total, first_try = total + 1, first_try + (reply.attempts == 1)
     app.close()
+    print(f"first-attempt parse rate: {first_try}/{total}")
     assert total == 3 * len(VARIED_GOALS)
     assert first_try / total >= 0.95, f"{first_try}/{total} parsed on the first attempt"
 
