@@ -19,6 +19,9 @@ class Group(click.Group):
         except AgentdError as exc:
             click.secho(f"error: {exc}", fg="red", err=True)
             sys.exit(exc.exit_code)
+        except (KeyboardInterrupt, click.exceptions.Abort):
+            click.secho("interrupted", fg="yellow", err=True)  # before any run was stored, or after it ended
+            sys.exit(130)
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})

@@ -117,15 +117,19 @@ class Journal:
     # -- plumbing ---------------------------------------------------------------------------------
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: committed whole or rolled back whole, even when Ctrl-C lands inside it."""
         with self._lock:
             try:
+                if self._db.in_transaction:  # a write interrupted before its rollback ran: drop it now
+                    self._db.execute("ROLLBACK")
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
                     yield self._db
+                    self._db.execute("COMMIT")
                 except BaseException:
-                    self._db.execute("ROLLBACK")
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
                     raise
-                self._db.execute("COMMIT")
             except sqlite3.Error as exc:
                 raise JournalError(f"journal write failed ({self.path}): {exc}; {_advice(exc)}") from None
 

@@ -126,3 +126,20 @@ def test_long_transcripts_are_trimmed_to_the_context_budget(tmp_path):
 def test_a_path_the_file_system_refuses_is_a_tool_error(tmp_path):
     with pytest.raises(ToolError, match="invalid path"):
         resolve_in_workspace(tmp_path, "a" * 5000)
+
+
+def test_a_write_interrupted_mid_transaction_is_rolled_back_and_the_journal_stays_usable(tmp_path):
+    journal = Journal(tmp_path / "a.db")
+    journal._db.execute("BEGIN IMMEDIATE")  # as left by a KeyboardInterrupt between BEGIN and COMMIT
+    journal._db.execute("INSERT INTO events (run_id, type, data_json, ts) VALUES ('r', 'half', '{}', 0)")
+    journal.add_event("r", "whole", {})
+    assert [e["type"] for e in journal.events("r")] == ["whole"]
+
+    class Interrupt(BaseException):
+        pass
+
+    with pytest.raises(Interrupt), journal._tx() as db:
+        db.execute("INSERT INTO events (run_id, type, data_json, ts) VALUES ('r', 'partial', '{}', 0)")
+        raise Interrupt
+    assert [e["type"] for e in journal.events("r")] == ["whole"]
+    journal.add_event("r", "after", {})
