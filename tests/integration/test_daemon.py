@@ -425,3 +425,24 @@ def test_daemon_start_status_stop_in_the_background(tmp_path):
     assert stopped.returncode == 0 and "stopped" in stopped.stdout, stopped.stderr
     assert cli(home, "daemon", "status").returncode == 1
     assert not (home / "agentd.sock").exists()
+
+
+def test_a_second_signal_exits_at_once_and_the_run_is_resumed_later(make_daemon):
+    d = make_daemon({"workers": 1, "drain_timeout_s": 300})
+    (d.home / "hold").touch()
+    slow = d.submit("SLOW job")
+    wait_for(lambda: tool_started(d, slow))
+    d.proc.send_signal(signal.SIGTERM)  # starts a drain that would wait up to 300 s for the tool
+    time.sleep(0.5)
+    d.stop(signal.SIGTERM, timeout=60)  # the second signal: out now, without finishing the drain
+    from agentd.store import Journal
+
+    journal = Journal(d.home / "agentd.db")
+    try:
+        assert journal.get_run(slow)["status"] == "running"  # not drained, not cancelled: left to recovery
+    finally:
+        journal.close()
+    (d.home / "hold").unlink()
+    again = make_daemon(home=d.home)
+    wait_for(lambda: again.get(f"/runs/{slow}").json()["status"] not in ("queued", "running"), limit=60)
+    assert again.get(f"/runs/{slow}").json()["stop_reason"] is not None  # recovered, never silently dropped
