@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from .errors import AgentdError
-from .records import Budgets, Goal, RunStatus
+from .records import Goal, RunStatus
 
 END_EVENTS = ("run_finished", "run_parked")
 MAX_SEQ = 2**62
@@ -52,14 +52,10 @@ class GoalIn(BaseModel):
     allowed_tools: list[str] | None = Field(None, max_length=500)
 
     def to_goal(self, loop: Any) -> Goal:
-        given = self.budgets.model_dump(exclude_none=True)
-        budgets = Budgets(
-            **{k: given.get(k, getattr(loop, k)) for k in Budgets.__dataclass_fields__}  # type: ignore[attr-defined]
-        )
         return Goal(
             text=self.text,
             model=self.model,
-            budgets=budgets,
+            budgets=loop.budgets(**self.budgets.model_dump()),
             memory=self.memory,
             schedule=self.schedule,
             allowed_tools=self.allowed_tools,

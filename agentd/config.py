@@ -16,6 +16,7 @@ import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import ConfigError
+from .records import Budgets
 
 DEFAULT_HOME = Path("~/.local/share/agentd")
 
@@ -70,6 +71,12 @@ class LoopConfig(_Strict):
     ground_paths: bool = True
     # How many characters of a tool's output the model sees.
     observation_chars: int = Field(1500, ge=100)
+
+    def budgets(self, **overrides: Any) -> Budgets:
+        """A run's Budgets: these defaults, replaced by every override that is not None (CLI, API, schedule)."""
+        values = {name: getattr(self, name) for name in Budgets.__dataclass_fields__}
+        values.update({key: value for key, value in overrides.items() if value is not None})
+        return Budgets(**values)
 
 
 class PluginsConfig(BaseModel):

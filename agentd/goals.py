@@ -10,15 +10,13 @@ from .render import JsonLines, LiveTrace, exit_code
 
 def build_goal(text: str, options: dict[str, Any], config: Any) -> Any:
     """A Goal from CLI options on top of the configured loop defaults."""
-    from .records import Budgets, Goal
+    from .records import Goal
 
-    loop = config.loop
-    budgets = Budgets(
-        max_steps=options.get("max_steps") or loop.max_steps,
-        max_replans=loop.max_replans if options.get("max_replans") is None else options["max_replans"],
-        max_tokens=options.get("max_tokens") or loop.max_tokens,
-        max_seconds=options.get("max_seconds") or loop.max_seconds,
-        tool_timeout_s=loop.tool_timeout_s,
+    budgets = config.loop.budgets(
+        max_steps=options.get("max_steps"),
+        max_replans=options.get("max_replans"),
+        max_tokens=options.get("max_tokens"),
+        max_seconds=options.get("max_seconds"),
     )
     return Goal(text=text, model=options.get("model"), budgets=budgets, memory=not options.get("no_memory"))
 

@@ -23,7 +23,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import AgentdError, ConfigError
-from .records import Budgets, Goal
+from .records import Goal
 from .schedule_spec import Misfire, Schedule, fire_id, fire_times, make_trigger, next_fire
 from .schedule_store import Fire, FireStatus, ScheduleStore
 
@@ -60,13 +60,8 @@ def _timer_fired(home: str, name: str) -> None:
 
 def goal_for(schedule: Schedule, config: Any) -> Goal:
     """The unattended Goal a fire enqueues: the schedule's allowlist, budgets and model."""
-    loop = config.loop
-    budgets = Budgets(
-        max_steps=schedule.max_steps or loop.max_steps,
-        max_replans=loop.max_replans,
-        max_tokens=schedule.max_tokens or loop.max_tokens,
-        max_seconds=schedule.max_seconds or loop.max_seconds,
-        tool_timeout_s=loop.tool_timeout_s,
+    budgets = config.loop.budgets(
+        max_steps=schedule.max_steps, max_tokens=schedule.max_tokens, max_seconds=schedule.max_seconds
     )
     return Goal(
         text=schedule.goal,
