@@ -12,6 +12,7 @@ import json
 import os
 from pathlib import Path
 
+from . import gbnf
 from .config import ModelConfig
 from .errors import ConfigError, ModelUnavailable
 from .hookspecs import hookimpl
@@ -55,7 +56,16 @@ def llamacpp_model(cfg: ModelConfig) -> ModelHandle:
     except Exception as exc:
         raise ModelUnavailable(f"could not load {path}: {exc}; is it a valid GGUF file?") from None
     mode = "grammar" if cfg.structured == "auto" else cfg.structured
-    return ModelHandle(name="", chat=chat, structured=mode, info={"path": str(path)})
+    return ModelHandle(name="", chat=chat, structured=mode, info={"path": str(path)}, grammar_kwargs=_llama_grammar)
+
+
+def _llama_grammar(text: str) -> dict:
+    return {"grammar": gbnf.llama_grammar(text)}
+
+
+def _server_grammar(text: str) -> dict:
+    """llama.cpp's and llama-cpp-python's servers take a GBNF ``grammar`` field beside the OpenAI ones."""
+    return {"extra_body": {"grammar": text}}
 
 
 def openai_model(cfg: ModelConfig) -> ModelHandle:
@@ -75,7 +85,10 @@ def openai_model(cfg: ModelConfig) -> ModelHandle:
         seed=cfg.seed,
     )
     mode = "json_schema" if cfg.structured == "auto" else cfg.structured
-    return ModelHandle(name="", chat=chat, structured=mode, info={"base_url": cfg.base_url, "model": cfg.model})
+    return ModelHandle(
+        name="", chat=chat, structured=mode, info={"base_url": cfg.base_url, "model": cfg.model},
+        grammar_kwargs=_server_grammar,
+    )
 
 
 def scripted_model(cfg: ModelConfig) -> ModelHandle:

@@ -33,6 +33,9 @@ class ModelHandle:
     structured: str  # grammar | json_schema | json_object | prompt
     provider: str = ""
     info: dict[str, Any] = field(default_factory=dict)
+    # In "grammar" mode: the call keyword arguments that apply a GBNF grammar (text) to one call. Without it,
+    # the schema goes as ``response_format`` and the provider converts it.
+    grammar_kwargs: Callable[[str], dict[str, Any]] | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def complete(self, messages: list[tuple[str, str]], **kwargs: Any) -> tuple[str, Usage]:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from . import gbnf
 from .errors import StructuredOutputError
 from .models import ModelHandle
 from .records import Usage
@@ -40,6 +41,8 @@ class Reply:
 def decoding_kwargs(handle: ModelHandle, schema: dict[str, Any], name: str) -> dict[str, Any]:
     """Keyword arguments that make the provider constrain its output to the schema."""
     if handle.structured == "grammar":
+        if handle.grammar_kwargs is not None:
+            return handle.grammar_kwargs(gbnf.to_gbnf(schema))
         return {"response_format": {"type": "json_object", "schema": schema}}
     if handle.structured == "json_schema":
         return {"response_format": {"type": "json_schema", "json_schema": {"name": name, "schema": schema}}}
