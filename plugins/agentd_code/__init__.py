@@ -30,7 +30,7 @@ def run_python(code: str, ctx: ToolContext, timeout_s: float | None = None) -> T
     """Run Python code in a sandbox and get its exit code, stdout, stderr and the files it wrote.
 
     The workspace is the current folder (and the only writable place); there is no network. Print what you
-    want to see. timeout_s is the wall-clock limit in seconds (default from the settings).
+    want to see; as in a notebook, a bare expression on the last line shows its value. timeout_s is the wall-clock limit in seconds (default from the settings).
     """
     from .execution import runner_source
 

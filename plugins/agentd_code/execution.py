@@ -166,4 +166,7 @@ def to_tool_result(result: SandboxResult, limits: Limits, network: bool, changed
         "strong_isolation": result.strong, "stdout_cut": result.stdout_cut, "stderr_cut": result.stderr_cut,
         "changed": changed, "deleted": deleted,
     }
+    value = result.stdout.strip()
+    if result.ok and value and "\n" not in value and len(value) <= 100 and not result.stdout_cut:
+        data["value"] = value  # one short line of output is the call's value (agentd's loop.ground_answers)
     return ToolResult(output=text, error=None if result.ok else text, artifacts=artifacts, data=data)

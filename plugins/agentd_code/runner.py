@@ -1,6 +1,7 @@
 """The program run_python starts inside the sandbox: its text is passed to ``python -c``; it uses only stdlib.
 
-It reads the cell from stdin and runs it as ``__main__``, printing a traceback without its own frames. With
+It reads the cell from stdin and runs it as ``__main__``, printing a traceback without its own frames. As in a
+notebook cell, when the last statement is a bare expression its value is printed (unless it is None). With
 ``AGENTD_SESSION`` set to a folder (relative to the workspace), state persists from call to call:
 
 - top-level ``import``/``from`` statements, ``def``/``class`` statements and ``name = lambda ...`` are kept as
@@ -155,11 +156,15 @@ def main():
     status = 0
     tree = None
     try:
-        if session:
-            import ast
+        import ast
 
-            tree = ast.parse(code, CELL)
-        exec(compile(tree or code, CELL, "exec"), namespace)
+        tree = ast.parse(code, CELL)
+        last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
+        exec(compile(tree, CELL, "exec"), namespace)
+        if last is not None:  # like a notebook cell or the REPL: a bare last expression shows its value
+            value = eval(compile(ast.Expression(last.value), CELL, "eval"), namespace)
+            if value is not None:
+                print(repr(value))
     except SystemExit as exc:
         status = _exit_status(exc)
     except BaseException as exc:

@@ -77,3 +77,15 @@ def test_syntax_errors_point_at_the_cell(tmp_path):
         done = run_cell("x = (1\n", tmp_path, session)
         assert done.returncode == 1 and "SyntaxError" in done.stderr and 'File "<cell>", line 1' in done.stderr
         assert "runner" not in done.stderr
+
+
+def test_a_bare_last_expression_shows_its_value_like_a_notebook_cell(tmp_path):
+    assert run_cell("17 * 23", tmp_path).stdout == "391\n"
+    assert run_cell("x = 'a'\nx * 2", tmp_path).stdout == "'aa'\n"
+    assert run_cell("print(5)", tmp_path).stdout == "5\n"  # print returns None: nothing more is shown
+    assert run_cell("x = 1", tmp_path).stdout == "" and run_cell("None", tmp_path).stdout == ""
+    assert run_cell("17 * 23\nx = 1", tmp_path).stdout == ""  # only a last expression counts
+    failed = run_cell("1 / 0\n'never'", tmp_path)
+    assert failed.returncode == 1 and "never" not in failed.stdout and "ZeroDivisionError" in failed.stderr
+    session = run_cell("n = 20\nn + 1", tmp_path, ".session")
+    assert session.stdout == "21\n" and run_cell("n", tmp_path, ".session").stdout == "20\n"
