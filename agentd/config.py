@@ -69,6 +69,12 @@ class LoopConfig(_Strict):
     # Constrain required `path` arguments to file names the goal mentions or that exist in the workspace
     # (only when there are any), so small models cannot invent file names.
     ground_paths: bool = True
+    # When a goal asks for a tool in so many words (a tool's goal phrases, e.g. "use python" for run_python),
+    # the first plan's first step must use it ("first_step"), or the model is free to ignore it ("off").
+    tool_requests: Literal["first_step", "off"] = "first_step"
+    # With grammar-constrained models: when the last step produced a short value (ToolResult.data["value"],
+    # e.g. run_python's one-line stdout), a `done` answer starts with it instead of the model retyping it.
+    ground_answers: bool = True
     # How many characters of a tool's output the model sees.
     observation_chars: int = Field(1500, ge=100)
 

@@ -13,7 +13,11 @@ hookimpl = pluggy.HookimplMarker("agentd")
 
 @hookspec
 def register_tools(register, config):
-    """Register tools: call ``register(fn_or_tool, name=None, side_effects=(), timeout_s=None)``."""
+    """Register tools: call ``register(fn_or_tool, name=None, side_effects=(), timeout_s=None, goal_phrases=())``.
+
+    ``goal_phrases`` are phrases that, found in a goal, mean the user asked for this tool (``"use python"``);
+    with ``loop.tool_requests = "first_step"`` the first plan's first step must then use one of those tools.
+    """
 
 
 @hookspec

@@ -35,6 +35,7 @@ from .store import Journal, JournalError
 from .tools import ToolContext, ToolRegistry, execute
 
 log = logging.getLogger(__name__)
+VALUE_CHARS = 100  # a tool's "value" longer than this is a document, not an answer to lead with
 Emit = Callable[[str, dict[str, Any]], None]
 
 
@@ -216,8 +217,13 @@ class _RunContext:
         started = time.time()
         s, max_steps = self.state, self.config.loop.max_plan_steps
         request = phases.plan_request(s.goal.text, s.memories or [], s.notes[-2:], first=not s.transcript)
-        schema = phases.plan_schema(self.tools, max_steps)
-        plan, data = self.ask("plan", request, schema, lambda v: phases.parse_plan(v, self.tools, max_steps))
+        requested = self.tools.requested_in(s.goal.text) if self._honour_requests() else []
+        schema = phases.plan_schema(self.tools, max_steps, first=requested)
+        plan, data = self.ask(
+            "plan", request, schema, lambda v: phases.parse_plan(v, self.tools, max_steps, first=requested)
+        )
+        if requested:
+            data["requested_tools"] = requested
         if plan is None:
             self.record("plan", data, started)
             reason = StopReason.model_error if data.get("model_failure") else StopReason.invalid_model_output
@@ -225,7 +231,12 @@ class _RunContext:
             return
         data["plan"] = plan.to_dict()
         self.record("plan", data, started)
-        self.emit("plan", {"steps": [s.to_dict() for s in plan.steps], "replan": self.state.replans})
+        event = {"steps": [s.to_dict() for s in plan.steps], "replan": self.state.replans}
+        self.emit("plan", event | ({"requested_tools": requested} if requested else {}))
+
+    def _honour_requests(self) -> bool:
+        """Tools the goal names ("use python") bind the first plan only: a replan is free to change course."""
+        return self.config.loop.tool_requests == "first_step" and self.state.replans == 0
 
     def do_critique(self) -> None:
         started = time.time()
@@ -352,7 +363,8 @@ class _RunContext:
         choices = phases.feedback_choices(self.state.remaining_steps, ok)
         result = last.result.for_model(self.config.loop.observation_chars) if last else "(no result)"
         request = phases.feedback_request(result, self.state.remaining_steps, choices, ok)
-        schema = phases.feedback_schema(choices)
+        lead = self._answer_lead(last)
+        schema = phases.feedback_schema(choices, lead=lead)
         feedback, data = self.ask("feedback", request, schema, lambda v: phases.parse_feedback(v, choices))
         if feedback is None:
             self.record("feedback", data | {"feedback": {"decision": "replan", "summary": data["error"]}}, started)
@@ -360,6 +372,8 @@ class _RunContext:
                 self.stop(StopReason.model_error, data["error"])
             return
         data["feedback"] = feedback.to_dict()
+        if lead:
+            data["answer_lead"] = lead
         self.record("feedback", data, started)
         self.emit("feedback", feedback.to_dict())
         if feedback.decision.value == "done":
@@ -368,6 +382,16 @@ class _RunContext:
             self.stop(StopReason.gave_up, feedback.summary)
         elif feedback.decision.value == "replan":
             self.emit("replan", {"reason": feedback.summary})
+
+    def _answer_lead(self, last: Any) -> str:
+        """The short value the last step produced (``ToolResult.data["value"]``), which a grammar-decoded
+        ``done`` answer must start with, so a small model reports what the tool found instead of retyping it."""
+        if not self.config.loop.ground_answers or last is None or not last.result.ok:
+            return ""
+        if self.model().structured != "grammar":
+            return ""
+        value = last.result.data.get("value")
+        return value if isinstance(value, str) and 0 < len(value) <= VALUE_CHARS and "\n" not in value else ""
 
     # -- the end --------------------------------------------------------------------------------
     def finish(self) -> dict[str, Any]:

@@ -82,16 +82,17 @@ def example_turns(tools: ToolRegistry) -> list[tuple[str, str]]:
     """Worked runs as earlier turns, rendered by the same functions as a real run's turns."""
     turns: list[tuple[str, str]] = []
     for example in _examples():
-        if not all(c["tool"] in tools for c in example["calls"]):
+        if not all(c["tool"] in tools for c in [*example["calls"], *example["steps"]]):
             continue
         turns += [
             ("user", plan_request(example["goal"], [], [], True)),
             ("assistant", reply_text({"steps": example["steps"]})),
         ]
         for number, c in enumerate(example["calls"], 1):
-            remaining = len(example["calls"]) - number
-            final = "" if remaining else example["final_answer"]
-            decision = {"decision": "continue" if remaining else "done", "summary": final or "step done",
+            remaining = len(example["steps"]) - number
+            last = number == len(example["calls"])  # an example may reach its goal before its plan ends
+            final = example["final_answer"] if last else ""
+            decision = {"decision": "done" if last else "continue", "summary": final or "step done",
                         "final_answer": final}
             turns += [
                 ("user", act_request(number, example["steps"][number - 1]["intent"])),
@@ -126,24 +127,26 @@ def messages(
         while len(transcript) > 2 and fixed + sum(len(t) for _, t in transcript) > budget_chars:
             transcript = transcript[:2] + transcript[4:]
     return [*head, *transcript, ("user", request)]
-    return [("system", system_message(tools)), *example_turns(tools), *transcript, ("user", request)]
 
 
 # -- plan -----------------------------------------------------------------------------------------
-def plan_schema(tools: ToolRegistry, max_steps: int) -> dict[str, Any]:
-    step = {
-        "type": "object",
-        "properties": {"intent": TEXT, "tool": {"type": "string", "enum": tools.names()}},
-        "required": ["intent", "tool"],
-    }
-    return {
-        "type": "object",
-        "properties": {"steps": {"type": "array", "items": step, "minItems": 1, "maxItems": max_steps}},
-        "required": ["steps"],
-    }
+def plan_schema(tools: ToolRegistry, max_steps: int, first: list[str] | None = None) -> dict[str, Any]:
+    """Steps of intent and tool; with ``first`` (tools the goal asked for), step 1 must use one of those."""
+
+    def step(names: list[str]) -> dict[str, Any]:
+        return {
+            "type": "object",
+            "properties": {"intent": TEXT, "tool": {"type": "string", "enum": names}},
+            "required": ["intent", "tool"],
+        }
+
+    steps: dict[str, Any] = {"type": "array", "items": step(tools.names()), "minItems": 1, "maxItems": max_steps}
+    if first:
+        steps["prefixItems"] = [step(first)]
+    return {"type": "object", "properties": {"steps": steps}, "required": ["steps"]}
 
 
-def parse_plan(value: Any, tools: ToolRegistry, max_steps: int) -> Plan:
+def parse_plan(value: Any, tools: ToolRegistry, max_steps: int, first: list[str] | None = None) -> Plan:
     if isinstance(value, list):
         value = {"steps": value}
     if not isinstance(value, dict) or not isinstance(value.get("steps"), list) or not value["steps"]:
@@ -155,10 +158,19 @@ def parse_plan(value: Any, tools: ToolRegistry, max_steps: int) -> Plan:
         if not isinstance(raw, dict) or not str(raw.get("intent", "")).strip():
             raise Invalid(f"step {i} needs a non-empty intent")
         step = PlannedStep(intent=str(raw["intent"]).strip(), tool=str(raw.get("tool", "")).strip())
-        if steps and steps[-1] == step:
-            continue  # small models stutter: the same step twice in a row is one step
+        if any(_same_step(step, earlier) for earlier in steps):
+            continue  # small models stutter: a step that repeats an earlier one ("17 * 23", "23 * 17") is dropped
         steps.append(step)
+    if first and steps[0].tool not in first:
+        raise Invalid(f"the goal asks for {' or '.join(first)}: step 1 must use it")
     return Plan(steps=steps, reasoning=str(value.get("reasoning", "")))
+
+
+def _same_step(a: PlannedStep, b: PlannedStep) -> bool:
+    """Same tool and the same words in any order."""
+    return a.tool == b.tool and sorted(re.findall(r"\w+|[^\w\s]", a.intent.lower())) == sorted(
+        re.findall(r"\w+|[^\w\s]", b.intent.lower())
+    )
 
 
 # -- critique -------------------------------------------------------------------------------------
@@ -239,16 +251,22 @@ def feedback_choices(remaining: int, ok: bool) -> list[str]:
     return ["done", "replan", "give_up"]
 
 
-def feedback_schema(choices: list[str]) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "properties": {
-            "decision": {"type": "string", "enum": choices},
-            "summary": TEXT,
-            "final_answer": {"type": "string", "maxLength": 400},
-        },
-        "required": ["decision", "summary", "final_answer"],
-    }
+def feedback_schema(choices: list[str], lead: str = "") -> dict[str, Any]:
+    """The decision, a summary and the final answer; with ``lead``, a ``done`` answer starts with that text."""
+
+    def shape(decisions: list[str], answer: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "type": "object",
+            "properties": {"decision": {"type": "string", "enum": decisions}, "summary": TEXT, "final_answer": answer},
+            "required": ["decision", "summary", "final_answer"],
+        }
+
+    answer = {"type": "string", "maxLength": 400}
+    if not lead or "done" not in choices:
+        return shape(choices, answer)
+    others = [c for c in choices if c != "done"]
+    done = shape(["done"], answer | {"x-prefix": lead})
+    return {"anyOf": [done, shape(others, answer)]} if others else done
 
 
 def parse_feedback(value: Any, choices: list[str]) -> Feedback:

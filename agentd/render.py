@@ -47,7 +47,8 @@ class LiveTrace:
 
     def on_plan(self, d: dict[str, Any]) -> None:
         title = "replan" if d.get("replan") else "plan"
-        self.console.print(f"[bold cyan]{title}[/]")
+        asked = f" [dim](the goal asks for {', '.join(d['requested_tools'])})[/]" if d.get("requested_tools") else ""
+        self.console.print(f"[bold cyan]{title}[/]{asked}")
         for i, step in enumerate(d["steps"], 1):
             self.console.print(f"  {i}. {step['intent']} [dim]\\[{step.get('tool') or '?'}][/]")
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import inspect
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -95,6 +97,8 @@ class Tool:
     side_effects: tuple[str, ...] = ()
     timeout_s: float | None = None
     wants_ctx: bool = False
+    # Phrases that, found in a goal, mean the user asked for this tool ("use python", "search the web").
+    goal_phrases: tuple[str, ...] = ()
     _validator: Any = None
 
     @classmethod
@@ -106,6 +110,7 @@ class Tool:
         description: str | None = None,
         side_effects: tuple[str, ...] | list[str] = (),
         timeout_s: float | None = None,
+        goal_phrases: tuple[str, ...] | list[str] = (),
     ) -> Tool:
         unknown = set(side_effects) - set(SIDE_EFFECTS)
         if unknown:
@@ -136,6 +141,7 @@ class Tool:
             side_effects=tuple(side_effects),
             timeout_s=timeout_s,
             wants_ctx=wants_ctx,
+            goal_phrases=tuple(goal_phrases),
             _validator=validator,
         )
 
@@ -156,7 +162,18 @@ class Tool:
             "description": self.description,
             "parameters": self.parameters,
             "side_effects": list(self.side_effects),
+            "goal_phrases": list(self.goal_phrases),
         }
+
+    def requested_in(self, goal: str) -> bool:
+        """Whether the goal asks for this tool in so many words (one of its goal phrases, as whole words)."""
+        return any(_phrase_pattern(p).search(goal) for p in self.goal_phrases)
+
+
+@functools.lru_cache(maxsize=256)
+def _phrase_pattern(phrase: str) -> re.Pattern[str]:
+    words = [re.escape(w) for w in phrase.split()]
+    return re.compile(r"(?<!\w)" + r"\s+".join(words) + r"(?!\w)", re.IGNORECASE)
 
 
 def as_result(value: Any) -> ToolResult:
@@ -231,15 +248,19 @@ class ToolRegistry:
             side_effects: tuple[str, ...] | list[str] = (),
             timeout_s: float | None = None,
             description: str | None = None,
+            goal_phrases: tuple[str, ...] | list[str] = (),
         ) -> Tool:
             tool = (
                 fn_or_tool
                 if isinstance(fn_or_tool, Tool)
                 else Tool.from_function(
-                    fn_or_tool, name=name, side_effects=side_effects, timeout_s=timeout_s, description=description
+                    fn_or_tool, name=name, side_effects=side_effects, timeout_s=timeout_s, description=description,
+                    goal_phrases=goal_phrases,
                 )
             )
             tool.plugin = plugin
+            if goal_phrases and isinstance(fn_or_tool, Tool):
+                tool.goal_phrases = tuple(goal_phrases)
             if tool.name in self.tools:
                 taken = tool.name
                 tool.name = f"{plugin}_{tool.name}".replace("-", "_")
@@ -260,6 +281,10 @@ class ToolRegistry:
 
     def names(self) -> list[str]:
         return list(self.tools)
+
+    def requested_in(self, goal: str) -> list[str]:
+        """The tools the goal asks for by one of their goal phrases, in registration order."""
+        return [name for name, tool in self.tools.items() if tool.requested_in(goal)]
 
     def subset(self, allowed: list[str] | None) -> ToolRegistry:
         if allowed is None:

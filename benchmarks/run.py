@@ -20,6 +20,7 @@ SUITES = ["bench_sandbox.py", "bench_scheduler.py", "bench_daemon.py", "bench_im
 REAL_GOALS = [
     "Create a file named hello.txt containing the word hello",
     "Write the numbers 1 to 5, one per line, into numbers.txt",
+    "What is 17 * 23? Use Python to compute it.",
 ]
 
 
@@ -133,6 +134,62 @@ def real_model() -> None:
           ["goal", "calls", "prompt tok/call", "prompt tok", "served from cache", "cache share"], cache_rows)
 
 
+def grammars() -> None:
+    """agentd's GBNF (gbnf.py) vs llama-cpp-python's bundled JSON-schema converter, same schemas, same prompt."""
+    from llama_cpp import LlamaGrammar
+
+    from agentd import gbnf, phases
+    from agentd.app import make_app
+    from agentd.config import load_config
+
+    with tempfile.TemporaryDirectory() as home:
+        app = make_app(load_config(home=Path(home), env={}))
+        tools, handle = app.tools, app.models.get()
+        goal = "What is 17 * 23? Use Python to compute it."
+        cases = {
+            "plan": (phases.plan_schema(tools, 3), phases.plan_request(goal, [], [], True)),
+            "act": (phases.act_schema(tools.subset(["run_python"]), "run_python"), phases.act_request(1, "17 * 23")),
+            "feedback": (phases.feedback_schema(phases.feedback_choices(0, True)),
+                         phases.feedback_request("exit code 0 after 0.05s\nstdout:\n391", 0,
+                                                 phases.feedback_choices(0, True), True)),
+        }
+        rows = []
+        for name, (schema, request) in cases.items():
+            messages = phases.messages(tools, [], request)
+            handle.complete(messages, max_tokens=1)  # warm the prefix cache for both variants alike
+            started = time.perf_counter()
+            ours = gbnf.llama_grammar.__wrapped__(gbnf.to_gbnf(schema))
+            build_ours = time.perf_counter() - started
+            started = time.perf_counter()
+            LlamaGrammar.from_json_schema(__import__("json").dumps(schema), verbose=False)
+            build_theirs = time.perf_counter() - started
+            timings = {}
+            for label, kwargs in (("ours", {"grammar": ours}),
+                                  ("bundled", {"response_format": {"type": "json_object", "schema": schema}})):
+                started = time.perf_counter()
+                text, usage = handle.complete(messages, **kwargs)
+                seconds = time.perf_counter() - started
+                timings[label] = (seconds, usage.completion_tokens, text)
+            ok = {label: _parses(t[2]) for label, t in timings.items()}
+            rows.append([name, build_ours * 1000, build_theirs * 1000, timings["ours"][0], timings["bundled"][0],
+                         timings["ours"][0] / timings["bundled"][0], timings["ours"][1], timings["bundled"][1],
+                         f"{ok['ours']}/{ok['bundled']}"])
+        app.close()
+    table("grammar-constrained decoding: agentd's GBNF vs the bundled converter (baseline), one call per phase",
+          ["phase", "build ms", "bundled build ms", "call s", "bundled call s", "ratio", "tokens",
+           "bundled tokens", "strict JSON"], rows)
+
+
+def _parses(text: str) -> bool:
+    import json
+
+    try:
+        json.loads(text)
+        return True
+    except ValueError:
+        return False
+
+
 def suites(names: list[str]) -> None:
     for name in names:
         print(f"\n=== {name}", flush=True)
@@ -148,6 +205,7 @@ def main() -> None:
     loop_overhead(args.runs)
     if not args.no_model:
         real_model()
+        grammars()
     if args.all:
         suites(SUITES)
 

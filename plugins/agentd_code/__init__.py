@@ -21,6 +21,11 @@ AGENTD_API = "1.0"
 
 __all__ = ["doctor_checks", "register_tools", "run_python", "run_shell", "unavailable_tools"]
 
+# A goal with one of these asks for the tool in so many words (see loop.tool_requests).
+PYTHON_PHRASES = ("use python", "using python", "with python", "in python", "run python", "python script to")
+SHELL_PHRASES = ("use the shell", "using the shell", "in the shell", "shell command", "use bash", "using bash",
+                 "in bash", "run the command")
+
 # run id -> the schedule that started it, learnt in before_tool_call; lets network_schedules grant network.
 _run_schedules: dict[str, str | None] = {}
 _lock = threading.Lock()
@@ -104,8 +109,8 @@ def _schedule_of(run_id: str) -> str | None:
 @hookimpl
 def register_tools(register, config):
     """Register run_python and run_shell; both run code."""
-    register(run_python, side_effects=["runs_code"])
-    register(run_shell, side_effects=["runs_code"])
+    register(run_python, side_effects=["runs_code"], goal_phrases=PYTHON_PHRASES)
+    register(run_shell, side_effects=["runs_code"], goal_phrases=SHELL_PHRASES)
 
 
 @hookimpl

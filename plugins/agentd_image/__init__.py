@@ -101,7 +101,9 @@ def register_tools(register, config):
 
     timeout_s = parse_settings(config.plugin_settings("image")).timeout_s if config is not None else None
     home = Path(config.home) if config is not None else None
-    register(make_generate_image(home), side_effects=["writes_files", "uses_gpu"], timeout_s=timeout_s)
+    register(make_generate_image(home), side_effects=["writes_files", "uses_gpu"], timeout_s=timeout_s,
+             goal_phrases=("generate an image", "generate a picture", "create an image", "make an image",
+                           "draw a picture", "draw an image"))
 
 
 @hookimpl

@@ -116,8 +116,9 @@ def register_tools(register, config):
     if config is None or not _settings(config).enabled:
         return
     recall, remember = make_tools(config)
-    register(recall, side_effects=["reads_files"])
-    register(remember, side_effects=["writes_files"])
+    register(recall, side_effects=["reads_files"],
+             goal_phrases=("what do you remember", "do you remember", "recall", "search your memory"))
+    register(remember, side_effects=["writes_files"], goal_phrases=("remember that", "remember this", "memorize"))
 
 
 @hookimpl

@@ -34,8 +34,10 @@ def register_tools(register, config):
     from .tools import build_toolkit
 
     toolkit = build_toolkit(config)
-    register(toolkit.web_search, side_effects=["network"])
-    register(toolkit.fetch_url, side_effects=["network"])
+    register(toolkit.web_search, side_effects=["network"],
+             goal_phrases=("search the web", "search the internet", "search online", "web search", "look up online"))
+    register(toolkit.fetch_url, side_effects=["network"],
+             goal_phrases=("fetch the page", "fetch the url", "fetch the web page", "download the page"))
     if not _allowed_hosts(config):
         return  # nothing allowed: keep a tool that could only refuse out of the model's catalogue
     with warnings.catch_warnings():

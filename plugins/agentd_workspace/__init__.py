@@ -57,6 +57,6 @@ def final_answer(answer: str) -> ToolResult:
 @hookimpl
 def register_tools(register):
     register(write_file, side_effects=["writes_files"])
-    register(read_file, side_effects=["reads_files"])
-    register(list_files, side_effects=["reads_files"])
+    register(read_file, side_effects=["reads_files"], goal_phrases=("read the file",))
+    register(list_files, side_effects=["reads_files"], goal_phrases=("list the files", "which files"))
     register(final_answer)

@@ -52,6 +52,20 @@ def test_agentd_goal_with_the_bundled_model(tmp_path, goal, name, expected):
     assert outcome["usage"]["prompt_tokens"] > 0 and outcome["usage"]["model_calls"] >= 3
 
 
+def test_python_goal_with_the_bundled_model(tmp_path):
+    """The goal names Python, so step 1 is run_python; the model writes the code, the sandbox computes the
+    product, and the answer reports what the code printed."""
+    result = agentd(tmp_path, "goal", "What is 17 * 23? Use Python to compute it.", "--json")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    outcome = outcome_of(result)
+    assert outcome["status"] == "succeeded" and "391" in outcome["final_answer"]
+    shown = json.loads(agentd(tmp_path, "runs", "show", outcome["run_id"], "--json").stdout)
+    ran = [c for c in shown["tool_calls"] if c["tool"] == "run_python"]
+    assert ran and "391" not in ran[0]["args"]["code"]  # the model computed it, it did not type the answer
+    assert json.loads(ran[0]["result_json"])["data"]["value"] == "391"
+    assert next(p for p in shown["phases"] if p["kind"] == "plan")["requested_tools"] == ["run_python"]
+
+
 # Goals the prompts were NOT tuned on: the parse rate must hold on unseen tasks.
 VARIED_GOALS = [
     "Create a file named shopping.txt listing eggs, bread and milk",

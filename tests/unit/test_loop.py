@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from agentd import Budgets, Goal, hookimpl
+from agentd import Budgets, Goal, ToolResult, hookimpl, phases
 from agentd.testing import call, feedback, plan
 
 WRITE = plan(("write the file", "write_file"))
@@ -304,3 +304,74 @@ def test_prompt_prefix_is_stable_across_phases(scripted):
     for earlier, later in zip(prompts, prompts[1:]):
         shared = earlier[:-1]  # everything but the earlier request reappears at the start of the later prompt
         assert [m.content for m in later[: len(shared)]] == [m.content for m in shared]
+
+
+class Shout:
+    """A third-party tool with goal phrases, as a pip-installed plugin would register it."""
+
+    @hookimpl
+    def register_tools(self, register):
+        def shout(text: str) -> ToolResult:
+            """Say the text loudly."""
+            return ToolResult(output=text.upper(), data={"value": text.upper()})
+
+        register(shout, goal_phrases=("shout it", "say it loudly"))
+
+
+def test_a_goal_that_names_a_tool_gets_it_as_the_first_step(scripted):
+    ignored = plan(("look around", "list_files"))
+    app, model = scripted([ignored, plan(("say hi", "shout")), call("shout", text="hi"), feedback("done", "ok", "HI")],
+                          extra_plugins=(Shout(),))
+    app.models.get().structured = "grammar"  # so the schema travels with the call (the scripted model ignores it)
+    run_id, out = run(app, goal="Greet me. Shout it!")
+    assert out["status"] == "succeeded"
+    planned = next(p for p in app.journal.phases(run_id) if p["kind"] == "plan")
+    assert planned["requested_tools"] == ["shout"] and planned["attempts"] == 2
+    assert "the goal asks for shout: step 1 must use it" in planned["retry_errors"][0]
+    schema = model.calls[0]["kwargs"]["response_format"]["schema"]
+    assert schema["properties"]["steps"]["prefixItems"][0]["properties"]["tool"]["enum"] == ["shout"]
+    plan_event = next(e for e in app.journal.events(run_id) if e["type"] == "plan")
+    assert plan_event["data"]["requested_tools"] == ["shout"]
+
+
+def test_tool_requests_can_be_turned_off_and_do_not_bind_a_replan(scripted):
+    app, model = scripted([plan(("look around", "list_files")), call("list_files"), feedback("done", "ok", "x")],
+                          extra_plugins=(Shout(),), settings={"loop.tool_requests": "off"})
+    run_id, out = run(app, goal="Shout it")
+    planned = next(p for p in app.journal.phases(run_id) if p["kind"] == "plan")
+    assert out["status"] == "succeeded" and planned["attempts"] == 1 and "requested_tools" not in planned
+    app2, _ = scripted([plan(("say", "shout")), call("shout", text="a"), feedback("replan", "try else"),
+                        plan(("look", "list_files")), call("list_files"), feedback("done", "ok", "x")],
+                       extra_plugins=(Shout(),))
+    run_id, out = run(app2, goal="Shout it")
+    plans = [p for p in app2.journal.phases(run_id) if p["kind"] == "plan"]
+    assert out["status"] == "succeeded" and "requested_tools" in plans[0] and "requested_tools" not in plans[1]
+
+
+def test_a_done_answer_leads_with_the_last_steps_value_under_a_grammar(scripted):
+    app, model = scripted([plan(("say hi", "shout")), call("shout", text="hi"), feedback("done", "ok", "HI")],
+                          extra_plugins=(Shout(),))
+    handle = app.models.get()
+    handle.structured = "grammar"  # the scripted model ignores the grammar; the schema it was sent is checked
+    run_id, out = run(app, goal="say hi")
+    fed = next(p for p in app.journal.phases(run_id) if p["kind"] == "feedback")
+    assert out["final_answer"] == "HI" and fed["answer_lead"] == "HI"
+    schema = model.calls[-1]["kwargs"]["response_format"]["schema"]
+    done = next(o for o in schema["anyOf"] if o["properties"]["decision"]["enum"] == ["done"])
+    assert done["properties"]["final_answer"]["x-prefix"] == "HI"
+    handle.structured = "prompt"  # without a grammar there is no lead: the validator does not impose one
+    model.enqueue([plan(("say hi", "shout")), call("shout", text="hi"), feedback("done", "ok", "it is HI")])
+    run_id, out = run(app, goal="say hi")
+    assert out["final_answer"] == "it is HI"
+    assert "answer_lead" not in next(p for p in app.journal.phases(run_id) if p["kind"] == "feedback")
+
+
+def test_a_plan_that_repeats_a_step_in_other_words_keeps_it_once(scripted):
+    stutter = plan(("17 * 23", "shout"), ("23 * 17", "shout"), ("17 * 23", "shout"))
+    app, _ = scripted([stutter, call("shout", text="391"), feedback("done", "ok", "391")], extra_plugins=(Shout(),))
+    run_id, out = run(app, goal="compute")
+    assert out["status"] == "succeeded" and out["steps"] == 1
+    planned = next(p for p in app.journal.phases(run_id) if p["kind"] == "plan")
+    assert [s["intent"] for s in planned["plan"]["steps"]] == ["17 * 23"]
+    kept = phases.parse_plan(plan(("write a", "write_file"), ("write b", "write_file")), app.tools, 3)
+    assert len(kept.steps) == 2

@@ -79,6 +79,25 @@ def test_tool_result_sets_error_on_failure_and_caps_artifacts():
     assert bad.data["exit_code"] == 2 and bad.data["deleted"] == ["old.txt"]
 
 
+def test_one_short_line_of_output_is_the_calls_value():
+    def value(result: SandboxResult):
+        return execution.to_tool_result(result, Limits(), False, [], [], 50).data.get("value")
+
+    assert value(SandboxResult(0, stdout="391\n")) == "391"
+    assert value(SandboxResult(0, stdout="a\nb\n")) is None  # a document, not a value
+    assert value(SandboxResult(0, stdout="x" * 101)) is None and value(SandboxResult(0, stdout="")) is None
+    assert value(SandboxResult(1, stdout="391\n")) is None  # a failed call has no value
+    assert value(SandboxResult(0, stdout="391", stdout_cut=True)) is None
+
+
+def test_goal_phrases_match_whole_words_in_any_case(scripted):
+    app, _ = scripted([])
+    assert app.tools.requested_in("What is 17 * 23? Use  Python to compute it.") == ["run_python"]
+    assert app.tools.requested_in("Count the files using the shell") == ["run_shell"]
+    assert app.tools.requested_in("Write a pythonic haiku into poem.txt") == []
+    assert app.tools.requested_in("Make a file named reuse python.txt") == []
+
+
 def test_interpreter_for_each_backend(monkeypatch):
     strong = execution.choose_interpreter(CodeSettings(), BwrapBackend())
     assert strong.executable == sys.executable and Path(sys.base_prefix) in strong.ro_paths
