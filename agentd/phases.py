@@ -21,6 +21,7 @@ from .structured import Invalid
 from .tools import Tool, ToolError, ToolRegistry
 
 TEXT = {"type": "string", "minLength": 1, "maxLength": 200}
+SUMMARY = {"type": "string", "minLength": 1, "maxLength": 120}  # a line for the user; small models ramble on
 CHOICE_HELP = {
     "continue": "do the next step",
     "done": "the goal is reached",
@@ -257,7 +258,7 @@ def feedback_schema(choices: list[str], lead: str = "") -> dict[str, Any]:
     def shape(decisions: list[str], answer: dict[str, Any]) -> dict[str, Any]:
         return {
             "type": "object",
-            "properties": {"decision": {"type": "string", "enum": decisions}, "summary": TEXT, "final_answer": answer},
+            "properties": {"decision": {"type": "string", "enum": decisions}, "summary": SUMMARY, "final_answer": answer},
             "required": ["decision", "summary", "final_answer"],
         }
 
