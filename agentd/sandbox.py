@@ -16,13 +16,10 @@ process limit is per run. Under another user the code keeps the daemon's uid (bu
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import logging
 import os
-import selectors
 import shutil
-import signal
 import subprocess
 import threading
 import time
@@ -30,7 +27,14 @@ import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+
+from .sandbox_process import Capture, reap_uid, supervise
+
+__all__ = [
+    "BACKENDS", "Backend", "BwrapBackend", "Capture", "Job", "Launch", "Limits", "SandboxResult",
+    "SandboxUnavailable", "SubprocessBackend", "clean_env", "prepare_workspace", "probe", "register_backend",
+    "run_sandboxed", "sandbox_uid", "select_backend",
+]
 
 log = logging.getLogger(__name__)
 
@@ -372,134 +376,11 @@ def run_sandboxed(
     finally:
         for fd in launch.pass_fds:
             os.close(fd)
-    _supervise(proc, stdin, started + limits.wall_s, cancel, result, limits.output_chars)
+    supervise(proc, stdin, started + limits.wall_s, cancel, result, limits.output_chars)
     if (result.timed_out or result.cancelled) and uid is not None:
-        _reap_uid(uid)
+        reap_uid(uid)
     result.duration_s = round(time.monotonic() - started, 4)
     return result
-
-
-class Capture:
-    """Keeps the head and the tail of a stream within ``limit`` bytes and counts what was cut between."""
-
-    def __init__(self, limit: int) -> None:
-        self.head_limit = max(0, limit * 3 // 4)
-        self.tail_limit = max(0, limit - self.head_limit)
-        self.head, self.tail, self.cut = bytearray(), bytearray(), 0
-
-    def feed(self, data: bytes) -> None:
-        room = self.head_limit - len(self.head)
-        if room > 0:
-            self.head += data[:room]
-            data = data[room:]
-        self.tail += data
-        if len(self.tail) > self.tail_limit:
-            drop = len(self.tail) - self.tail_limit
-            self.cut += drop
-            del self.tail[:drop]
-
-    def text(self, stream: str) -> str:
-        head, tail = (part.decode("utf-8", errors="replace") for part in (self.head, self.tail))
-        return f"{head}\n[... {self.cut} bytes of {stream} cut here ...]\n{tail}" if self.cut else head + tail
-
-
-def _supervise(proc: subprocess.Popen[bytes], stdin: bytes | None, deadline: float, cancel: threading.Event | None,
-               result: SandboxResult, out_limit: int) -> None:
-    """Pump the output, enforce the deadline and the cancel flag, reap, and fill ``result``."""
-    assert proc.stdout is not None and proc.stderr is not None
-    if stdin is not None:
-        threading.Thread(target=_feed, args=(proc.stdin, stdin), daemon=True).start()
-    out, err = Capture(out_limit), Capture(out_limit)
-    captures = {proc.stdout.fileno(): out, proc.stderr.fileno(): err}
-    pidfd = os.pidfd_open(proc.pid)
-    sel = selectors.DefaultSelector()
-    for fd in (*captures, pidfd):
-        sel.register(fd, selectors.EVENT_READ)
-    status: int | None = None
-    exited_at = 0.0
-    try:
-        while status is None or (sel.get_map() and time.monotonic() - exited_at < 1.0):
-            # After the exit, wait a little for the rest of the output; a pipe still held open after that
-            # can only be held outside the (dead) tree, so stop waiting.
-            if status is None and not (result.timed_out or result.cancelled):
-                if time.monotonic() >= deadline:
-                    result.timed_out = True
-                    _kill_group(proc.pid)
-                elif cancel is not None and cancel.is_set():
-                    result.cancelled = True
-                    _kill_group(proc.pid)
-            for key, _ in sel.select(timeout=0.05):
-                if key.fd == pidfd:
-                    _kill_group(proc.pid)  # leftovers die while the zombie leader still holds the group id
-                    status = os.waitpid(proc.pid, 0)[1]
-                    exited_at = time.monotonic()
-                    sel.unregister(pidfd)
-                elif data := os.read(key.fd, 65536):
-                    captures[key.fd].feed(data)
-                else:
-                    sel.unregister(key.fd)
-    finally:
-        sel.close()
-        os.close(pidfd)
-        if status is None:  # something raised: never leave a sandbox behind
-            _kill_group(proc.pid)
-            status = os.waitpid(proc.pid, 0)[1]
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        for stream in (proc.stdout, proc.stderr, proc.stdin):
-            if stream is not None:
-                stream.close()
-    result.stdout, result.stdout_cut = out.text("stdout"), out.cut
-    result.stderr, result.stderr_cut = err.text("stderr"), err.cut
-    code = proc.returncode
-    if code < 0 or 128 < code < 128 + signal.NSIG:  # 128+N also reads an explicit `exit 137` as SIGKILL
-        number = -code if code < 0 else code - 128
-        result.signal = signal.Signals(number).name if number in set(signal.Signals) else f"signal {number}"
-    else:
-        result.exit_code = code
-
-
-def _kill_group(pgid: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signal.SIGKILL)
-
-
-def _reap_uid(uid: int, timeout_s: float = 5.0) -> None:
-    """Wait until no live process of the sandbox uid is left (a pid namespace dies asynchronously once its
-    first process is gone), killing any that linger."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        left = [pid for pid in _pids() if _uid_of(pid) == uid]
-        if not left:
-            return
-        for pid in left:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
-        time.sleep(0.01)
-    log.warning("processes of sandbox uid %s survived the kill", uid)
-
-
-def _pids() -> list[int]:
-    return [int(name) for name in os.listdir("/proc") if name.isdigit()]
-
-
-def _uid_of(pid: int) -> int | None:
-    """The real uid of a live process; None for a zombie (dead, waiting to be reaped) or a vanished one."""
-    try:
-        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as fh:
-            for line in fh:
-                if line.startswith("State:") and line.split()[1] == "Z":
-                    return None
-                if line.startswith("Uid:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
-def _feed(pipe: IO[bytes], data: bytes) -> None:
-    with contextlib.suppress(OSError, ValueError):
-        pipe.write(data)
-        pipe.close()
 
 
 def _data_fd(text: str) -> int:
