@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from . import gbnf
 from .config import ModelConfig
@@ -56,11 +58,23 @@ def llamacpp_model(cfg: ModelConfig) -> ModelHandle:
     except Exception as exc:
         raise ModelUnavailable(f"could not load {path}: {exc}; is it a valid GGUF file?") from None
     mode = "grammar" if cfg.structured == "auto" else cfg.structured
-    return ModelHandle(name="", chat=chat, structured=mode, info={"path": str(path)}, grammar_kwargs=_llama_grammar)
+    return ModelHandle(
+        name="", chat=chat, structured=mode, info={"path": str(path)},
+        grammar_kwargs=_checked_grammars(chat.client),
+    )
 
 
-def _llama_grammar(text: str) -> dict:
-    return {"grammar": gbnf.llama_grammar(text)}
+def _checked_grammars(llama: Any) -> Callable[[str], dict[str, Any]]:
+    """Grammar call arguments for one loaded model; each new grammar text is checked by llama.cpp once."""
+    checked: set[str] = set()
+
+    def kwargs(text: str) -> dict[str, Any]:
+        if text not in checked:
+            gbnf.check_with_llama(text, llama)
+            checked.add(text)
+        return {"grammar": gbnf.llama_grammar(text)}
+
+    return kwargs
 
 
 def _server_grammar(text: str) -> dict:

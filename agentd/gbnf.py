@@ -2,22 +2,37 @@
 agentd's phases and tool schemas use.
 
 Why our own: the converter bundled with llama-cpp-python lets strings hold raw control characters (a small
-model then "writes" hundreds of newlines until max_tokens), spells ``maxLength`` as hundreds of nested
-optionals, and ignores ``prefixItems``. Here strings are JSON strings (control characters only as escapes),
-lengths and counts use GBNF's ``{m,n}`` repetition, whitespace is at most one space, and numbers are bounded.
+model then "writes" hundreds of newlines until max_tokens) and ignores ``prefixItems``. Here strings are JSON
+strings (control characters only as escapes), lengths and counts use GBNF's ``{m,n}`` repetition, whitespace
+is at most one space, and numbers are bounded.
+
+A schema part the converter cannot express safely (an unsupported ``$ref``, a left-recursive ``$ref``,
+``minLength`` above ``maxLength``) becomes "any JSON value" with a warning, never a grammar llama.cpp would
+reject or choke on: a third-party tool's odd schema must not take a run down.
 
 Supported: type (one or a list), const, enum, anyOf/oneOf, allOf with one member, object (properties in
 declared order, required ones first, others optional), array (items, prefixItems, minItems, maxItems),
 string (minLength, maxLength, and agentd's ``x-prefix``: a text the string must start with), integer, number, boolean, null, and ``$ref`` into ``$defs``/``definitions``.
 Anything else (``{}``, ``additionalProperties`` only, unknown keywords) becomes any JSON value.
+
+The grammar accepts a subset of what the schema allows, on purpose: required properties first, in declared
+order, no undeclared ones, one optional space between tokens, at most 16 digits per number part.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
 from functools import lru_cache
 from typing import Any
+
+log = logging.getLogger(__name__)
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+class Unsupported(ValueError):
+    """A schema part with no safe grammar; the converter falls back to any JSON value for it."""
 
 SPACE = '" "?'
 PRIMITIVES = {
@@ -46,7 +61,12 @@ NEEDS = {
 
 
 def terminal(json_text: str) -> str:
-    """JSON text as a GBNF terminal (json.dumps never leaves a raw newline, so quotes and backslashes suffice)."""
+    """JSON text as a GBNF terminal (json.dumps never leaves a raw newline, so quotes and backslashes suffice).
+
+    Lone surrogates (file names that are not valid UTF-8) are written as JSON ``\\uXXXX`` escapes: llama.cpp
+    takes the grammar as UTF-8.
+    """
+    json_text = _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", json_text)
     return '"' + json_text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
@@ -56,6 +76,8 @@ def literal(value: Any) -> str:
 
 
 def repeat(item: str, low: int, high: int | None) -> str:
+    if high is not None and low > high:
+        raise Unsupported(f"at least {low} but at most {high}")
     if (low, high) == (0, 1):
         return f"({item})?"
     if high is None:
@@ -71,6 +93,7 @@ class Converter:
         self.rules: dict[str, str] = {}
         self.by_body: dict[str, str] = {}
         self.refs: dict[str, str] = {}
+        self.bare: frozenset[str] = frozenset()  # refs entered since the last token was consumed
 
     # -- rule bookkeeping ---------------------------------------------------------------------------
     def primitive(self, name: str) -> str:
@@ -86,7 +109,7 @@ class Converter:
             return self.by_body[body]
         base = re.sub(r"[^a-zA-Z0-9-]+", "-", hint).strip("-").lower() or "r"
         name, n = base, 1
-        while name in self.rules or name in PRIMITIVES:
+        while name in self.rules or name in PRIMITIVES or name == "root":  # root is to_gbnf's
             n += 1
             name = f"{base}-{n}"
         self.rules[name] = body
@@ -95,6 +118,13 @@ class Converter:
 
     # -- schema walk --------------------------------------------------------------------------------
     def visit(self, schema: Any, hint: str) -> str:
+        try:
+            return self._visit(schema, hint)
+        except Unsupported as exc:
+            log.warning("JSON schema part %s has no safe grammar (%s): any JSON value is allowed there", hint, exc)
+            return self.primitive("value")
+
+    def _visit(self, schema: Any, hint: str) -> str:
         if schema is True or not isinstance(schema, dict):
             return self.primitive("value")
         if "$ref" in schema:
@@ -131,25 +161,42 @@ class Converter:
             return self.primitive("string")
         self.primitive("char")
         lead = ""
+        if high is not None and low > int(high):
+            raise Unsupported(f"minLength {low} above maxLength {high}")
         if prefix:  # agentd's extension: the string starts with this text (grounded answers)
+            prefix = prefix if high is None else prefix[: int(high)]
             lead = terminal(json.dumps(prefix, ensure_ascii=False)[1:-1]) + " "
             low, high = max(low - len(prefix), 0), None if high is None else max(int(high) - len(prefix), 0)
         rest = repeat("char", low, None if high is None else int(high)) if high != 0 else ""
         return self.add(hint, rf'"\"" {lead}{rest} "\"" space')
 
     def ref(self, ref: str) -> str:
+        if ref in self.bare:
+            raise Unsupported(f"$ref {ref!r} refers to itself before any token (left recursion)")
         if ref in self.refs:
             return self.refs[ref]
         match = re.fullmatch(r"#/(\$defs|definitions)/(.+)", ref)
         target = self.root.get(match.group(1), {}).get(match.group(2)) if match else None
         if match is None or target is None:
-            raise ValueError(f"unsupported $ref {ref!r}: only #/$defs/NAME and #/definitions/NAME")
+            raise Unsupported(f"$ref {ref!r}: only #/$defs/NAME and #/definitions/NAME are followed")
         name = self.add(f"ref-{match.group(2)}", f"<pending {ref}>")  # reserved first: refs may recurse
         self.refs[ref] = name
-        body = self.visit(target, f"{name}-body")
+        outer, self.bare = self.bare, self.bare | {ref}
+        try:
+            body = self.visit(target, f"{name}-body")
+        finally:
+            self.bare = outer
         self.by_body.pop(f"<pending {ref}>", None)
         self.rules[name] = body
         return name
+
+    def consuming(self, visit: Any, *args: Any) -> str:
+        """Visit a part that comes after a consumed token (inside an object or array): no left recursion there."""
+        outer, self.bare = self.bare, frozenset()
+        try:
+            return str(visit(*args))
+        finally:
+            self.bare = outer
 
     def object(self, schema: dict[str, Any], hint: str) -> str:
         props: dict[str, Any] = schema.get("properties") or {}
@@ -157,7 +204,7 @@ class Converter:
             return self.primitive("object")
         required = [k for k in props if k in set(schema.get("required", []))]
         optional = [k for k in props if k not in required]
-        pairs = {k: f'{literal(k)} ":" space {self.visit(v, f"{hint}-{k}")}' for k, v in props.items()}
+        pairs = {k: f'{literal(k)} ":" space {self.consuming(self.visit, v, f"{hint}-{k}")}' for k, v in props.items()}
         if required:
             body = ' "," space '.join(pairs[k] for k in required)
             body += "".join(f' ("," space {pairs[k]})?' for k in optional)
@@ -170,11 +217,13 @@ class Converter:
         return self.add(hint, f'"{{" space {body} "}}" space')
 
     def array(self, schema: dict[str, Any], hint: str) -> str:
-        prefix = [self.visit(s, f"{hint}-{i}") for i, s in enumerate(schema.get("prefixItems") or [])]
+        prefix = [self.consuming(self.visit, s, f"{hint}-{i}") for i, s in enumerate(schema.get("prefixItems") or [])]
         items = schema.get("items", True)
-        item = None if items is False else self.visit(items, f"{hint}-item")
+        item = None if items is False else self.consuming(self.visit, items, f"{hint}-item")
         low, high = int(schema.get("minItems", 0)), schema.get("maxItems")
         high = None if high is None else int(high)
+        if high is not None and low > high:
+            raise Unsupported(f"minItems {low} above maxItems {high}")
         elements = prefix[: high if high is not None else len(prefix)]
 
         def after(i: int) -> str:
@@ -201,18 +250,30 @@ class Converter:
 
 
 def to_gbnf(schema: dict[str, Any]) -> str:
-    """The GBNF grammar (``root ::= ...``) accepting exactly the JSON texts ``schema`` describes."""
+    """The GBNF grammar (``root ::= ...``) accepting JSON texts ``schema`` describes (the subset above)."""
     conv = Converter(schema)
-    top = conv.visit(schema, "root")
-    rules = dict(conv.rules)
-    if top != "root":
-        rules = {"root": top, **rules}
+    rules = {"root": conv.visit(schema, "top"), **conv.rules}
     return "".join(f"{name} ::= {body}\n" for name, body in rules.items())
 
 
 @lru_cache(maxsize=64)
 def llama_grammar(text: str) -> Any:
-    """A parsed llama-cpp-python grammar for ``text`` (cached: phases reuse a handful of schemas)."""
+    """A llama-cpp-python grammar for ``text`` (cached: phases reuse a handful of schemas)."""
     from llama_cpp import LlamaGrammar
 
     return LlamaGrammar.from_string(text, verbose=False)
+
+
+def check_with_llama(text: str, llama: Any) -> None:
+    """Parse ``text`` against a loaded ``Llama``'s vocabulary; ValueError when llama.cpp rejects it.
+
+    llama-cpp-python parses a grammar only when sampling starts and then hands llama.cpp a NULL sampler if the
+    parse failed, which crashes the process: checked first, a bad grammar is a failed phase, never a crash.
+    """
+    import llama_cpp
+
+    sampler = llama_cpp.llama_sampler_init_grammar(llama._model.vocab, text.encode("utf-8"), b"root")
+    if not sampler:
+        raise ValueError("llama.cpp rejected the output grammar (see its log above); the phase's schema cannot "
+                         "be enforced: set structured = \"prompt\" for this model to go on without it")
+    llama_cpp.llama_sampler_free(sampler)

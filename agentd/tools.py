@@ -166,8 +166,18 @@ class Tool:
         }
 
     def requested_in(self, goal: str) -> bool:
-        """Whether the goal asks for this tool in so many words (one of its goal phrases, as whole words)."""
-        return any(_phrase_pattern(p).search(goal) for p in self.goal_phrases)
+        """Whether the goal asks for this tool in so many words: one of its goal phrases, as whole words, and
+        not negated just before ("do not use python", "without using the shell")."""
+        for phrase in self.goal_phrases:
+            for match in _phrase_pattern(phrase).finditer(goal):
+                if not _NEGATED.search(goal[: match.start()]):
+                    return True
+        return False
+
+
+# A negation up to two words before the phrase, in the same sentence.
+_NEGATED = re.compile(r"\b(not|no|never|without|don't|dont|doesn't|avoid)\b[^\w.;:!?]*(\w+[^\w.;:!?]+){0,2}$",
+                      re.IGNORECASE)
 
 
 @functools.lru_cache(maxsize=256)

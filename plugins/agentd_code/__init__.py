@@ -22,9 +22,9 @@ AGENTD_API = "1.0"
 __all__ = ["doctor_checks", "register_tools", "run_python", "run_shell", "unavailable_tools"]
 
 # A goal with one of these asks for the tool in so many words (see loop.tool_requests).
-PYTHON_PHRASES = ("use python", "using python", "with python", "in python", "run python", "python script to")
-SHELL_PHRASES = ("use the shell", "using the shell", "in the shell", "shell command", "use bash", "using bash",
-                 "in bash", "run the command")
+# Only instructions: "in python" also reads "write hello world in Python to hello.py", which wants a file.
+PYTHON_PHRASES = ("use python", "using python", "with python", "run python", "use python3", "using python3")
+SHELL_PHRASES = ("use the shell", "using the shell", "shell command", "use bash", "using bash", "run the command")
 
 # run id -> the schedule that started it, learnt in before_tool_call; lets network_schedules grant network.
 _run_schedules: dict[str, str | None] = {}

@@ -167,6 +167,9 @@ def to_tool_result(result: SandboxResult, limits: Limits, network: bool, changed
         "changed": changed, "deleted": deleted,
     }
     value = result.stdout.strip()
-    if result.ok and value and "\n" not in value and len(value) <= 100 and not result.stdout_cut:
-        data["value"] = value  # one short line of output is the call's value (agentd's loop.ground_answers)
+    # One short line of output from a call that changed no file is the call's value (agentd's
+    # loop.ground_answers); a call that wrote files did something, and what it printed (f.write's 5) is not it.
+    if result.ok and value and "\n" not in value and len(value) <= 100 and not result.stdout_cut and not (
+            changed or deleted):
+        data["value"] = value
     return ToolResult(output=text, error=None if result.ok else text, artifacts=artifacts, data=data)

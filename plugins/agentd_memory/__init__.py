@@ -117,7 +117,7 @@ def register_tools(register, config):
         return
     recall, remember = make_tools(config)
     register(recall, side_effects=["reads_files"],
-             goal_phrases=("what do you remember", "do you remember", "recall", "search your memory"))
+             goal_phrases=("what do you remember", "do you remember", "search your memory"))
     register(remember, side_effects=["writes_files"], goal_phrases=("remember that", "remember this", "memorize"))
 
 

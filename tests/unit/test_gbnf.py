@@ -1,5 +1,6 @@
-"""JSON Schema → GBNF, checked two ways: llama.cpp's own parser accepts every grammar, and a small GBNF
-matcher (below; the test's oracle) accepts exactly the JSON texts the schema allows.
+"""JSON Schema → GBNF, checked two ways: llama.cpp's own parser (against the bundled model's vocabulary)
+accepts every grammar, and a small GBNF matcher (below; the test's oracle) accepts the JSON texts the schema
+allows and rejects the others.
 
 The real counterpart, decoding with these grammars on the bundled model, is tests/integration/test_real_model.py.
 """
@@ -201,18 +202,93 @@ def test_refs_and_free_values():
     grammar = gbnf.to_gbnf(schema)
     assert accepts(grammar, '{"p": {"x": 1}, "any": {"k": [1, "two", null, true]}}')
     assert not accepts(grammar, '{"p": {"y": 1}, "any": 1}')
-    with pytest.raises(ValueError, match="unsupported \\$ref"):
-        gbnf.to_gbnf({"$ref": "https://example.com/schema"})
+
+
+# Schema parts with no safe grammar: each becomes "any JSON value" with a warning, never a grammar llama.cpp
+# rejects (llama-cpp-python then crashes the process) or expands without end.
+ODD_SCHEMAS = {
+    "remote ref": {"$ref": "https://example.com/schema"},
+    "left recursion": {"$defs": {"n": {"anyOf": [{"$ref": "#/$defs/n"}, {"type": "integer"}]}}, "$ref": "#/$defs/n"},
+    "self ref": {"$defs": {"n": {"$ref": "#/$defs/n"}}, "$ref": "#/$defs/n"},
+    "min length above max": {"type": "string", "minLength": 5, "maxLength": 3},
+    "min items above max": {"type": "array", "minItems": 2, "maxItems": 1},
+}
+
+
+@pytest.mark.parametrize("name", ODD_SCHEMAS)
+def test_schema_parts_without_a_safe_grammar_allow_any_value(name, caplog):
+    grammar = gbnf.to_gbnf(ODD_SCHEMAS[name])
+    assert "no safe grammar" in caplog.text
+    assert accepts(grammar, '{"any": [1, "json"]}') and accepts(grammar, "7")
+    assert parses_in_llama_cpp(grammar)
+
+
+def test_recursion_after_a_token_is_kept():
+    tree = {"$defs": {"t": {"type": "object", "properties": {"kids": {"type": "array", "items": {"$ref": "#/$defs/t"}}},
+                            "required": ["kids"]}}, "$ref": "#/$defs/t"}
+    grammar = gbnf.to_gbnf(tree)
+    assert accepts(grammar, '{"kids": [{"kids": []}, {"kids": [{"kids": []}]}]}')
+    assert not accepts(grammar, '{"kids": [1]}')
+
+
+def test_a_property_named_like_the_root_does_not_take_its_place():
+    grammar = gbnf.to_gbnf({"type": "object", "properties": {"_": {"enum": ["a", "b"]}}, "required": ["_"]})
+    assert accepts(grammar, '{"_": "a"}') and not accepts(grammar, '"a"')
+
+
+def test_file_names_that_are_not_utf8_are_escaped():
+    name = "caf\udcff.txt"  # how Python hands over a file name with an invalid byte
+    grammar = gbnf.to_gbnf({"enum": [name]})
+    grammar.encode("utf-8")  # llama.cpp takes the grammar as UTF-8
+    assert accepts(grammar, '"caf\\udcff.txt"') and json.loads('"caf\\udcff.txt"') == name
+    assert parses_in_llama_cpp(grammar)
 
 
 def test_x_prefix_makes_a_string_start_with_a_text():
     grammar = gbnf.to_gbnf({"type": "string", "x-prefix": 'say "391"', "maxLength": 20})
     assert accepts(grammar, '"say \\"391\\""') and accepts(grammar, '"say \\"391\\" is it"')
     assert not accepts(grammar, '"it is 391"')
+    short = gbnf.to_gbnf({"type": "string", "x-prefix": "abcdef", "maxLength": 3})  # never longer than allowed
+    assert accepts(short, '"abc"') and not accepts(short, '"abcdef"')
+
+
+@pytest.fixture(scope="module")
+def vocab_model():
+    llama_cpp = pytest.importorskip("llama_cpp")
+    from agentd.models import bundled_model_path
+
+    path = bundled_model_path()
+    if path is None:
+        pytest.skip("the bundled model is not installed")
+    return llama_cpp.Llama(str(path), vocab_only=True, verbose=False)
+
+
+_VOCAB: list = []  # the vocab-only model, set for every test by the fixture below
+
+
+def parses_in_llama_cpp(text: str) -> bool:
+    try:
+        gbnf.check_with_llama(text, _VOCAB[0])
+        return True
+    except ValueError:
+        return False
+
+
+@pytest.fixture(autouse=True)
+def _llama_vocab(request, vocab_model):
+    _VOCAB[:] = [vocab_model]
+    yield
+    _VOCAB.clear()
+
+
+def test_a_grammar_llama_cpp_rejects_is_an_error_not_a_crash(vocab_model):
+    assert not parses_in_llama_cpp("root ::= undefined-rule\n")
+    assert not parses_in_llama_cpp("root ::= root \"x\" | \"y\"\n")  # left recursion
+    with pytest.raises(ValueError, match="llama.cpp rejected the output grammar"):
+        gbnf.check_with_llama("root ::= (\n", vocab_model)
 
 
 def test_llama_cpp_parses_every_phase_grammar(tmp_path):
-    pytest.importorskip("llama_cpp")
     app, _ = make_test_app(tmp_path)
     tools = app.tools
     schemas = [
@@ -225,8 +301,7 @@ def test_llama_cpp_parses_every_phase_grammar(tmp_path):
     ]
     for schema in schemas:
         text = gbnf.to_gbnf(schema)
-        assert gbnf.llama_grammar(text) is not None
-        assert text.startswith("root ::= ") or "\nroot ::= " in text
+        assert text.startswith("root ::= ") and parses_in_llama_cpp(text), text
 
 
 def test_phase_grammars_accept_what_the_validators_accept(tmp_path):

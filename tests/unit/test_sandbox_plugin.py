@@ -88,6 +88,8 @@ def test_one_short_line_of_output_is_the_calls_value():
     assert value(SandboxResult(0, stdout="x" * 101)) is None and value(SandboxResult(0, stdout="")) is None
     assert value(SandboxResult(1, stdout="391\n")) is None  # a failed call has no value
     assert value(SandboxResult(0, stdout="391", stdout_cut=True)) is None
+    wrote = execution.to_tool_result(SandboxResult(0, stdout="5\n"), Limits(), False, ["a.txt"], [], 50)
+    assert "value" not in wrote.data  # open('a.txt', 'w').write('hello') shows 5: an action, not an answer
 
 
 def test_goal_phrases_match_whole_words_in_any_case(scripted):
@@ -96,6 +98,10 @@ def test_goal_phrases_match_whole_words_in_any_case(scripted):
     assert app.tools.requested_in("Count the files using the shell") == ["run_shell"]
     assert app.tools.requested_in("Write a pythonic haiku into poem.txt") == []
     assert app.tools.requested_in("Make a file named reuse python.txt") == []
+    assert app.tools.requested_in("Do not use Python; just write 4 to a.txt") == []
+    assert app.tools.requested_in("Compute 2+2 without using the shell") == []
+    assert app.tools.requested_in("Write hello world in Python to hello.py") == []
+    assert app.tools.requested_in("No shell please. Use Python to add 2 and 2") == ["run_python"]
 
 
 def test_interpreter_for_each_backend(monkeypatch):
