@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -65,16 +66,15 @@ def llamacpp_model(cfg: ModelConfig) -> ModelHandle:
 
 
 def _checked_grammars(llama: Any) -> Callable[[str], dict[str, Any]]:
-    """Grammar call arguments for one loaded model; each new grammar text is checked by llama.cpp once."""
-    checked: set[str] = set()
+    """Grammar call arguments for one loaded model. Each grammar is checked by llama.cpp and built once, in
+    one bounded cache: act grammars vary with the workspace's files, so a daemon meets new ones for ever."""
 
-    def kwargs(text: str) -> dict[str, Any]:
-        if text not in checked:
-            gbnf.check_with_llama(text, llama)
-            checked.add(text)
-        return {"grammar": gbnf.llama_grammar(text)}
+    @lru_cache(maxsize=64)
+    def grammar(text: str) -> Any:
+        gbnf.check_with_llama(text, llama)
+        return gbnf.llama_grammar(text)
 
-    return kwargs
+    return lambda text: {"grammar": grammar(text)}
 
 
 def _server_grammar(text: str) -> dict:

@@ -12,8 +12,8 @@ reject or choke on: a third-party tool's odd schema must not take a run down.
 
 Supported: type (one or a list), const, enum, anyOf/oneOf, allOf with one member, object (properties in
 declared order, required ones first, others optional), array (items, prefixItems, minItems, maxItems),
-string (minLength, maxLength, and agentd's ``x-prefix``: a text the string must start with), integer, number, boolean, null, and ``$ref`` into ``$defs``/``definitions``.
-Anything else (``{}``, ``additionalProperties`` only, unknown keywords) becomes any JSON value.
+string (minLength, maxLength, and agentd's ``x-prefix``: a text the string must start with), integer,
+number, boolean, null, and ``$ref`` into ``$defs``/``definitions``. Anything else (``{}``, ``additionalProperties`` only, unknown keywords) becomes any JSON value.
 
 The grammar accepts a subset of what the schema allows, on purpose: required properties first, in declared
 order, no undeclared ones, one optional space between tokens, at most 16 digits per number part.
@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-from functools import lru_cache
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -33,6 +32,7 @@ _SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 class Unsupported(ValueError):
     """A schema part with no safe grammar; the converter falls back to any JSON value for it."""
+
 
 SPACE = '" "?'
 PRIMITIVES = {
@@ -156,18 +156,19 @@ class Converter:
 
     def string(self, schema: dict[str, Any], hint: str) -> str:
         low, high = int(schema.get("minLength", 0)), schema.get("maxLength")
+        high = None if high is None else int(high)
         prefix = str(schema.get("x-prefix", ""))
         if low == 0 and high is None and not prefix:
             return self.primitive("string")
+        if high is not None and low > high:
+            raise Unsupported(f"minLength {low} above maxLength {high}")
         self.primitive("char")
         lead = ""
-        if high is not None and low > int(high):
-            raise Unsupported(f"minLength {low} above maxLength {high}")
         if prefix:  # agentd's extension: the string starts with this text (grounded answers)
-            prefix = prefix if high is None else prefix[: int(high)]
+            prefix = prefix[:high]
             lead = terminal(json.dumps(prefix, ensure_ascii=False)[1:-1]) + " "
-            low, high = max(low - len(prefix), 0), None if high is None else max(int(high) - len(prefix), 0)
-        rest = repeat("char", low, None if high is None else int(high)) if high != 0 else ""
+            low, high = max(low - len(prefix), 0), None if high is None else max(high - len(prefix), 0)
+        rest = repeat("char", low, high) if high != 0 else ""
         return self.add(hint, rf'"\"" {lead}{rest} "\"" space')
 
     def ref(self, ref: str) -> str:
@@ -190,11 +191,11 @@ class Converter:
         self.rules[name] = body
         return name
 
-    def consuming(self, visit: Any, *args: Any) -> str:
+    def consuming(self, schema: Any, hint: str) -> str:
         """Visit a part that comes after a consumed token (inside an object or array): no left recursion there."""
         outer, self.bare = self.bare, frozenset()
         try:
-            return str(visit(*args))
+            return self.visit(schema, hint)
         finally:
             self.bare = outer
 
@@ -204,7 +205,7 @@ class Converter:
             return self.primitive("object")
         required = [k for k in props if k in set(schema.get("required", []))]
         optional = [k for k in props if k not in required]
-        pairs = {k: f'{literal(k)} ":" space {self.consuming(self.visit, v, f"{hint}-{k}")}' for k, v in props.items()}
+        pairs = {k: f'{literal(k)} ":" space {self.consuming(v, f"{hint}-{k}")}' for k, v in props.items()}
         if required:
             body = ' "," space '.join(pairs[k] for k in required)
             body += "".join(f' ("," space {pairs[k]})?' for k in optional)
@@ -217,9 +218,9 @@ class Converter:
         return self.add(hint, f'"{{" space {body} "}}" space')
 
     def array(self, schema: dict[str, Any], hint: str) -> str:
-        prefix = [self.consuming(self.visit, s, f"{hint}-{i}") for i, s in enumerate(schema.get("prefixItems") or [])]
+        prefix = [self.consuming(s, f"{hint}-{i}") for i, s in enumerate(schema.get("prefixItems") or [])]
         items = schema.get("items", True)
-        item = None if items is False else self.consuming(self.visit, items, f"{hint}-item")
+        item = None if items is False else self.consuming(items, f"{hint}-item")
         low, high = int(schema.get("minItems", 0)), schema.get("maxItems")
         high = None if high is None else int(high)
         if high is not None and low > high:
@@ -256,9 +257,8 @@ def to_gbnf(schema: dict[str, Any]) -> str:
     return "".join(f"{name} ::= {body}\n" for name, body in rules.items())
 
 
-@lru_cache(maxsize=64)
 def llama_grammar(text: str) -> Any:
-    """A llama-cpp-python grammar for ``text`` (cached: phases reuse a handful of schemas)."""
+    """A llama-cpp-python grammar for ``text`` (the provider caches it with its llama.cpp check)."""
     from llama_cpp import LlamaGrammar
 
     return LlamaGrammar.from_string(text, verbose=False)

@@ -170,9 +170,11 @@ def parse_plan(value: Any, tools: ToolRegistry, max_steps: int, first: list[str]
 def _same_step(a: PlannedStep, b: PlannedStep) -> bool:
     """Same tool and the same words in any order (which also folds "copy a to b", "copy b to a": a price paid
     for small models, whose stutter is far more common than a plan that swaps two arguments back)."""
-    return a.tool == b.tool and sorted(re.findall(r"\w+|[^\w\s]", a.intent.lower())) == sorted(
-        re.findall(r"\w+|[^\w\s]", b.intent.lower())
-    )
+    return a.tool == b.tool and _words(a.intent) == _words(b.intent)
+
+
+def _words(text: str) -> list[str]:
+    return sorted(re.findall(r"\w+|[^\w\s]", text.lower()))
 
 
 # -- critique -------------------------------------------------------------------------------------
