@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from .config import Config, load_config
+from .journal import Journal
 from .plugins import PluginHost, get_plugin_manager
-from .store import Journal
 from .tools import ToolRegistry
 
 
@@ -22,7 +22,7 @@ class App:
 
     @property
     def engine(self) -> Any:
-        from .loop import Engine
+        from .engine.loop import Engine
 
         return Engine(self.config, self.host, self.journal, self.models, self.tools)
 
@@ -42,7 +42,7 @@ def build_tools(config: Config, host: PluginHost) -> ToolRegistry:
 
 
 def make_app(config: Config | None = None, home: Path | None = None, extra_plugins: tuple[Any, ...] = ()) -> App:
-    from .models import ModelRegistry
+    from .models.registry import ModelRegistry
 
     config = config or load_config(home=home)
     for sub in ("configs", "workspaces", "memory", "logs"):

@@ -112,7 +112,7 @@ def make_test_app(
 
     from .app import make_app
     from .config import load_config
-    from .models import ModelHandle
+    from .models.registry import ModelHandle
 
     config = load_config(home=Path(home), env=env or {}, overrides=settings or {})
     app = make_app(config, extra_plugins=extra_plugins)

@@ -1,6 +1,6 @@
 """Daemon benchmark: queue throughput, API latency under load, and memory per run.
 
-Starts a real daemon (``python -m agentd.cli daemon run``) on a temporary AGENTD_HOME with a scripted,
+Starts a real daemon (``python -m agentd daemon run``) on a temporary AGENTD_HOME with a scripted,
 zero-latency model, so what is measured is the daemon (API, journal, workers), not inference:
 
 - goals/s sustained with 200 goals submitted at once (8 client threads), for 1, 2 and 4 workers;
@@ -49,7 +49,7 @@ from agentd import hookimpl
 
 @hookimpl
 def register_models(register):
-    from agentd.builtin_models import scripted_model
+    from agentd.models.providers import scripted_model
 
     def lean(cfg):
         handle = scripted_model(cfg)
@@ -80,7 +80,7 @@ class Daemon:
         env = os.environ | {"AGENTD_HOME": str(home)}
         self.log = open(home / "daemon.log", "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "agentd.cli", "daemon", "run"], env=env, stdout=self.log, stderr=self.log
+            [sys.executable, "-m", "agentd", "daemon", "run"], env=env, stdout=self.log, stderr=self.log
         )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -149,8 +149,8 @@ def pct(values: list[float], p: float) -> float:
 
 def model_pool() -> None:
     """The bundled llama.cpp model: 4 calls from 4 threads through one shared handle vs a pool of two."""
-    from agentd.builtin_models import llamacpp_model
     from agentd.config import ModelConfig
+    from agentd.models.providers import llamacpp_model
 
     cfg = ModelConfig(max_tokens=48)
     one, two = llamacpp_model(cfg), llamacpp_model(cfg)

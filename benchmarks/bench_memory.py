@@ -52,7 +52,7 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def bench_ingest(tmp: Path, chunks: int) -> tuple[dict, list, list[str]]:
-    from agentd.memory import Memory, MemorySettings, embed_text
+    from agentd_memory.store import Memory, MemorySettings, embed_text
 
     memory = Memory(MemorySettings(), tmp / "ingest")
     files = stdlib_files(chunks * 700)  # ~700 new characters per 800-character chunk with 120 overlap
@@ -99,7 +99,7 @@ def fill(memory, size: int, seeds, texts: list[str], noise: float) -> float:
 
 
 def bench_scale(tmp: Path, size: int, seeds, texts: list[str], queries: int, noise: float) -> dict:
-    from agentd.memory import Memory, MemorySettings
+    from agentd_memory.store import Memory, MemorySettings
 
     memory = Memory(MemorySettings(), tmp / f"scale{size}")
     memory.embedder(["warm up"])

@@ -33,10 +33,10 @@ def measure(repeats: int = REPEATS, calls: int = CALLS) -> list[dict]:
     """One row per backend that can run here: timings in milliseconds, throughput in calls per second."""
     from agentd_code import run_python
     from agentd_code.execution import choose_interpreter
+    from agentd_code.sandbox import SandboxUnavailable, run_sandboxed, select_backend
     from agentd_code.settings import CodeSettings
 
     from agentd import ToolContext
-    from agentd.sandbox import SandboxUnavailable, run_sandboxed, select_backend
     from agentd.tools import Tool, execute
 
     rows = []

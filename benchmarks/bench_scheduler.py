@@ -18,8 +18,8 @@ from pathlib import Path
 
 
 def measure(fires: int, schedules: int) -> dict[str, float]:
-    from agentd.schedule_spec import Schedule
-    from agentd.scheduler import Scheduler
+    from agentd.schedule.scheduler import Scheduler
+    from agentd.schedule.spec import Schedule
     from agentd.testing import make_test_app
 
     with tempfile.TemporaryDirectory() as tmp:

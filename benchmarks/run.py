@@ -138,9 +138,9 @@ def grammars() -> None:
     """agentd's GBNF (gbnf.py) vs llama-cpp-python's bundled JSON-schema converter, same schemas, same prompt."""
     from llama_cpp import LlamaGrammar
 
-    from agentd import gbnf, phases
     from agentd.app import make_app
     from agentd.config import load_config
+    from agentd.engine import gbnf, phases
 
     with tempfile.TemporaryDirectory() as home:
         app = make_app(load_config(home=Path(home), env={}))

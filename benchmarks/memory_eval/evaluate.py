@@ -31,7 +31,7 @@ def load(name: str) -> list[dict]:
 
 
 def build(embedding: str, home: Path, chunk_chars: int, chunk_overlap: int):
-    from agentd.memory import Memory, MemorySettings
+    from agentd_memory.store import Memory, MemorySettings
 
     settings = MemorySettings(
         embedding={"provider": embedding}, chunk_chars=chunk_chars, chunk_overlap=chunk_overlap

@@ -1,6 +1,6 @@
 """Code execution tools for agentd: ``run_python`` and ``run_shell``, each call in a fresh sandbox.
 
-The sandbox is ``agentd.sandbox.run_sandboxed`` (bubblewrap, or a weaker unshare-based fallback): the run's
+The sandbox is ``agentd_code.sandbox.run_sandboxed`` (bubblewrap, or a weaker unshare-based fallback): the run's
 workspace is the current folder and the only writable place, there is no network unless the settings grant
 it, the environment is clean, the code runs as an unprivileged uid under CPU, wall-time, memory, file-size,
 process and open-file limits, and a timeout or a cancelled run kills the whole process tree. Settings: the
@@ -74,7 +74,7 @@ def _session_dir() -> str:
 
 def _run(ctx: ToolContext, settings: Any, args: list[str], stdin: bytes | None, env: dict[str, str],
          timeout_s: float | None, python: bool) -> ToolResult:
-    from agentd.sandbox import SandboxUnavailable, run_sandboxed, select_backend
+    from agentd_code.sandbox import SandboxUnavailable, run_sandboxed, select_backend
 
     from . import execution
 
@@ -139,7 +139,7 @@ def doctor_checks(config: Any) -> list[tuple[str, bool, str]]:
 @hookimpl
 def unavailable_tools(config: Any) -> list[str]:
     """Say why run_python and run_shell cannot run code here (they stay registered and answer with the reason)."""
-    from agentd.sandbox import SandboxUnavailable, select_backend
+    from agentd_code.sandbox import SandboxUnavailable, select_backend
 
     from .settings import CodeSettingsError, load_settings
 

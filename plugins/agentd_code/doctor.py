@@ -6,7 +6,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from agentd.sandbox import SandboxUnavailable, run_sandboxed, select_backend
+from agentd_code.sandbox import SandboxUnavailable, run_sandboxed, select_backend
 
 from .execution import choose_interpreter
 from .settings import CodeSettingsError, load_settings

@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from agentd import ToolResult
-from agentd.sandbox import Backend, Limits, SandboxResult
+from agentd_code.sandbox import Backend, Limits, SandboxResult
 
 from .settings import CodeSettings
 

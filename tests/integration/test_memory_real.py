@@ -13,9 +13,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from agentd_memory.store import Memory, MemorySettings, get_memory
 
 from agentd import Goal
-from agentd.memory import Memory, MemorySettings, get_memory
 from agentd.testing import call, make_test_app, plan
 
 pytestmark = pytest.mark.integration
@@ -160,7 +160,7 @@ def test_http_client_against_a_real_chroma_server(chroma_server, tmp_path):
 
 
 def test_http_client_names_the_fix_when_no_server_answers(tmp_path):
-    from agentd.memory import MemoryStoreError
+    from agentd_memory.store import MemoryStoreError
 
     memory = Memory(MemorySettings(backend="http", port=free_port()), tmp_path)
     with pytest.raises(MemoryStoreError, match="chroma run --path"):
@@ -192,7 +192,7 @@ def embeddings_server():
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    from agentd.embeddings import HashEmbedding
+    from agentd_memory.embeddings import HashEmbedding
 
     fake, seen = HashEmbedding(64), []
 

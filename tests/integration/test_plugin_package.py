@@ -62,7 +62,7 @@ def agentd_home(tmp_path) -> Path:
 def agentd(python: Path, home: Path, *args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTD_")} | {"AGENTD_HOME": str(home)}
     return subprocess.run(
-        [str(python), "-m", "agentd.cli", *args], capture_output=True, text=True, env=env, timeout=120
+        [str(python), "-m", "agentd", *args], capture_output=True, text=True, env=env, timeout=120
     )
 
 

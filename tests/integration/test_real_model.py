@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from agentd import phases, structured
 from agentd.app import make_app
 from agentd.config import load_config
-from agentd.models import bundled_model_path
+from agentd.engine import phases, structured
+from agentd.models.registry import bundled_model_path
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -20,8 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-
-from agentd.sandbox import Limits, SandboxUnavailable, probe, run_sandboxed, select_backend
+from agentd_code.sandbox import Limits, SandboxUnavailable, probe, run_sandboxed, select_backend
 
 pytestmark = pytest.mark.integration
 

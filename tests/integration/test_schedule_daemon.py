@@ -44,7 +44,7 @@ def _env(home: Path) -> dict[str, str]:
 
 
 def _cli(home: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "agentd.cli", *args], env=_env(home), capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "agentd", *args], env=_env(home), capture_output=True,
                           text=True, timeout=120)
     if check and proc.returncode != 0:
         raise AssertionError(f"agentd {' '.join(args)} -> {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
@@ -53,15 +53,15 @@ def _cli(home: Path, *args: str, check: bool = True) -> subprocess.CompletedProc
 
 def _start(home: Path) -> subprocess.Popen:
     log = open(home / "daemon-test.log", "ab")  # noqa: SIM115 - closed with the process
-    proc = subprocess.Popen([sys.executable, "-m", "agentd.cli", "daemon", "run"], env=_env(home),
+    proc = subprocess.Popen([sys.executable, "-m", "agentd", "daemon", "run"], env=_env(home),
                             stdout=log, stderr=log)
     _wait(lambda: (home / "agentd.sock").exists() and _health(home), 60, "the daemon to answer", home)
     return proc
 
 
 def _health(home: Path) -> bool:
-    from agentd import client
     from agentd.config import load_config
+    from agentd.daemon import client
 
     return client.daemon_running(load_config(home=home, env={}))
 

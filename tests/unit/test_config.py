@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from agentd.config import Config, load_config, resolve_home
 from agentd.errors import ConfigError

@@ -8,8 +8,8 @@ import sys
 import pytest
 
 from agentd import Goal, ToolResult
-from agentd.store import Journal, JournalError
-from agentd.structured import Invalid, extract_json
+from agentd.engine.structured import Invalid, extract_json
+from agentd.journal import Journal, JournalError
 from agentd.tools import Tool, ToolContext, ToolError, execute, resolve_in_workspace
 
 
@@ -108,7 +108,7 @@ def test_cli_import_is_light():
 
 
 def test_long_transcripts_are_trimmed_to_the_context_budget(tmp_path):
-    from agentd import phases
+    from agentd.engine import phases
     from agentd.tools import ToolRegistry
 
     tools = ToolRegistry()

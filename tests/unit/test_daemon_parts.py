@@ -11,14 +11,14 @@ import httpx
 import pytest
 
 from agentd import Goal, ToolContext, hookimpl
-from agentd.api import create_api, token_guard
-from agentd.client import daemon_running, parse_sse
 from agentd.config import load_config
-from agentd.daemon import Daemon, DaemonSettings, load_settings, systemd_unit
+from agentd.daemon.api import create_api, token_guard
+from agentd.daemon.client import daemon_running, parse_sse
+from agentd.daemon.server import Daemon, DaemonSettings, load_settings, systemd_unit
+from agentd.daemon.worker import RunQueue
 from agentd.errors import AgentdError, ConfigError
 from agentd.records import RunStatus
 from agentd.testing import call, feedback, make_test_app, plan
-from agentd.worker import RunQueue
 
 RULES = [
     ("Write the plan", plan(("write it", "write_file"))),
@@ -153,7 +153,7 @@ def test_stale_socket_is_not_a_running_daemon(app):
 def test_systemd_unit_runs_the_daemon_for_this_home(app):
     unit = systemd_unit(app.config)
     assert f"Environment=AGENTD_HOME={app.config.home}" in unit
-    assert "-m agentd.cli daemon run" in unit and "WantedBy=default.target" in unit
+    assert "-m agentd daemon run" in unit and "WantedBy=default.target" in unit
 
 
 class SlowPlugin:
@@ -209,7 +209,7 @@ def test_drain_stops_taking_runs_then_cancels_the_running_one(tmp_path):
 
 
 def test_doctor_checks_report_bad_settings_and_no_daemon(tmp_path):
-    from agentd.daemon import doctor_checks
+    from agentd.daemon.server import doctor_checks
 
     good = dict((name, (ok, text)) for name, ok, text in doctor_checks(load_config(home=tmp_path, env={})))
     assert good["daemon settings"][0] and "not running" in good["daemon"][1]

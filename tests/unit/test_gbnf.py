@@ -13,7 +13,7 @@ from functools import cache
 
 import pytest
 
-from agentd import gbnf, phases
+from agentd.engine import gbnf, phases
 from agentd.testing import make_test_app
 
 
@@ -255,7 +255,7 @@ def test_x_prefix_makes_a_string_start_with_a_text():
 @pytest.fixture(scope="module")
 def vocab_model():
     llama_cpp = pytest.importorskip("llama_cpp")
-    from agentd.models import bundled_model_path
+    from agentd.models.registry import bundled_model_path
 
     path = bundled_model_path()
     if path is None:

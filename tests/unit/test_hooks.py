@@ -12,7 +12,7 @@ import click
 from click.testing import CliRunner
 
 from agentd import Critique, Goal, Verdict, hookimpl, hookspecs
-from agentd.models import ModelHandle
+from agentd.models.registry import ModelHandle
 from agentd.testing import ScriptedChatModel, call, feedback, make_test_app, plan
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -117,7 +117,7 @@ def test_hook_register_models(tmp_path):
 
 
 def test_hook_register_commands(home):
-    from agentd.commands import mount
+    from agentd.cli.commands import mount
 
     drop_in(home, "greeter", """
         import click
@@ -219,7 +219,7 @@ def test_hook_run_finished(tmp_path):
 
 
 def test_hook_doctor_checks(home):
-    from agentd.commands.system import run_checks
+    from agentd.cli.commands.system import run_checks
 
     write_scripted_config(home)
     drop_in(home, "checker", """

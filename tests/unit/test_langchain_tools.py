@@ -1,4 +1,4 @@
-"""`agentd.langchain_tools.from_langchain` and the config route of the built-in `langchain` plugin."""
+"""`agentd.langchain.tools.from_langchain` and the config route of the built-in `langchain` plugin."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from pydantic import BaseModel, Field
 
 from agentd import ToolContext
 from agentd.config import load_config
-from agentd.langchain_plugin import load_entries
-from agentd.langchain_tools import from_langchain
+from agentd.langchain.plugin import load_entries
+from agentd.langchain.tools import from_langchain
 from agentd.tools import execute
 
 
@@ -151,7 +151,7 @@ def test_doctor_and_tools_list_report_bad_entries(home):
     from click.testing import CliRunner
 
     from agentd.cli import cli
-    from agentd.commands.system import run_checks
+    from agentd.cli.commands.system import run_checks
 
     script = home / "script.json"
     script.write_text('{"default": "{}"}')

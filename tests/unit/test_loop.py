@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-import time
 import threading
+import time
 
 import pytest
 
-from agentd import Budgets, Goal, ToolResult, hookimpl, phases
+from agentd import Budgets, Goal, ToolResult, hookimpl
+from agentd.engine import phases
 from agentd.testing import call, feedback, plan
 
 WRITE = plan(("write the file", "write_file"))

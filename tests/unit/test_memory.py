@@ -1,4 +1,4 @@
-"""agentd.memory over a real (local, on-disk) Chroma with the fake `hash` embedding: fast and offline.
+"""agentd_memory.store over a real (local, on-disk) Chroma with the fake `hash` embedding: fast and offline.
 
 The real offline model runs in tests/integration/test_memory_real.py.
 """
@@ -6,9 +6,8 @@ The real offline model runs in tests/integration/test_memory_real.py.
 from __future__ import annotations
 
 import pytest
-
-from agentd.embeddings import EmbeddingError, HashEmbedding, make_embedder
-from agentd.memory import (
+from agentd_memory.embeddings import EmbeddingError, HashEmbedding, make_embedder
+from agentd_memory.store import (
     EmbeddingMismatch,
     Memory,
     MemorySettings,
@@ -209,7 +208,7 @@ def test_embedding_settings_are_validated():
         make_embedder({"provider": "no-such-thing"})
     with pytest.raises(EmbeddingError, match="python:package.module:factory"):
         make_embedder({"provider": "python:nocolon"})
-    custom = make_embedder({"provider": "python:agentd.embeddings:HashEmbedding"})
+    custom = make_embedder({"provider": "python:agentd_memory.embeddings:HashEmbedding"})
     assert custom.model_id == "hash-256" and len(custom(["a"])[0]) == 256
 
 

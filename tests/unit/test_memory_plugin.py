@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from agentd_memory.store import get_memory
 from click.testing import CliRunner
 
 from agentd import Goal, Observation, ToolCall, ToolResult
-from agentd.memory import get_memory
 from agentd.testing import call, feedback, make_test_app, plan
 
 FAKE = {"plugins.memory": {"embedding": {"provider": "hash"}}}
@@ -98,7 +98,7 @@ def test_memory_disabled_in_config_registers_no_tools_and_writes_nothing(app_fac
 def test_lessons_are_derived_from_failures_replans_files_and_tools():
     from agentd_memory import lessons_from
 
-    from agentd.state import LoopState
+    from agentd.engine.state import LoopState
 
     state = LoopState(run_id="r", goal=Goal(text="g"))
     state.observations = [
@@ -138,7 +138,7 @@ def test_doctor_and_unavailable_tools_hooks(app_factory):
 
 # -- the CLI ------------------------------------------------------------------------------------------
 def test_cli_ingest_search_list_forget_stats(home, tmp_path):
-    from agentd.commands.memory import memory
+    from agentd_memory.commands import memory
 
     (home / "configs").mkdir(exist_ok=True)
     (home / "configs" / "agentd.toml").write_text('[plugins.memory.embedding]\nprovider = "hash"\n')
@@ -166,7 +166,7 @@ def test_cli_ingest_search_list_forget_stats(home, tmp_path):
 
 
 def test_cli_reports_an_embedding_mismatch_and_reindex_fixes_it(home, tmp_path):
-    from agentd.commands.memory import memory
+    from agentd_memory.commands import memory
 
     config = home / "configs" / "agentd.toml"
     config.parent.mkdir(exist_ok=True)

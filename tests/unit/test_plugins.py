@@ -140,7 +140,7 @@ def test_a_plugin_that_fails_to_import_is_reported_and_the_rest_works(home):
 
 
 def test_doctor_reports_a_broken_plugin_with_advice(home):
-    from agentd.commands.system import run_checks
+    from agentd.cli.commands.system import run_checks
 
     script = home / "script.json"
     script.write_text('{"default": "{}"}')

@@ -1,4 +1,4 @@
-"""agentd.sandbox without real isolation: command lines, selection, workspace handover, supervision.
+"""agentd_code.sandbox without real isolation: command lines, selection, workspace handover, supervision.
 
 Supervision (output, exit status, deadline, cancel) is exercised with a pass-through backend that runs the
 command as a plain child process, so these tests need no namespaces and stay fast.
@@ -12,9 +12,8 @@ import threading
 from pathlib import Path
 
 import pytest
-
-from agentd import sandbox
-from agentd.sandbox import (
+from agentd_code import sandbox
+from agentd_code.sandbox import (
     Backend,
     BwrapBackend,
     Capture,
@@ -139,7 +138,7 @@ def test_auto_prefers_bwrap_and_falls_back_with_one_warning(monkeypatch, caplog)
     monkeypatch.setattr(sandbox, "_probes", {})
     monkeypatch.setattr(BwrapBackend, "probe", lambda self: "bubblewrap is not installed")
     monkeypatch.setattr(SubprocessBackend, "probe", lambda self: None)
-    with caplog.at_level(logging.WARNING, logger="agentd.sandbox"):
+    with caplog.at_level(logging.WARNING, logger="agentd_code.sandbox"):
         assert select_backend("auto").name == "subprocess"
         assert select_backend("auto").name == "subprocess"
     warnings = [r for r in caplog.records if "WEAK isolation" in r.getMessage()]

@@ -10,11 +10,11 @@ from pathlib import Path
 import agentd_code
 import pytest
 from agentd_code import execution
+from agentd_code import sandbox as sandbox_module
+from agentd_code.sandbox import BwrapBackend, Limits, SandboxResult, SubprocessBackend
 from agentd_code.settings import CodeSettings, CodeSettingsError, load_settings
 
 from agentd import Goal, ToolContext
-from agentd import sandbox as sandbox_module
-from agentd.sandbox import BwrapBackend, Limits, SandboxResult, SubprocessBackend
 from agentd.tools import Tool, execute
 
 

@@ -9,11 +9,11 @@ import time
 import pytest
 from click.testing import CliRunner
 
-from agentd.commands.schedule import report as report_cmd
-from agentd.commands.schedule import schedule as schedule_cmd
-from agentd.schedule_report import build_report, render_text
-from agentd.schedule_spec import Schedule
-from agentd.scheduler import Scheduler
+from agentd.cli.commands.schedule import report as report_cmd
+from agentd.cli.commands.schedule import schedule as schedule_cmd
+from agentd.schedule.report import build_report, render_text
+from agentd.schedule.scheduler import Scheduler
+from agentd.schedule.spec import Schedule
 from agentd.testing import call, feedback, plan
 
 

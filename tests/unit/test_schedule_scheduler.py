@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from agentd.errors import AgentdError
-from agentd.schedule_spec import Schedule
-from agentd.schedule_store import FireStatus
-from agentd.scheduler import Scheduler
+from agentd.schedule.scheduler import Scheduler
+from agentd.schedule.spec import Schedule
+from agentd.schedule.store import FireStatus
 
 T0 = 1_800_000_000.0  # 2027-01-15T08:00:00Z, a round minute
 
@@ -204,7 +204,7 @@ def test_missed_event_while_running_is_recorded(env):
 def test_file_declared_schedule_cannot_be_removed_from_cli(env, home):
     from click.testing import CliRunner
 
-    from agentd.commands.schedule import schedule as schedule_cmd
+    from agentd.cli.commands.schedule import schedule as schedule_cmd
     from agentd.errors import ConfigError
 
     scheduler, app, clock, submitted = env

@@ -7,9 +7,9 @@ from datetime import datetime, timezone
 import pytest
 
 from agentd.errors import ConfigError
-from agentd.schedule_spec import Schedule, fire_times, make_trigger, parse_duration, validate
-from agentd.scheduler import Scheduler
-from agentd.schedules_file import export_toml, import_file, read_file, schedules_path
+from agentd.schedule.file import export_toml, import_file, read_file, schedules_path
+from agentd.schedule.scheduler import Scheduler
+from agentd.schedule.spec import Schedule, fire_times, make_trigger, parse_duration, validate
 
 
 @pytest.mark.parametrize(("text", "seconds"), [("30m", 1800), ("2s", 2), ("1h30m", 5400), ("90", 90), ("1d", 86400)])
@@ -141,7 +141,7 @@ cron = "61 * * * *"
 
 
 def test_doctor_checks(scripted, home):
-    from agentd.schedules_file import doctor_checks
+    from agentd.schedule.file import doctor_checks
 
     app, _ = scripted([])
     assert doctor_checks(app.config) == [("schedules file", True, "none declared")]

@@ -1,0 +1,68 @@
+"""The `agentd` command: a thin click client. Heavy libraries are imported inside commands, never here."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from ..errors import AgentdError
+
+
+class Group(click.Group):
+    """Turns agentd's named errors into a one-line message and the documented exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except AgentdError as exc:
+            click.secho(f"error: {exc}", fg="red", err=True)
+            sys.exit(exc.exit_code)
+        except (KeyboardInterrupt, click.exceptions.Abort):
+            click.secho("interrupted", fg="yellow", err=True)  # before any run was stored, or after it ended
+            sys.exit(130)
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="agentd")
+def cli() -> None:
+    """agentd: reach goals with a plan → critique → act → feedback loop over local or API models."""
+
+
+@cli.command()
+@click.argument("text")
+@click.option("--model", help="Model name from the config (see `agentd models list`).")
+@click.option("--max-steps", type=click.IntRange(1), help="Most tool calls this run may make.")
+@click.option("--max-replans", type=click.IntRange(0), help="Most times the plan may be redone.")
+@click.option("--max-tokens", type=click.IntRange(100), help="Token budget for the whole run.")
+@click.option("--timeout", "max_seconds", type=click.FloatRange(1), help="Wall-clock budget in seconds.")
+@click.option("--no-memory", is_flag=True, help="Neither recall nor store memories for this run.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON event per line; the last line is the outcome.")
+@click.option("--detach", is_flag=True, help="With a daemon running: print the run id and return at once.")
+def goal(text: str, as_json: bool, detach: bool, **options: Any) -> None:
+    """Reach a goal; shows plan, critique, tool calls and the answer as they happen.
+
+    Exit codes: 0 succeeded, 1 failed or gave up, 2 usage or config error, 3 stopped by a budget,
+    4 awaiting approval, 130 cancelled.
+    """
+    from .goals import run_goal
+
+    sys.exit(run_goal(text, options, as_json=as_json, detach=detach))
+
+
+def main() -> None:
+    cli()
+
+
+def _mount() -> None:
+    from .commands import mount
+
+    mount(cli)
+
+
+_mount()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,45 @@
+"""CLI sub-command groups: each module imports only click (and rich inside commands), never heavy libraries."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+
+import click
+
+log = logging.getLogger(__name__)
+
+# Module name -> attribute holding a click command or group. Missing modules are skipped, so a partial
+# install still has a working CLI.
+GROUPS = {
+    "runs": "runs",
+    "catalog": ("tools", "plugins", "models"),
+    "system": ("doctor", "config"),
+    "daemon": "daemon",
+    "schedule": ("schedule", "report"),
+}
+
+
+def mount(cli: click.Group) -> None:
+    for module_name, attrs in GROUPS.items():
+        try:
+            module = importlib.import_module(f"{__name__}.{module_name}")
+        except ImportError:
+            continue
+        for attr in (attrs,) if isinstance(attrs, str) else attrs:
+            command = getattr(module, attr, None)
+            if command is not None:
+                cli.add_command(command)
+    _plugin_commands(cli)
+
+
+def _plugin_commands(cli: click.Group) -> None:
+    """Commands plugins add through ``register_commands``; a broken config or plugin never breaks the CLI."""
+    try:
+        from ...config import load_config
+        from ...plugins import get_plugin_manager
+
+        host = get_plugin_manager(load_config())
+        host.call_each("register_commands", cli=cli)
+    except Exception as exc:  # noqa: BLE001 - reported by `agentd doctor`; the core commands must still work
+        log.debug("plugin commands not mounted: %s", exc)

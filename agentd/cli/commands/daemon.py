@@ -1,0 +1,191 @@
+"""`agentd daemon`: run, start, stop, status and install the long-running daemon. Imports only click here."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import click
+
+
+def _config():  # type: ignore[no-untyped-def]
+    from ...config import load_config
+
+    return load_config()
+
+
+@click.group()
+def daemon() -> None:
+    """Run agentd as a daemon: goals queue durably and survive restarts."""
+
+
+@daemon.command("run")
+@click.option("--log-level", help="debug | info | warning | error (default: plugins.daemon.log_level).")
+def run(log_level: str | None) -> None:
+    """Run the daemon in the foreground, logging to stderr, until SIGTERM or Ctrl-C."""
+    from ...daemon.server import load_settings, run_foreground
+
+    config = _config()
+    level = (log_level or load_settings(config).log_level).upper()
+    logging.basicConfig(
+        stream=sys.stderr, level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if level != "DEBUG":
+        logging.getLogger("apscheduler").setLevel(logging.WARNING)  # its per-job INFO lines drown ours
+    run_foreground(config)
+
+
+@daemon.command()
+@click.option("--wait", "wait_s", default=60.0, show_default=True, help="Seconds to wait for it to answer.")
+def start(wait_s: float) -> None:
+    """Start the daemon in the background; logs go to AGENTD_HOME/logs/daemon.log."""
+    from ...daemon import client
+    from ...daemon.server import Paths
+
+    config = _config()
+    paths = Paths(config.home)
+    if client.daemon_running(config):
+        click.echo(f"already running (pid {_pid(paths)})")
+        return
+    paths.log.parent.mkdir(parents=True, exist_ok=True)
+    with open(paths.log, "ab") as log_file:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "agentd", "daemon", "run"],
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=log_file,
+            start_new_session=True,
+            env=os.environ | {"AGENTD_HOME": str(config.home)},
+        )
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise click.ClickException(
+                f"the daemon exited at start (code {proc.returncode}); see {paths.log}"
+            )
+        if client.daemon_running(config):
+            click.echo(f"started (pid {proc.pid}); logs: {paths.log}")
+            return
+        time.sleep(0.2)
+    raise click.ClickException(f"the daemon did not answer within {wait_s:g}s; see {paths.log}")
+
+
+@daemon.command()
+@click.option("--timeout", "timeout_s", type=float, help="Seconds to wait (default: drain_timeout_s + 15).")
+def stop(timeout_s: float | None) -> None:
+    """Stop the daemon: running runs get drain_timeout_s to finish, then are cancelled."""
+    from ...daemon.server import Paths, load_settings
+
+    config = _config()
+    paths = Paths(config.home)
+    pid = _pid(paths)
+    if pid is None or not _alive(pid):
+        _clean_stale(paths)
+        click.echo("not running")
+        return
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + (timeout_s or load_settings(config).drain_timeout_s + 15)
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            click.echo(f"stopped (pid {pid})")
+            return
+        time.sleep(0.2)
+    raise click.ClickException(
+        f"pid {pid} is still running; `agentd daemon stop` again, or kill -TERM it twice"
+    )
+
+
+@daemon.command()
+@click.option("--json", "as_json", is_flag=True)
+def status(as_json: bool) -> None:
+    """Pid, uptime, version, queue depth, running runs, loaded models (exit 1 when not running)."""
+    from ...daemon import client
+
+    config = _config()
+    if not client.daemon_running(config):
+        click.echo(json.dumps({"running": False}) if as_json else "not running")
+        sys.exit(1)
+    data = client.request(config, "GET", "/status")
+    if as_json:
+        click.echo(json.dumps({"running": True} | data, indent=1))
+        return
+    click.echo(f"running  pid {data['pid']}  version {data['version']}  up {data['uptime_s']:.0f}s")
+    click.echo(f"home     {data['home']}")
+    click.echo(
+        f"queue    {data['queue_depth']} waiting, {len(data['running_runs'])} running "
+        f"({data['workers']} workers), {data['finished_since_start']} done since start"
+    )
+    for run_id in data["running_runs"]:
+        click.echo(f"  running {run_id}")
+    click.echo(f"models   {', '.join(data['models_loaded']) or 'none loaded yet'}")
+    if "scheduler" in data:
+        click.echo(f"schedule {json.dumps(data['scheduler'], default=str)[:300]}")
+
+
+@daemon.command()
+@click.option("--print", "print_only", is_flag=True, help="Print the unit instead of writing it.")
+def install(print_only: bool) -> None:
+    """Write a systemd user unit so the daemon starts at login (prints it where systemd is absent)."""
+    from ...daemon.server import systemd_unit
+
+    config = _config()
+    unit = systemd_unit(config)
+    has_systemd = shutil.which("systemctl") is not None and Path("/run/systemd/system").is_dir()
+    if print_only or not has_systemd:
+        if not print_only:
+            click.echo(
+                "# systemd is not running here; save this as ~/.config/systemd/user/agentd.service", err=True
+            )
+        click.echo(unit, nl=False)
+        return
+    target = (
+        Path(os.environ.get("XDG_CONFIG_HOME", Path.home() / ".config"))
+        / "systemd"
+        / "user"
+        / "agentd.service"
+    )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(unit)
+    click.echo(f"wrote {target}")
+    click.echo("enable it:  systemctl --user daemon-reload && systemctl --user enable --now agentd")
+    click.echo(f"start at boot without a login:  loginctl enable-linger {os.environ.get('USER', '$USER')}")
+
+
+def _pid(paths) -> int | None:  # type: ignore[no-untyped-def]
+    from ...daemon.server import read_pid
+
+    return read_pid(paths)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _clean_stale(paths) -> None:  # type: ignore[no-untyped-def]
+    """A pid file or socket left by a crashed daemon: remove it unless a daemon holds the lock."""
+    import fcntl
+
+    if not paths.lock.exists():
+        return
+    fd = os.open(paths.lock, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return
+    finally:
+        os.close(fd)
+    for stale in (paths.pid, paths.socket):
+        stale.unlink(missing_ok=True)

@@ -1,0 +1,150 @@
+"""`agentd runs`: read the journal (list, show) and act on runs (cancel, approve, deny through the daemon)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import click
+
+
+def _journal():  # type: ignore[no-untyped-def]
+    from ...config import load_config
+    from ...journal import Journal
+
+    config = load_config()
+    return Journal(config.journal_path)
+
+
+@click.group()
+def runs() -> None:
+    """Inspect and control runs."""
+
+
+@runs.command("list")
+@click.option("--limit", default=20, show_default=True)
+@click.option("--status", help="Only runs with this status.")
+@click.option("--json", "as_json", is_flag=True)
+def list_runs(limit: int, status: str | None, as_json: bool) -> None:
+    """List recent runs, newest first."""
+    rows = _journal().list_runs(limit=limit, status=status)
+    if as_json:
+        click.echo(json.dumps(rows, default=str, indent=1))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("run", "status", "stop reason", "created", "goal")
+    for r in rows:
+        created = time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created_at"]))
+        table.add_row(r["id"], r["status"], r["stop_reason"] or "", created, r["goal"][:60])
+    Console().print(table)
+
+
+@runs.command("show")
+@click.argument("run_id")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Everything journaled: phases with prompts and raw output."
+)
+def show_run(run_id: str, as_json: bool) -> None:
+    """Show one run: its outcome, phases and tool calls."""
+    from ...errors import AgentdError
+
+    journal = _journal()
+    run = journal.get_run(run_id)
+    if run is None:
+        raise AgentdError(f"no run {run_id!r}; `agentd runs list` shows the ids")
+    phases = journal.phases(run["id"])
+    calls = journal.tool_calls(run["id"])
+    if as_json:
+        click.echo(json.dumps({"run": run, "phases": phases, "tool_calls": calls}, default=str, indent=1))
+        return
+    click.echo(f"run {run['id']}  {run['status']} ({run['stop_reason'] or '-'})")
+    click.echo(f"goal: {run['goal']}")
+    click.echo(f"workspace: {run['workspace']}")
+    if run["final_answer"]:
+        click.echo(f"answer: {run['final_answer']}")
+    click.echo(f"usage: {run['usage']}")
+    for p in phases:
+        summary = {
+            k: p[k]
+            for k in ("plan", "critique", "call", "observation", "feedback", "stop_reason", "error")
+            if k in p
+        }
+        click.echo(f"  {p['seq']:>3} {p['kind']:<9} {json.dumps(summary, default=str)[:200]}")
+    for c in calls:
+        click.echo(f"  tool {c['tool']} {c['status']} {json.dumps(c['args'])[:120]}")
+
+
+@runs.command("cancel")
+@click.argument("run_id")
+def cancel_run(run_id: str) -> None:
+    """Cancel a run: a running one stops at its next safe point; a queued or parked one ends now."""
+    from ...config import load_config
+    from ...daemon import client
+
+    config = load_config()
+    if client.daemon_running(config):
+        answer = client.request(config, "POST", f"/runs/{run_id}/cancel")
+        click.echo(f"{answer['run_id']}: {answer['status']}")
+        return
+    click.echo(f"{run_id}: {_cancel_offline(config, run_id)}")
+
+
+def _cancel_offline(config, run_id: str) -> str:  # type: ignore[no-untyped-def]
+    """No daemon: a queued or parked run ends in the journal; a running one belongs to another process."""
+    from ...daemon.worker import end_run
+    from ...errors import AgentdError
+    from ...journal import Journal
+    from ...records import RunStatus, StopReason
+
+    journal = Journal(config.journal_path)
+    try:
+        row = journal.get_run(run_id)
+        if row is None:
+            raise AgentdError(f"no run {run_id!r}; `agentd runs list` shows the ids")
+        if row["status"] == "running":
+            raise AgentdError(
+                f"run {row['id']} is running in another process (no daemon is up): stop it with Ctrl-C there"
+            )
+        if row["status"] not in ("queued", "awaiting_approval"):
+            raise AgentdError(f"run {row['id']} already ended ({row['status']})")
+
+        end_run(journal, row["id"], RunStatus.cancelled, StopReason.cancelled, "cancelled before it ran")
+        return "cancelled"
+    finally:
+        journal.close()
+
+
+def _decide(run_id: str, approved: bool) -> None:
+    from ...config import load_config
+    from ...daemon import client
+
+    config = load_config()
+    verb = "approve" if approved else "deny"
+    if client.daemon_running(config):
+        answer = client.request(config, "POST", f"/runs/{run_id}/{verb}")
+        click.echo(f"{answer['run_id']}: {verb}d; the daemon continues it")
+        return
+    from ...app import make_app
+
+    app = make_app(config)
+    try:
+        app.engine.decide(run_id, approved)
+    finally:
+        app.close()
+    click.echo(f"{run_id}: {verb}d; it continues when the daemon starts (`agentd daemon start`)")
+
+
+@runs.command("approve")
+@click.argument("run_id")
+def approve_run(run_id: str) -> None:
+    """Approve the tool call a parked run (awaiting_approval) asked for; the run continues."""
+    _decide(run_id, True)
+
+
+@runs.command("deny")
+@click.argument("run_id")
+def deny_run(run_id: str) -> None:
+    """Deny a parked run's tool call; the run stops with stop_reason denied."""
+    _decide(run_id, False)

@@ -1,0 +1,58 @@
+"""`agentd goal`: submit a goal and follow it to its outcome, through the daemon when one runs, else in-process."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from .render import JsonLines, LiveTrace, exit_code
+
+
+def build_goal(text: str, options: dict[str, Any], config: Any) -> Any:
+    """A Goal from CLI options on top of the configured loop defaults."""
+    from ..records import Goal
+
+    budgets = config.loop.budgets(
+        max_steps=options.get("max_steps"),
+        max_replans=options.get("max_replans"),
+        max_tokens=options.get("max_tokens"),
+        max_seconds=options.get("max_seconds"),
+    )
+    return Goal(text=text, model=options.get("model"), budgets=budgets, memory=not options.get("no_memory"))
+
+
+def run_goal(text: str, options: dict[str, Any], as_json: bool = False, detach: bool = False) -> int:
+    from ..config import load_config
+    from ..errors import ConfigError
+
+    if not text.strip():
+        raise ConfigError('the goal is empty: say what you want done, e.g. agentd goal "Create hello.txt"')
+    config = load_config()
+    config.model_config_for(options.get("model"))  # unknown --model: exit 2 before anything is stored
+    goal = build_goal(text, options, config)
+    try:
+        from ..daemon import client
+    except ImportError:
+        client = None  # type: ignore[assignment]
+    if client is not None and client.daemon_running(config):
+        return client.run_goal_remote(config, goal, as_json=as_json, detach=detach)
+    if detach:
+        raise ConfigError("--detach needs a running daemon: start one with `agentd daemon start`")
+    return run_in_process(config, goal, as_json=as_json)
+
+
+def run_in_process(config: Any, goal: Any, as_json: bool = False) -> int:
+    from ..app import make_app
+
+    on_event = JsonLines() if as_json else LiveTrace()
+    if not as_json:
+        print("(no daemon running: running this goal in-process)", file=sys.stderr)
+    app = make_app(config)
+    try:
+        app.models.get(goal.model)  # a missing model file or bad endpoint config fails here, clearly
+        engine = app.engine
+        run_id = engine.submit(goal)
+        outcome = engine.run(run_id, on_event=on_event)
+    finally:
+        app.close()
+    return exit_code(outcome)

@@ -1,0 +1,369 @@
+"""The long-running daemon: one per AGENTD_HOME, an HTTP API on a Unix socket, a durable run queue, workers.
+
+Start-up: take the home's lock (fcntl.flock on ``agentd.lock``; a second daemon fails fast), clean a stale
+socket and pid file left by a crash, recover every queued or running run from the journal, start the workers
+and the scheduler (if installed), then serve. SIGTERM/SIGINT drain: no new runs, running ones get
+``drain_timeout_s``, then are cancelled; a second signal exits at once (the journal makes that a crash a
+restart recovers from).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ..errors import AgentdError, ConfigError
+
+log = logging.getLogger(__name__)
+
+
+class DaemonSettings(BaseModel):
+    """``[plugins.daemon]``: how the daemon serves and works its queue."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    workers: int = Field(2, ge=1, le=64)  # runs driven at the same time
+    drain_timeout_s: float = Field(30.0, ge=0)  # on SIGTERM: how long running runs may go on before cancel
+    resume: bool = True  # after a crash: resume unfinished runs (true) or fail them with daemon_crash
+    tcp_host: str = ""  # "" = no TCP listener; e.g. "127.0.0.1"
+    tcp_port: int = Field(0, ge=0, le=65535)
+    token_env: str = "AGENTD_TOKEN"  # variable holding the bearer token the TCP listener requires
+    log_level: str = Field("info", pattern="^(debug|info|warning|error|critical)$")
+
+
+def load_settings(config: Any) -> DaemonSettings:
+    """Validate ``[plugins.daemon]``; a bad key or value is a ConfigError naming it."""
+    try:
+        return DaemonSettings.model_validate(config.plugin_settings("daemon"))
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"plugins.daemon.{'.'.join(str(p) for p in e['loc'])}: "
+            + ("unknown key" if e["type"] == "extra_forbidden" else f"{e['msg']} (got {e.get('input')!r})")
+            for e in exc.errors()
+        )
+        raise ConfigError(f"invalid daemon settings: {problems}") from None
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Where the daemon keeps its runtime files inside AGENTD_HOME."""
+
+    home: Path
+
+    @property
+    def socket(self) -> Path:
+        return self.home / "agentd.sock"
+
+    @property
+    def lock(self) -> Path:
+        return self.home / "agentd.lock"
+
+    @property
+    def pid(self) -> Path:
+        return self.home / "agentd.pid"
+
+    @property
+    def log(self) -> Path:
+        return self.home / "logs" / "daemon.log"
+
+
+class AlreadyRunning(AgentdError):
+    """Another daemon holds this AGENTD_HOME's lock."""
+
+
+def acquire_lock(paths: Paths) -> int:
+    """Hold the home's lock for the life of the process (the kernel drops it if the process dies)."""
+    paths.home.mkdir(parents=True, exist_ok=True)
+    fd = os.open(paths.lock, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise AlreadyRunning(
+            f"a daemon is already running for {paths.home} (pid {read_pid(paths) or '?'}); "
+            "`agentd daemon status` shows it, `agentd daemon stop` stops it"
+        ) from None
+    return fd
+
+
+def read_pid(paths: Paths) -> int | None:
+    try:
+        return int(paths.pid.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def bind_unix_socket(path: Path) -> socket.socket:
+    """A listening socket only this user can connect to: 0600 from the moment it exists (umask at bind)."""
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()  # we hold the lock, so any socket file here is stale
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o177)
+    try:
+        sock.bind(str(path))
+    finally:
+        os.umask(old)
+    os.chmod(path, 0o600)
+    sock.listen(128)
+    return sock
+
+
+@dataclass
+class Daemon:
+    """The daemon's state shared by the API and the workers."""
+
+    config: Any
+    settings: DaemonSettings
+    app: Any = None  # agentd.app.App
+    queue: Any = None  # agentd.daemon.worker.RunQueue
+    scheduler: Any = None
+    started_at: float = field(default_factory=time.time)
+    stopping: bool = False
+    recovered: dict[str, list[str]] = field(default_factory=dict)
+    _changed: asyncio.Event | None = None
+    _loop: asyncio.AbstractEventLoop | None = None
+
+    # -- start and stop ------------------------------------------------------------------------------
+    async def start(self) -> None:
+        from ..app import make_app
+        from .worker import RunQueue
+
+        self._loop = asyncio.get_running_loop()
+        self._changed = asyncio.Event()
+        self.app = await asyncio.to_thread(make_app, self.config)
+        self.queue = RunQueue(self.app.engine, workers=self.settings.workers, on_change=self.notify)
+        self.recovered = self.queue.recover(resume=self.settings.resume)
+        if any(self.recovered.values()):
+            log.info("recovered runs: %s", self.recovered)
+        self.queue.start()
+        self._start_scheduler()
+
+    async def stop(self) -> None:
+        """Drain the queue and stop the scheduler; the journal already holds everything else."""
+        self.stopping = True
+        self.notify()
+        if self.scheduler is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(self.scheduler.shutdown)
+        if self.queue is not None:
+            await self.queue.drain(self.settings.drain_timeout_s)
+        if self.app is not None:
+            self.app.close()
+
+    def _start_scheduler(self) -> None:
+        """The scheduler is optional: started when ``agentd.schedule.scheduler`` provides one, else skipped."""
+        try:
+            from ..schedule import scheduler as scheduler_module
+        except ImportError:
+            return
+        factory = getattr(scheduler_module, "Scheduler", None)
+        if factory is None:
+            return
+        try:
+            self.scheduler = factory(
+                config=self.config, journal=self.app.journal, submit=self.submit_scheduled
+            )
+            self.scheduler.start()
+        except Exception:  # a broken scheduler must not take the daemon (and its queue) down
+            log.exception("the scheduler could not start; schedules will not fire")
+            self.scheduler = None
+
+    def submit_scheduled(self, goal: Any, fire_id: str) -> str:
+        """The scheduler's way in: a fire becomes a queued run like any other (callable from any thread)."""
+        run_id = self.queue.submit(goal)
+        log.info("schedule fire %s queued run %s", fire_id, run_id)
+        return run_id
+
+    # -- change notification (SSE streams wait on it) ------------------------------------------------
+    def notify(self) -> None:
+        """Wake every event stream; safe from worker threads."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(self._wake)
+
+    def _wake(self) -> None:
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = asyncio.Event()
+
+    async def wait_change(self, timeout: float) -> None:
+        event = self._changed
+        if event is not None:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(event.wait(), timeout)
+
+    # -- status --------------------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            ver = version("agentd")
+        except PackageNotFoundError:
+            ver = "unknown"
+        q = self.queue
+        data: dict[str, Any] = {
+            "pid": os.getpid(),
+            "version": ver,
+            "home": str(self.config.home),
+            "started_at": self.started_at,
+            "uptime_s": round(time.time() - self.started_at, 1),
+            "workers": self.settings.workers,
+            "queue_depth": len(q.pending) if q else 0,
+            "running_runs": sorted(q.running) if q else [],
+            "finished_since_start": q.finished_count if q else 0,
+            "models_loaded": self.app.models.loaded() if self.app else [],
+            "accepting": bool(q and q.accepting) and not self.stopping,
+            "recovered": self.recovered,
+        }
+        if self.scheduler is not None and hasattr(self.scheduler, "status"):
+            try:
+                data["scheduler"] = self.scheduler.status()
+            except Exception as exc:  # status must answer even when the scheduler is unwell
+                data["scheduler"] = {"error": str(exc)}
+        return data
+
+
+class _Server:
+    """A uvicorn server that leaves signals to the daemon (it drains the queue first)."""
+
+    def __new__(cls, app: Any, log_level: str) -> Any:
+        import uvicorn
+
+        class Server(uvicorn.Server):
+            @contextlib.contextmanager
+            def capture_signals(self):  # type: ignore[override]
+                yield
+
+            def install_signal_handlers(self) -> None:  # the same hook in uvicorn < 0.29
+                pass
+
+        config = uvicorn.Config(
+            app,
+            log_level=log_level,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=3,
+        )
+        return Server(config)
+
+
+async def serve(config: Any) -> None:
+    """Run the daemon until SIGTERM/SIGINT; the caller configures logging."""
+    from .api import create_api, token_guard
+
+    settings = load_settings(config)
+    paths = Paths(config.home)
+    lock_fd = acquire_lock(paths)
+    token = ""
+    if settings.tcp_host:
+        token = os.environ.get(settings.token_env, "")
+        if not token:
+            raise ConfigError(
+                f"plugins.daemon.tcp_host is set, so the TCP listener needs a bearer token: "
+                f"set ${settings.token_env}"
+            )
+    daemon = Daemon(config, settings)
+    paths.pid.write_text(str(os.getpid()))
+    try:
+        await daemon.start()
+        api = create_api(daemon)
+        servers = [(_Server(api, settings.log_level), [bind_unix_socket(paths.socket)])]
+        if settings.tcp_host:
+            tcp = socket.create_server((settings.tcp_host, settings.tcp_port), reuse_port=False)
+            servers.append((_Server(token_guard(api, token), settings.log_level), [tcp]))
+            log.info("TCP listener on %s:%s (bearer token required)", *tcp.getsockname()[:2])
+        tasks = [asyncio.create_task(s.serve(sockets=socks)) for s, socks in servers]
+        log.info(
+            "agentd daemon %s serving on %s with %d workers", os.getpid(), paths.socket, settings.workers
+        )
+        await _wait_for_signal()
+        log.info("shutting down: draining (up to %.0fs)", settings.drain_timeout_s)
+        await daemon.stop()
+        for server, _ in servers:
+            server.should_exit = True
+        await asyncio.gather(*tasks, return_exceptions=True)
+    finally:
+        with contextlib.suppress(OSError):
+            paths.socket.unlink()
+        if read_pid(paths) == os.getpid():
+            with contextlib.suppress(OSError):
+                paths.pid.unlink()
+        os.close(lock_fd)
+        stuck = sorted(daemon.queue.running) if daemon.queue is not None else []
+        if stuck:
+            # A run thread that ignored cancel (a long model call) would block interpreter exit; the journal
+            # already says it was running, so the next start resumes it like after a crash.
+            log.warning("exiting with run(s) still in flight, resumed at next start: %s", ", ".join(stuck))
+            logging.shutdown()
+            os._exit(0)
+        log.info("agentd daemon stopped")
+
+
+async def _wait_for_signal() -> None:
+    """Return on the first SIGTERM/SIGINT; a second one exits at once (a restart recovers the journal)."""
+    loop = asyncio.get_running_loop()
+    first = asyncio.Event()
+
+    def handle(sig: int) -> None:
+        if first.is_set():
+            log.warning("second signal: exiting now")
+            os._exit(128 + sig)
+        first.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, handle, sig)
+    await first.wait()
+
+
+def run_foreground(config: Any) -> None:
+    """``agentd daemon run``: serve in this process until signalled."""
+    asyncio.run(serve(config))
+
+
+def systemd_unit(config: Any) -> str:
+    """A systemd user unit that starts the daemon at login (or at boot with `loginctl enable-linger`)."""
+    return (
+        "[Unit]\nDescription=agentd agent daemon\nAfter=network-online.target\n\n"
+        "[Service]\nType=simple\n"
+        f"Environment=AGENTD_HOME={config.home}\n"
+        f"ExecStart={sys.executable} -m agentd daemon run\n"
+        f"KillSignal=SIGTERM\nTimeoutStopSec={int(load_settings(config).drain_timeout_s) + 30}\n"
+        "Restart=on-failure\nRestartSec=5\n\n"
+        "[Install]\nWantedBy=default.target\n"
+    )
+
+
+def doctor_checks(config: Any) -> list[tuple[str, bool, str]]:
+    """For `agentd doctor`: the daemon's settings, whether one is up, and the web stack it needs."""
+    checks: list[tuple[str, bool, str]] = []
+    try:
+        settings = load_settings(config)
+        checks.append(("daemon settings", True, f"{settings.workers} workers, resume={settings.resume}"))
+    except ConfigError as exc:
+        checks.append(("daemon settings", False, str(exc)))
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as exc:
+        checks.append(("daemon API", False, f"{exc}; run `pip install fastapi uvicorn`"))
+    from .client import daemon_running
+
+    up = daemon_running(config)
+    advice = f"up on {Paths(config.home).socket}" if up else "not running: `agentd daemon start` (optional)"
+    checks.append(("daemon", True, advice))
+    return checks

@@ -1,0 +1,212 @@
+"""The daemon's run queue: durable in the journal, worked by N asyncio tasks running goals off the loop.
+
+A run is journaled as ``queued`` (Engine.submit) before anyone is told its id; the in-memory queue only says
+which queued run to start next, so after a crash the journal alone rebuilds it (``recover``). Each run
+executes in a thread of the queue's own pool (``loop.run_in_executor``: ``asyncio.to_thread`` with a pool
+sized to the workers): model inference and tools never block the API, and long runs never starve the default
+pool the API's event streams use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import AgentdError
+from ..records import Goal, RunStatus, StopReason
+
+log = logging.getLogger(__name__)
+
+OPEN = (RunStatus.queued.value, RunStatus.running.value)
+
+
+class NotCancellable(AgentdError):
+    """The run already ended, or does not exist."""
+
+
+@dataclass
+class RunQueue:
+    """Queued run ids, the runs in flight with their cancel flags, and the workers that drain the queue."""
+
+    engine: Any
+    workers: int = 2
+    queue: asyncio.Queue = field(default_factory=asyncio.Queue)
+    pending: set[str] = field(default_factory=set)  # queued in memory, not started yet
+    running: dict[str, threading.Event] = field(default_factory=dict)
+    accepting: bool = True
+    finished_count: int = 0
+    on_change: Callable[[], None] = lambda: None  # called (thread-safely) whenever a run emits an event
+    _tasks: list[asyncio.Task] = field(default_factory=list)
+    _threads: dict[str, asyncio.Future] = field(default_factory=dict)
+    _loop: asyncio.AbstractEventLoop | None = None
+    _pool: ThreadPoolExecutor | None = None
+
+    @property
+    def journal(self) -> Any:
+        return self.engine.journal
+
+    # -- life cycle ----------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="run")
+        self._tasks = [asyncio.create_task(self._work(i), name=f"worker-{i}") for i in range(self.workers)]
+
+    def recover(self, resume: bool = True) -> dict[str, list[str]]:
+        """After a crash or restart: each queued or running run is re-queued (resume) or failed; none lost."""
+        found: dict[str, list[str]] = {"resumed": [], "failed": []}
+        rows = [r for s in OPEN for r in self.journal.list_runs(limit=1_000_000, status=s)]
+        for row in sorted(rows, key=lambda r: r["created_at"]):
+            if resume or row["status"] == RunStatus.queued.value:
+                self.enqueue(row["id"])
+                found["resumed"].append(row["id"])
+            else:
+                self._end_unstarted(
+                    row["id"], RunStatus.failed, StopReason.daemon_crash, "the daemon stopped mid-run"
+                )
+                found["failed"].append(row["id"])
+        return found
+
+    async def drain(self, timeout_s: float, grace_s: float = 10.0) -> None:
+        """Stop taking runs; running ones get ``timeout_s``, then are cancelled and get ``grace_s`` more."""
+        self.accepting = False
+        for task in self._tasks:
+            task.cancel()  # idle workers stop; a worker awaiting its run's thread is shielded (see _work)
+        threads = list(self._threads.values())
+        if threads:
+            _, late = await asyncio.wait(threads, timeout=timeout_s)
+            if late:
+                log.warning("drain deadline reached: cancelling %d running run(s)", len(late))
+                for cancel in list(self.running.values()):
+                    cancel.set()
+                await asyncio.wait(late, timeout=grace_s)
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
+
+    # -- queue operations ----------------------------------------------------------------------------
+    def submit(self, goal: Goal) -> str:
+        """Journal the goal as queued (durable), then queue it; returns the run id. Safe from any thread."""
+        if not self.accepting:
+            raise AgentdError("the daemon is shutting down and takes no new runs; retry after it restarts")
+        run_id = self.engine.submit(goal)
+        self.enqueue_threadsafe(run_id)
+        return run_id
+
+    def enqueue_threadsafe(self, run_id: str) -> None:
+        loop = self._loop
+        if loop is None or _in_loop(loop):
+            self.enqueue(run_id)
+        else:
+            loop.call_soon_threadsafe(self.enqueue, run_id)
+
+    def enqueue(self, run_id: str) -> None:
+        if run_id in self.pending or run_id in self.running:
+            return  # already on its way: never run twice
+        self.pending.add(run_id)
+        self.queue.put_nowait(run_id)
+
+    def cancel(self, run_id: str) -> str:
+        """Cancel a run (running: at its next safe point; waiting: now); returns the new status."""
+        row = self.journal.get_run(run_id)
+        if row is None:
+            raise NotCancellable(f"no run {run_id!r}")
+        run_id = row["id"]
+        if run_id in self.running:
+            self.running[run_id].set()
+            return "cancelling"
+        if row["status"] in (
+            RunStatus.queued.value,
+            RunStatus.awaiting_approval.value,
+            RunStatus.running.value,
+        ):
+            self.pending.discard(run_id)  # the worker skips ids no longer pending
+            self._end_unstarted(run_id, RunStatus.cancelled, StopReason.cancelled, "cancelled before it ran")
+            return RunStatus.cancelled.value
+        raise NotCancellable(f"run {run_id} already ended ({row['status']})")
+
+    def decide(self, run_id: str, approved: bool, by: str = "user") -> None:
+        """Record an approval or denial; the run is queued again and continues (or stops, denied)."""
+        self.engine.decide(run_id, approved, by=by)
+        row = self.journal.get_run(run_id)
+        self.enqueue_threadsafe(row["id"] if row else run_id)
+
+    def _end_unstarted(self, run_id: str, status: RunStatus, reason: StopReason, detail: str) -> None:
+        end_run(self.journal, run_id, status, reason, detail)
+        self.on_change()
+
+    # -- the workers ---------------------------------------------------------------------------------
+    async def _work(self, index: int) -> None:
+        while self.accepting:
+            run_id = await self.queue.get()
+            if run_id not in self.pending or not self.accepting:
+                continue  # cancelled while waiting, or the daemon is draining (the journal keeps it queued)
+            self.pending.discard(run_id)
+            row = self.journal.get_run(run_id)
+            if row is None or row["status"] not in OPEN:
+                continue
+            cancel = threading.Event()
+            self.running[run_id] = cancel
+            assert self._loop is not None
+            future = self._loop.run_in_executor(self._pool, self._run_one, run_id, cancel)
+            self._threads[run_id] = future
+            future.add_done_callback(functools.partial(self._forget_future, run_id))
+            # Shielded: cancelling this worker (drain) must not abandon the run; drain() waits for the thread.
+            await asyncio.shield(future)
+
+    def _forget(self, run_id: str) -> None:
+        self.running.pop(run_id, None)
+        self._threads.pop(run_id, None)
+
+    def _forget_future(self, run_id: str, _future: object) -> None:
+        self._forget(run_id)
+
+    def _run_one(self, run_id: str, cancel: threading.Event) -> None:
+        try:
+            self.engine.run(run_id, on_event=self._on_event, cancel=cancel)
+        except Exception:  # the daemon's job runner: one broken run must not take a worker down
+            log.exception("run %s crashed", run_id)
+            try:
+                self._end_unstarted(
+                    run_id, RunStatus.failed, StopReason.daemon_crash, "the run crashed in the daemon"
+                )
+            except Exception:
+                log.exception("could not record the crash of run %s; a restart will pick it up", run_id)
+        finally:
+            self.finished_count += 1
+            self.on_change()
+
+    def _on_event(self, type_: str, data: dict[str, Any]) -> None:
+        self.on_change()
+
+
+def end_run(journal: Any, run_id: str, status: RunStatus, reason: StopReason, detail: str) -> None:
+    """End a run no worker holds: a stop phase, the status, and the closing event that streams wait for."""
+    journal.add_phase(run_id, "stop", {"stop_reason": reason.value, "detail": detail}, time.time())
+    journal.set_status(run_id, status, stop_reason=reason)
+    row = journal.get_run(run_id) or {}
+    outcome = {
+        "run_id": run_id,
+        "status": status.value,
+        "stop_reason": reason.value,
+        "detail": detail,
+        "final_answer": row.get("final_answer") or "",
+        "workspace": row.get("workspace", ""),
+        "steps": 0,
+        "replans": 0,
+        "usage": row.get("usage") or {},
+    }
+    journal.add_event(run_id, "run_finished", outcome)
+
+
+def _in_loop(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False

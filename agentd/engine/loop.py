@@ -1,0 +1,438 @@
+"""The engine: plan → critique → act → feedback, bounded by budgets, journaled phase by phase.
+
+Each phase is computed, journaled, then folded into the LoopState; a resumed run replays the journal and carries
+on from its last completed phase. Model mistakes and tool failures are data the next phase sees; only
+RunCancelled and the named errors leave the loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..config import Config
+from ..errors import AgentdError, RunCancelled, StructuredOutputError
+from ..journal import Journal, JournalError
+from ..policy import allowed
+from ..records import (
+    Critique,
+    Feedback,
+    Goal,
+    Observation,
+    Plan,
+    RunStatus,
+    StopReason,
+    ToolCall,
+    ToolResult,
+    Verdict,
+)
+from ..tools import ToolContext, ToolRegistry, execute
+from . import phases, structured
+from .state import LoopState, call_key
+
+log = logging.getLogger(__name__)
+VALUE_CHARS = 100  # a tool's "value" longer than this is a document, not an answer to lead with
+Emit = Callable[[str, dict[str, Any]], None]
+
+
+class Engine:
+    """Runs goals to an outcome. One engine serves many runs (the daemon shares it between workers)."""
+
+    def __init__(self, config: Config, host: Any, journal: Journal, models: Any, tools: ToolRegistry) -> None:
+        self.config = config
+        self.host = host
+        self.journal = journal
+        self.models = models
+        self.tools = tools
+
+    # -- public ---------------------------------------------------------------------------------
+    def submit(self, goal: Goal, run_id: str | None = None) -> str:
+        """Persist a goal as a queued run with its own workspace; returns the run id."""
+        if not goal.text.strip():
+            raise AgentdError("the goal is empty: say what you want done, e.g. agentd goal \"Create hello.txt\"")
+        model_name, _ = self.config.model_config_for(goal.model)
+        from ..journal import new_run_id
+
+        run_id = run_id or new_run_id()
+        workspace = self.config.workspaces / run_id
+        workspace.mkdir(parents=True, exist_ok=True)
+        return self.journal.create_run(goal, workspace, model_name, run_id=run_id)
+
+    def decide(self, run_id: str, approved: bool, by: str = "user") -> None:
+        """Record a person's answer to a parked run; approve lets the call run on resume, deny stops the run."""
+        row = self.journal.get_run(run_id)
+        if row is None or row["status"] != RunStatus.awaiting_approval.value:
+            raise AgentdError(f"run {run_id!r} is not awaiting approval")
+        self.journal.add_phase(row["id"], "approval", {"approved": approved, "by": by}, time.time())
+        if not approved:
+            data = {"stop_reason": StopReason.denied.value, "detail": f"the tool call was denied by {by}"}
+            self.journal.add_phase(row["id"], "stop", data, time.time())
+        self.journal.set_status(row["id"], RunStatus.queued)
+
+    def run(self, run_id: str, on_event: Emit | None = None, cancel: threading.Event | None = None) -> dict:
+        """Drive a run to its end (or resume it) and return its outcome."""
+        row = self.journal.get_run(run_id)
+        if row is None:
+            raise AgentdError(f"no run {run_id!r} in the journal")
+        goal = Goal.from_dict(row["goal_spec"])
+        state = LoopState(run_id=row["id"], goal=goal)
+        run = _RunContext(self, state, Path(row["workspace"]), on_event, cancel or threading.Event())
+        for phase in self.journal.phases(row["id"]):
+            state.apply(phase["kind"], phase)
+        resumed = bool(state.observations or state.plan or state.memories is not None)
+        self.journal.set_status(state.run_id, RunStatus.running)
+        run.emit("run_started", {"goal": goal.text, "workspace": str(run.workspace), "resumed": resumed})
+        try:
+            run.drive()
+        except (RunCancelled, KeyboardInterrupt):
+            # Ctrl-C in-process or a cancel from the daemon: the run ends as cancelled, fully journaled.
+            run.stop(StopReason.cancelled, "cancelled by the user")
+        except JournalError:
+            raise  # nothing more can be recorded; what was journaled stays, and a restart resumes it
+        except AgentdError as exc:  # e.g. the model became unavailable mid-run
+            run.stop(StopReason.model_error, str(exc))
+        outcome = run.finish()
+        return outcome
+
+
+class _RunContext:
+    """One run in flight: the state plus the plumbing each phase needs."""
+
+    def __init__(
+        self, engine: Engine, state: LoopState, workspace: Path, on_event: Emit | None, cancel: threading.Event
+    ) -> None:
+        self.engine = engine
+        self.config = engine.config
+        self.state = state
+        self.workspace = workspace
+        self.on_event = on_event
+        self.cancel = cancel
+        self.tools = engine.tools
+        self.budgets = state.goal.budgets
+
+    # -- plumbing -------------------------------------------------------------------------------
+    def emit(self, type_: str, data: dict[str, Any]) -> None:
+        seq = self.engine.journal.add_event(self.state.run_id, type_, data)
+        if self.on_event is not None:
+            self.on_event(type_, data | {"seq": seq, "run_id": self.state.run_id})
+
+    def record(self, kind: str, data: dict[str, Any], started: float | None = None) -> None:
+        """Journal a phase, then fold it into the state: the order that makes resume exact."""
+        started = started or time.time()
+        self.engine.journal.add_phase(self.state.run_id, kind, data, started)
+        self.state.apply(kind, data | {"started_at": started, "finished_at": time.time()})
+
+    def stop(self, reason: StopReason, detail: str = "", final_answer: str = "") -> None:
+        data: dict[str, Any] = {"stop_reason": reason.value, "detail": detail}
+        if final_answer:
+            data["final_answer"] = final_answer
+        self.record("stop", data)
+
+    def model(self) -> Any:
+        return self.engine.models.get(self.state.goal.model)
+
+    def ask(self, name: str, request: str, schema: dict, validate: Callable[[Any], Any]) -> tuple[Any, dict]:
+        """A structured model call; returns (value or None, journal data). Failures are data, not exceptions."""
+        _, model_config = self.config.model_config_for(self.state.goal.model)
+        # ~3 characters a token, leaving room for the reply: older turns go before the context overflows.
+        budget = (model_config.n_ctx - model_config.max_tokens) * 3 if model_config.provider == "llamacpp" else None
+        messages = phases.messages(self.tools, self.state.transcript, request, budget_chars=budget)
+        data: dict[str, Any] = {"prompt": [list(m) for m in messages], "request": request}
+        try:
+            reply = structured.ask(
+                self.model(), messages, schema, validate, name=name, retries=self.config.loop.output_retries
+            )
+        except StructuredOutputError as exc:
+            data.update(raw=exc.raw, error=str(exc))
+            self.emit("model_error", {"phase": name, "error": str(exc)})
+            return None, data
+        except AgentdError:
+            raise
+        except Exception as exc:  # the model boundary: provider errors vary (HTTP, llama.cpp, ...)
+            log.exception("model call failed in %s", name)
+            data.update(error=f"{type(exc).__name__}: {exc}", model_failure=True)
+            self.emit("model_error", {"phase": name, "error": data["error"]})
+            return None, data
+        data.update(raw=reply.raw, usage=reply.usage.to_dict(), attempts=reply.attempts, repaired=reply.repaired)
+        data["reply"] = phases.reply_text(_canonical(reply.value))
+        if reply.errors:
+            data["retry_errors"] = reply.errors
+        return reply.value, data
+
+    # -- the loop -------------------------------------------------------------------------------
+    def drive(self) -> None:
+        self._recover_interrupted_call()
+        while (phase := self.state.next_phase()) is not None:
+            if self.cancel.is_set():
+                raise RunCancelled()
+            if self._over_budget(phase):
+                continue
+            getattr(self, f"do_{phase}")()
+
+    def _over_budget(self, phase: str) -> bool:
+        s, b = self.state, self.budgets
+        if s.usage.total_tokens >= b.max_tokens:
+            self.stop(StopReason.max_tokens, f"used {s.usage.total_tokens} tokens of {b.max_tokens}")
+        elif s.seconds >= b.max_seconds:
+            self.stop(StopReason.timeout, f"ran {s.seconds:.1f}s of {b.max_seconds:g}s")
+        elif phase == "plan" and s.replans > b.max_replans:
+            self.stop(StopReason.max_replans, f"replanned {s.replans} times; the limit is {b.max_replans}")
+        elif phase == "act" and s.steps_taken >= b.max_steps:
+            self.stop(StopReason.max_steps, f"took {s.steps_taken} steps; the limit is {b.max_steps}")
+        else:
+            return False
+        return True
+
+    def _recover_interrupted_call(self) -> None:
+        """A tool call journaled as started but never finished (a crash) is not re-run blindly."""
+        if self.state.pending_call is None:
+            return
+        for call in reversed(self.engine.journal.tool_calls(self.state.run_id)):
+            if call["status"] == "started":
+                self.engine.journal.tool_call_finished(call["id"], {}, status="interrupted")
+                result = ToolResult(
+                    error="this call was interrupted by a daemon restart; it may or may not have taken effect. "
+                    "Check its effect before repeating it."
+                )
+                self._observe(self.state.pending_call, result, 0.0, time.time())
+            break
+
+    def do_context(self) -> None:
+        started = time.time()
+        memories: list[str] = []
+        if self.state.goal.memory:
+            for _plugin, extra in self.engine.host.call_each(
+                "extend_context", goal=self.state.goal, run_id=self.state.run_id, config=self.config
+            ):
+                memories.extend(str(x) for x in (extra or []))
+        self.record("context", {"memories": memories}, started)
+        if memories:
+            self.emit("context", {"memories": memories})
+
+    def do_plan(self) -> None:
+        started = time.time()
+        s, max_steps = self.state, self.config.loop.max_plan_steps
+        request = phases.plan_request(s.goal.text, s.memories or [], s.notes[-2:], first=not s.transcript)
+        requested = self.tools.requested_in(s.goal.text) if self._honour_requests() else []
+        schema = phases.plan_schema(self.tools, max_steps, first=requested)
+        plan, data = self.ask(
+            "plan", request, schema, lambda v: phases.parse_plan(v, self.tools, max_steps, first=requested)
+        )
+        if requested:
+            data["requested_tools"] = requested
+        if plan is None:
+            self.record("plan", data, started)
+            reason = StopReason.model_error if data.get("model_failure") else StopReason.invalid_model_output
+            self.stop(reason, data["error"])
+            return
+        data["plan"] = plan.to_dict()
+        self.record("plan", data, started)
+        event = {"steps": [s.to_dict() for s in plan.steps], "replan": self.state.replans}
+        self.emit("plan", event | ({"requested_tools": requested} if requested else {}))
+
+    def _honour_requests(self) -> bool:
+        """Tools the goal names ("use python") bind the first plan only: a replan is free to change course."""
+        return self.config.loop.tool_requests == "first_step" and self.state.replans == 0
+
+    def do_critique(self) -> None:
+        started = time.time()
+        plan, critiques = self.state.plan, []
+        data: dict[str, Any] = {}
+        if self.config.loop.critic in ("rules", "both"):
+            for plugin, result in self.engine.host.call_each(
+                "critique_plan", goal=self.state.goal, plan=plan, tools=self.tools, config=self.config
+            ):
+                if isinstance(result, Critique):
+                    critiques.append(result if result.critic else Critique(result.verdict, result.reasons, plugin))
+        if self.config.loop.critic in ("model", "both"):
+            request = phases.render("critique.j2")
+            verdict, data = self.ask("critique", request, phases.CRITIQUE_SCHEMA, phases.parse_critique)
+            if verdict is not None:
+                critiques.append(verdict)
+        combined = combine_critiques(critiques)
+        data["critique"] = combined.to_dict()
+        data["critics"] = [c.to_dict() for c in critiques]
+        self.record("critique", data, started)
+        self.emit("critique", combined.to_dict())
+        if combined.verdict == Verdict.reject:
+            self.stop(StopReason.plan_rejected, "; ".join(combined.reasons))
+
+    def do_act(self) -> None:
+        started = time.time()
+        step = self.state.plan.steps[self.state.step]  # type: ignore[union-attr]
+        request = phases.act_request(self.state.step + 1, step.intent)
+        loop = self.config.loop
+        choices = self.tools.subset([step.tool]) if loop.act_tools == "planned" and step.tool in self.tools else self.tools
+        paths = phases.path_candidates(self.state.goal.text, self._known_files()) if loop.ground_paths else None
+        schema = phases.act_schema(choices, preferred=step.tool, paths=paths)
+        call, data = self.ask("act", request, schema, lambda v: phases.parse_act(v, self.tools))
+        if call is None:
+            self.record("act", data, started)
+            if data.get("model_failure"):
+                self.stop(StopReason.model_error, data["error"])
+            else:
+                # The step's output never parsed: tell the loop as an observation, let feedback decide.
+                bad = ToolCall(tool=step.tool or "?", args={}, reasoning="unparseable model output")
+                self._observe(bad, ToolResult(error=data["error"]), 0.0, time.time())
+            return
+        data["call"] = call.to_dict()
+        self.record("act", data, started)
+        self.emit("tool_call", {"step": self.state.step + 1, "tool": call.tool, "args": call.args})
+
+    def _known_files(self) -> list[str]:
+        """Files in the workspace now (a bounded listing): valid targets for grounded path arguments."""
+        found = []
+        for path in sorted(self.workspace.rglob("*"))[:200]:
+            if path.is_file():
+                found.append(str(path.relative_to(self.workspace)))
+        return found
+
+    def do_tool(self) -> None:
+        call = self.state.pending_call
+        assert call is not None
+        started = time.time()
+        tool = self.tools[call.tool]
+        if self._needs_approval(call):
+            self.record("approval_needed", {"call": call.to_dict()}, started)
+            self.emit("approval_needed", {"step": self.state.step + 1, "tool": call.tool, "args": call.args})
+            return
+        veto = self._veto(call, tool)
+        if veto:
+            self._observe(call, ToolResult(error=f"not allowed: {veto}"), 0.0, started)
+            return
+        call_id = self.engine.journal.tool_call_started(self.state.run_id, self.state.step, call.tool, call.args)
+        ctx = ToolContext(
+            run_id=self.state.run_id,
+            workspace=self.workspace,
+            settings=self.config.plugin_settings(tool.plugin),
+            cancel=self.cancel,
+            timeout_s=self.budgets.tool_timeout_s,
+            goal=self.state.goal,
+        )
+        try:
+            result = execute(tool, call.args, ctx)
+        except BaseException:  # Ctrl-C while the tool ran: say so in the journal, then let it propagate
+            ctx.cancel.set()
+            self.engine.journal.tool_call_finished(call_id, {}, status="interrupted")
+            raise
+        self.engine.journal.tool_call_finished(call_id, result.to_dict())
+        self.engine.host.call_each("after_tool_call", call=call, result=result, run_id=self.state.run_id)
+        self._observe(call, result, time.time() - started, started)
+
+    def _needs_approval(self, call: ToolCall) -> bool:
+        """Unattended runs (a schedule's allowlist) park instead of running a tool nobody allowed."""
+        if allowed(self.tools[call.tool], self.state.goal.allowed_tools):
+            return False
+        return self.state.approved_call != call.to_dict()
+
+    def _veto(self, call: ToolCall, tool: Any) -> str | None:
+        for plugin, answer in self.engine.host.call_each(
+            "before_tool_call", call=call, tool=tool, run_id=self.state.run_id, goal=self.state.goal
+        ):
+            if answer:
+                return f"{answer} (policy from {plugin})"
+        return None
+
+    def _observe(self, call: ToolCall, result: ToolResult, seconds: float, started: float) -> None:
+        observation = Observation(step=self.state.step, call=call, result=result, seconds=round(seconds, 4))
+        self.record("tool", {"observation": observation.to_dict()}, started)
+        self.emit(
+            "observation",
+            {"step": self.state.step + 1, "tool": call.tool, "ok": result.ok, "output": result.for_model(400),
+             "artifacts": result.artifacts},
+        )
+        if result.data.get("final_answer") and result.ok:
+            self.stop(StopReason.done, "final_answer tool called", final_answer=str(result.data["final_answer"]))
+            return
+        repeats = self.state.seen_calls.get(call_key(observation), 0)
+        if repeats >= 3:
+            self.stop(StopReason.loop, f"{call.tool} was called 3 times with the same arguments and result")
+        elif repeats == 2:
+            reason = f"{call.tool} with the same arguments gave the same result twice; do something different"
+            self.record("replan", {"reason": reason})
+            self.emit("replan", {"reason": reason})
+
+    def do_feedback(self) -> None:
+        started = time.time()
+        last = self.state.last_observation
+        ok = last is not None and last.result.ok
+        choices = phases.feedback_choices(self.state.remaining_steps, ok)
+        result = last.result.for_model(self.config.loop.observation_chars) if last else "(no result)"
+        request = phases.feedback_request(result, self.state.remaining_steps, choices, ok)
+        lead = self._answer_lead(last)
+        schema = phases.feedback_schema(choices, lead=lead)
+        feedback, data = self.ask("feedback", request, schema, lambda v: phases.parse_feedback(v, choices))
+        if feedback is None:
+            self.record("feedback", data | {"feedback": {"decision": "replan", "summary": data["error"]}}, started)
+            if data.get("model_failure"):
+                self.stop(StopReason.model_error, data["error"])
+            return
+        data["feedback"] = feedback.to_dict()
+        if lead:
+            data["answer_lead"] = lead
+        self.record("feedback", data, started)
+        self.emit("feedback", feedback.to_dict())
+        if feedback.decision.value == "done":
+            self.stop(StopReason.done, feedback.summary, final_answer=self.state.final_answer)
+        elif feedback.decision.value == "give_up":
+            self.stop(StopReason.gave_up, feedback.summary)
+        elif feedback.decision.value == "replan":
+            self.emit("replan", {"reason": feedback.summary})
+
+    def _answer_lead(self, last: Any) -> str:
+        """The short value the last step produced (``ToolResult.data["value"]``), which a grammar-decoded
+        ``done`` answer must start with, so a small model reports what the tool found instead of retyping it."""
+        if not self.config.loop.ground_answers or last is None or not last.result.ok:
+            return ""
+        if self.model().structured != "grammar":
+            return ""
+        value = last.result.data.get("value")
+        return value if isinstance(value, str) and 0 < len(value) <= VALUE_CHARS and "\n" not in value else ""
+
+    # -- the end --------------------------------------------------------------------------------
+    def finish(self) -> dict[str, Any]:
+        s = self.state
+        outcome = {
+            "run_id": s.run_id,
+            "status": s.status.value,
+            "stop_reason": s.stop_reason.value if s.stop_reason else None,
+            "detail": s.stop_detail,
+            "final_answer": s.final_answer,
+            "workspace": str(self.workspace),
+            "steps": s.steps_taken,
+            "replans": s.replans,
+            "usage": s.usage.to_dict() | {"seconds": round(s.seconds, 3)},
+        }
+        self.engine.journal.set_status(
+            s.run_id, s.status, stop_reason=s.stop_reason, final_answer=s.final_answer, usage=outcome["usage"]
+        )
+        if s.status.finished:
+            self.engine.host.call_each("run_finished", run_id=s.run_id, goal=s.goal, outcome=outcome, state=s)
+        self.emit("run_finished" if s.status.finished else "run_parked", outcome)
+        return outcome
+
+
+def combine_critiques(critiques: list[Critique]) -> Critique:
+    """Any reject wins, then any revise; no critic at all approves."""
+    for verdict in (Verdict.reject, Verdict.revise):
+        hits = [c for c in critiques if c.verdict == verdict]
+        if hits:
+            return Critique(verdict, [r for c in hits for r in c.reasons], ",".join(c.critic for c in hits))
+    return Critique(Verdict.approve, [r for c in critiques for r in c.reasons], ",".join(c.critic for c in critiques))
+
+
+def _canonical(value: Any) -> dict[str, Any]:
+    """The reply the model sees in later turns: only the fields of its own answer, cleanly formatted."""
+    if isinstance(value, ToolCall):
+        return {"tool": value.tool, "args": value.args}
+    if isinstance(value, Plan):
+        return {"steps": [s.to_dict() for s in value.steps]}
+    if isinstance(value, Critique):
+        return {"verdict": value.verdict.value, "reasons": value.reasons}
+    if isinstance(value, Feedback):
+        return {"decision": value.decision.value, "summary": value.summary, "final_answer": value.final_answer}
+    return value.to_dict()

@@ -1,0 +1,286 @@
+"""The four model phases as data: for each, the prompt (rendered from templates), the JSON schema that
+constrains decoding, and the validator that turns parsed JSON into a record.
+
+The system message and the start of the user message are identical in every phase of a run, so llama.cpp's
+prefix cache serves them after the first call.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import jinja2
+import tomllib
+
+from ..records import Critique, Decision, Feedback, Plan, PlannedStep, ToolCall
+from ..tools import Tool, ToolError, ToolRegistry
+from .structured import Invalid
+
+TEXT = {"type": "string", "minLength": 1, "maxLength": 200}
+SUMMARY = {"type": "string", "minLength": 1, "maxLength": 120}  # a line for the user; small models ramble on
+CHOICE_HELP = {
+    "continue": "do the next step",
+    "done": "the goal is reached",
+    "replan": "the plan must change",
+    "give_up": "the goal cannot be reached",
+}
+
+
+@cache
+def _env() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FunctionLoader(lambda name: resources.files("agentd.engine.prompts").joinpath(name).read_text()),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+
+
+def render(name: str, **values: Any) -> str:
+    return _env().get_template(name).render(**values)
+
+
+def signature(tool: Tool) -> str:
+    props = tool.parameters.get("properties", {})
+    return ", ".join(props)
+
+
+def system_message(tools: ToolRegistry) -> str:
+    items = [{"name": t.name, "signature": signature(t), "description": t.description} for t in tools.tools.values()]
+    return render("system.j2", tools=items)
+
+
+def reply_text(value: dict[str, Any]) -> str:
+    """A phase's parsed answer as the model sees it in later turns: canonical, compact JSON."""
+    return json.dumps(value, ensure_ascii=False)
+
+
+# -- requests: the user turns of the conversation ------------------------------------------------
+def plan_request(goal: str, memories: list[str], notes: list[str], first: bool) -> str:
+    return render("plan.j2", goal=goal, memories=memories, notes=notes, first=first)
+
+
+def act_request(step_number: int, intent: str) -> str:
+    return render("act.j2", step_number=step_number, intent=intent)
+
+
+def feedback_request(result: str, remaining: int, choices: list[str], ok: bool) -> str:
+    helps = CHOICE_HELP | ({} if ok else {"continue": "try this step again differently"})
+    return render("feedback.j2", result=result, remaining=remaining, choices=choices, choice_help=helps)
+
+
+@cache
+def _examples() -> tuple[dict[str, Any], ...]:
+    text = resources.files("agentd.engine.prompts").joinpath("examples.toml").read_text(encoding="utf-8")
+    return tuple(tomllib.loads(text).get("example", []))
+
+
+def example_turns(tools: ToolRegistry) -> list[tuple[str, str]]:
+    """Worked runs as earlier turns, rendered by the same functions as a real run's turns."""
+    turns: list[tuple[str, str]] = []
+    for example in _examples():
+        if not all(c["tool"] in tools for c in [*example["calls"], *example["steps"]]):
+            continue
+        turns += [
+            ("user", plan_request(example["goal"], [], [], True)),
+            ("assistant", reply_text({"steps": example["steps"]})),
+        ]
+        for number, c in enumerate(example["calls"], 1):
+            remaining = len(example["steps"]) - number
+            last = number == len(example["calls"])  # an example may reach its goal before its plan ends
+            final = example["final_answer"] if last else ""
+            decision = {"decision": "done" if last else "continue", "summary": final or "step done",
+                        "final_answer": final}
+            turns += [
+                ("user", act_request(number, example["steps"][number - 1]["intent"])),
+                ("assistant", reply_text({"tool": c["tool"], "args": c["args"]})),
+                ("user", feedback_request(c["result"], remaining, feedback_choices(remaining, True), True)),
+                ("assistant", reply_text(decision)),
+            ]
+    return turns
+
+
+TURN_CHARS = 1200  # a runaway reply or observation never floods the context window
+
+
+def messages(
+    tools: ToolRegistry,
+    transcript: list[tuple[str, str]],
+    request: str,
+    keep: int = 16,
+    budget_chars: int | None = None,
+) -> list[tuple[str, str]]:
+    """System, worked examples, the run so far (its first turns and the latest), then the new request.
+
+    With ``budget_chars`` (the context window, in characters), older middle turns are dropped in pairs until
+    the prompt fits, so a long run never overflows the model's context.
+    """
+    if len(transcript) > keep:
+        transcript = transcript[:2] + transcript[-(keep - 2) :]
+    transcript = [(role, text if len(text) <= TURN_CHARS else text[:TURN_CHARS] + " [...]") for role, text in transcript]
+    head = [("system", system_message(tools)), *example_turns(tools)]
+    if budget_chars is not None:
+        fixed = sum(len(t) for _, t in head) + len(request)
+        while len(transcript) > 2 and fixed + sum(len(t) for _, t in transcript) > budget_chars:
+            transcript = transcript[:2] + transcript[4:]
+    return [*head, *transcript, ("user", request)]
+
+
+# -- plan -----------------------------------------------------------------------------------------
+def plan_schema(tools: ToolRegistry, max_steps: int, first: list[str] | None = None) -> dict[str, Any]:
+    """Steps of intent and tool; with ``first`` (tools the goal asked for), step 1 must use one of those."""
+
+    def step(names: list[str]) -> dict[str, Any]:
+        return {
+            "type": "object",
+            "properties": {"intent": TEXT, "tool": {"type": "string", "enum": names}},
+            "required": ["intent", "tool"],
+        }
+
+    steps: dict[str, Any] = {"type": "array", "items": step(tools.names()), "minItems": 1, "maxItems": max_steps}
+    if first:
+        steps["prefixItems"] = [step(first)]
+    return {"type": "object", "properties": {"steps": steps}, "required": ["steps"]}
+
+
+def parse_plan(value: Any, tools: ToolRegistry, max_steps: int, first: list[str] | None = None) -> Plan:
+    if isinstance(value, list):
+        value = {"steps": value}
+    if not isinstance(value, dict) or not isinstance(value.get("steps"), list) or not value["steps"]:
+        raise Invalid('expected {"steps": [...]} with at least one step')
+    steps: list[PlannedStep] = []
+    for i, raw in enumerate(value["steps"][:max_steps], 1):
+        if isinstance(raw, str):
+            raw = {"intent": raw}
+        if not isinstance(raw, dict) or not str(raw.get("intent", "")).strip():
+            raise Invalid(f"step {i} needs a non-empty intent")
+        step = PlannedStep(intent=str(raw["intent"]).strip(), tool=str(raw.get("tool", "")).strip())
+        if steps and _same_step(step, steps[-1]):
+            continue  # small models stutter: the step just planned, again in other words ("23 * 17"), is dropped
+        steps.append(step)
+    if first and steps[0].tool not in first:
+        raise Invalid(f"the goal asks for {' or '.join(first)}: step 1 must use it")
+    return Plan(steps=steps, reasoning=str(value.get("reasoning", "")))
+
+
+def _same_step(a: PlannedStep, b: PlannedStep) -> bool:
+    """Same tool and the same words in any order (which also folds "copy a to b", "copy b to a": a price paid
+    for small models, whose stutter is far more common than a plan that swaps two arguments back)."""
+    return a.tool == b.tool and _words(a.intent) == _words(b.intent)
+
+
+def _words(text: str) -> list[str]:
+    return sorted(re.findall(r"\w+|[^\w\s]", text.lower()))
+
+
+# -- critique -------------------------------------------------------------------------------------
+CRITIQUE_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "verdict": {"type": "string", "enum": ["approve", "revise", "reject"]},
+        "reasons": {"type": "array", "items": TEXT, "maxItems": 3},
+    },
+    "required": ["verdict", "reasons"],
+}
+
+
+def parse_critique(value: Any) -> Critique:
+    if not isinstance(value, dict) or value.get("verdict") not in ("approve", "revise", "reject"):
+        raise Invalid('expected {"verdict": "approve" | "revise" | "reject", "reasons": [...]}')
+    reasons = value.get("reasons") or []
+    if isinstance(reasons, str):
+        reasons = [reasons]
+    return Critique(verdict=value["verdict"], reasons=[str(r) for r in reasons], critic="model")
+
+
+# -- act ------------------------------------------------------------------------------------------
+_FILE_NAME = re.compile(r"[\w\-./]*\w\.[A-Za-z0-9]{1,8}\b")
+
+
+def path_candidates(goal: str, known: list[str]) -> list[str]:
+    """File names the goal mentions, plus files known to exist: what a path argument may be when grounded."""
+    return sorted(set(_FILE_NAME.findall(goal)) | set(known))
+
+
+def act_schema(tools: ToolRegistry, preferred: str = "", paths: list[str] | None = None) -> dict[str, Any]:
+    """One alternative per tool: the name is a constant and the arguments follow that tool's schema.
+
+    With ``paths``, a required ``path`` argument is grounded: it must be one of those names, which stops small
+    models from inventing file names the user never gave.
+    """
+    names = sorted(tools.names(), key=lambda n: n != preferred)  # the planned tool first
+    options = []
+    for name in names:
+        params = json.loads(json.dumps(tools[name].parameters))
+        params.setdefault("type", "object")
+        if paths and "path" in params.get("required", []):
+            params["properties"]["path"] = {"type": "string", "enum": paths}
+        options.append(
+            {
+                "type": "object",
+                "properties": {"tool": {"const": name}, "args": params},
+                "required": ["tool", "args"],
+            }
+        )
+    return {"anyOf": options} if len(options) > 1 else options[0]
+
+
+def parse_act(value: Any, tools: ToolRegistry) -> ToolCall:
+    if not isinstance(value, dict) or not isinstance(value.get("tool"), str):
+        raise Invalid('expected {"tool": "name", "args": {...}}')
+    name = value["tool"].strip()
+    if name not in tools:
+        raise Invalid(f"unknown tool {name!r}; choose one of: {', '.join(tools.names())}")
+    args = value.get("args") or {}
+    if not isinstance(args, dict):
+        raise Invalid("args must be a JSON object")
+    try:
+        tools[name].validate(args)
+    except ToolError as exc:
+        raise Invalid(str(exc)) from None
+    return ToolCall(tool=name, args=args, reasoning=str(value.get("reasoning", "")))
+
+
+# -- feedback -------------------------------------------------------------------------------------
+def feedback_choices(remaining: int, ok: bool) -> list[str]:
+    """What the model may decide, given where the plan stands; narrowing the enum keeps small models sane."""
+    if not ok:
+        return ["replan", "continue", "give_up"]
+    if remaining:
+        return ["continue", "done", "replan", "give_up"]
+    return ["done", "replan", "give_up"]
+
+
+def feedback_schema(choices: list[str], lead: str = "") -> dict[str, Any]:
+    """The decision, a summary and the final answer; with ``lead``, a ``done`` answer starts with that text."""
+
+    def shape(decisions: list[str], answer: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "type": "object",
+            "properties": {"decision": {"type": "string", "enum": decisions}, "summary": SUMMARY, "final_answer": answer},
+            "required": ["decision", "summary", "final_answer"],
+        }
+
+    answer = {"type": "string", "maxLength": 400}
+    if not lead or "done" not in choices:
+        return shape(choices, answer)
+    others = [c for c in choices if c != "done"]
+    done = shape(["done"], answer | {"x-prefix": lead})
+    return {"anyOf": [done, shape(others, answer)]} if others else done
+
+
+def parse_feedback(value: Any, choices: list[str]) -> Feedback:
+    if not isinstance(value, dict):
+        raise Invalid('expected {"decision": ..., "summary": ..., "final_answer": ...}')
+    decision = str(value.get("decision", "")).strip()
+    if decision not in choices:
+        raise Invalid(f"decision must be one of {choices}, got {decision!r}")
+    return Feedback(
+        decision=Decision(decision),
+        summary=str(value.get("summary", "")),
+        final_answer=str(value.get("final_answer", "") or ""),
+    )

