@@ -12,5 +12,8 @@ PY=${PYTHON:-python3}
 source scripts/lib.sh
 apt_install bubblewrap
 "$PY" -m pip install -q --disable-pip-version-check "torch==2.13.0"
+# llama-cpp-python compiles from source; CMAKE_ARGS says for which CPU (see scripts/lib.sh).
+export CMAKE_ARGS="${CMAKE_ARGS:-$(llama_cmake_args)}"
 "$PY" -m pip install -q --disable-pip-version-check -e ".[image]"
+ensure_llama_cpp
 command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
