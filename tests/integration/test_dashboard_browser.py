@@ -168,7 +168,9 @@ def test_a_goal_submitted_from_the_page_streams_its_events_live(daemon, origin, 
     page.wait_for_selector("#run-status .s-succeeded", timeout=20_000)  # reloaded once the run ended
     assert page.locator(".answer").inner_text() == "finished"
     assert daemon.run(run_id)["goal_spec"]["budgets"]["max_steps"] == 4
-    shot(page, "run")
+    path = shot(page, "run")
+    if os.environ.get("AGENTD_UPDATE_DOCS"):  # refresh the README's picture: AGENTD_UPDATE_DOCS=1 pytest ...
+        shutil.copy(path, ROOT / "docs" / "dashboard.png")
 
 
 def test_a_parked_run_is_approved_on_the_page_and_finishes(daemon, origin, page):
@@ -225,10 +227,11 @@ def test_memory_is_searched_with_provenance_and_forgotten(daemon, origin, page):
 
 
 # -- every page: screenshots, only the daemon's own requests, phone width, dark mode ----------------------
-def test_every_page_loads_only_from_the_daemon_and_fits_a_phone(origin, browser, page):
+def test_every_page_loads_only_from_the_daemon_and_fits_a_phone(daemon, origin, browser, page):
     requests: list[str] = []
     browser[0].on("request", lambda r: requests.append(r.url))
-    for name, path in PAGES.items():
+    slow = next(r["id"] for r in daemon.get("/runs").json() if r["goal"] == "SLOW job")
+    for name, path in (PAGES | {"run": f"/ui/runs/{slow}"}).items():
         for scheme in ("light", "dark"):
             page.emulate_media(color_scheme=scheme)
             page.set_viewport_size({"width": 1280, "height": 900})
