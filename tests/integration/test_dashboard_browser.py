@@ -91,7 +91,7 @@ def shot(page, name: str) -> Path:
 
 
 def session_cookie(browser) -> dict[str, str]:
-    return {c["name"]: c["value"] for c in browser[0].cookies() if c["name"] == "agentd_ui"}
+    return {c["name"]: c["value"] for c in browser[0].cookies() if c["name"].startswith("agentd_ui_")}
 
 
 # -- auth and cross-site protection -----------------------------------------------------------------------

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 
 import pytest
 from fastapi.testclient import TestClient
@@ -99,6 +100,59 @@ def test_run_page_shows_the_wanted_call_and_approval_requeues_it(scripted):
     decided = client.post(f"/ui/runs/{run_id}/deny", data={"next": "//evil.example/"}, follow_redirects=False)
     assert decided.headers["location"] == f"/ui/runs/{run_id}"  # never redirected off the site
     assert run_id in daemon.queue.pending
+
+
+def test_cancel_from_the_run_page_and_an_unknown_run_explained(scripted):
+    app, _ = scripted([])
+    (run_id,) = add_runs(app, 1)
+    client, _ = dashboard(app)
+    assert "Cancel run" in client.get(f"/ui/runs/{run_id}").text
+    client.post(f"/ui/runs/{run_id}/cancel", data={})
+    assert app.journal.get_run(run_id)["status"] == "cancelled"
+    assert "Cancel run" not in client.get(f"/ui/runs/{run_id}").text
+    missing = client.get("/ui/runs/nope")
+    assert missing.status_code == 404 and "No run &#39;nope&#39;" in missing.text
+
+
+def test_artifacts_show_image_previews_and_downloads(scripted):
+    app, _ = scripted([])
+    (run_id,) = add_runs(app, 1)
+    workspace = app.config.workspaces
+    (workspace / "plot.png").write_bytes(b"\x89PNG")
+    (workspace / "data.csv").write_text("a,b\n")
+    call_id = app.journal.tool_call_started(run_id, 0, "make_plot", {})
+    app.journal.tool_call_finished(call_id, {"output": "ok", "artifacts": ["plot.png", "data.csv", "/etc/passwd"]})
+    client, _ = dashboard(app)
+    page = client.get(f"/ui/runs/{run_id}").text
+    assert f'<img src="/ui/runs/{run_id}/files/plot.png"' in page
+    assert f'href="/ui/runs/{run_id}/files/data.csv?download=true" download' in page
+    assert "passwd" not in page.split("Artifacts")[1].split("</section>")[0]  # outside the workspace: left out
+    download = client.get(f"/ui/runs/{run_id}/files/data.csv", params={"download": "true"})
+    assert download.headers["content-disposition"].startswith("attachment")
+
+
+def test_schedules_show_missed_fires_and_the_report_puts_failures_first(scripted):
+    from agentd.schedule.spec import Schedule
+    from agentd.schedule.store import Fire, FireStatus, ScheduleStore
+
+    app, _ = scripted([])
+    store = ScheduleStore(app.journal)
+    store.add(Schedule(name="daily", goal="tidy up", cron="0 6 * * *"))
+    ok, bad = (app.journal.create_run(Goal(text=t, schedule="daily"), app.config.workspaces, "local")
+               for t in ("tidy up", "tidy up again"))
+    app.journal.set_status(ok, RunStatus.succeeded)
+    app.journal.set_status(bad, RunStatus.failed)
+    now = time.time()
+    for i, (status, run_id) in enumerate(((FireStatus.enqueued, ok), (FireStatus.enqueued, bad),
+                                          (FireStatus.missed, None))):
+        store.record_fire(Fire(f"daily@{i}", "daily", now - 3600 + i, status, "timer", status == FireStatus.missed,
+                               run_id, "the daemon was down" if run_id is None else "", now - 60 + i))
+    client, _ = dashboard(app)
+    page = client.get("/ui/schedules").text
+    assert "missed: the daemon was down" in page and "due " in page
+    report = client.get("/ui/report").text
+    assert report.index("Failures") < report.index(bad) < report.index("Ran") < report.index(ok)
+    assert "1 missed" in report
 
 
 def test_files_outside_the_workspace_are_never_served(scripted, tmp_path):

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
-COOKIE = "agentd_ui"
+COOKIE = "agentd_ui"  # + the port: cookies ignore ports, and two daemons (two homes) may serve dashboards
 LOGIN_PATH = "/ui/login"
 MINT_PATH = "/ui/session"  # answered on the Unix socket only: the guard refuses it on the listener
 SAFE_METHODS = (b"GET", b"HEAD", b"OPTIONS")
@@ -64,6 +64,7 @@ class UiAuth:
 def ui_guard(app: Any, auth: UiAuth, origin: str) -> Any:
     """ASGI middleware for the loopback listener at ``origin`` (``http://127.0.0.1:PORT``)."""
     host = origin.split("://", 1)[1].encode()
+    cookie_name = f"{COOKIE}_{origin.rsplit(':', 1)[1]}"
 
     async def guarded(scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -77,9 +78,9 @@ def ui_guard(app: Any, auth: UiAuth, origin: str) -> Any:
             await _refuse(send, 403, "login links are made by `agentd ui` on the daemon's own socket")
             return
         if scope["path"] == LOGIN_PATH:
-            await _login(scope, send, auth)
+            await _login(scope, send, auth, cookie_name)
             return
-        if not auth.valid(_cookie(headers.get(b"cookie", b""))):
+        if not auth.valid(_cookie(headers.get(b"cookie", b""), cookie_name)):
             await _refuse(send, 401, "not signed in: run `agentd ui` for a fresh one-time link")
             return
         if scope["method"].encode() not in SAFE_METHODS and headers.get(b"origin", b"").decode() != origin:
@@ -90,13 +91,13 @@ def ui_guard(app: Any, auth: UiAuth, origin: str) -> Any:
     return guarded
 
 
-async def _login(scope: dict, send: Any, auth: UiAuth) -> None:
+async def _login(scope: dict, send: Any, auth: UiAuth, cookie_name: str) -> None:
     token = (parse_qs(scope.get("query_string", b"").decode()).get("token") or [""])[0]
     session = auth.spend(token) if token else None
     if session is None:
         await _refuse(send, 401, "this login link was used or has expired: run `agentd ui` for a fresh one")
         return
-    cookie = f"{COOKIE}={session}; HttpOnly; SameSite=Strict; Path=/"
+    cookie = f"{cookie_name}={session}; HttpOnly; SameSite=Strict; Path=/"
     await send({
         "type": "http.response.start",
         "status": 303,
@@ -106,10 +107,10 @@ async def _login(scope: dict, send: Any, auth: UiAuth) -> None:
     await send({"type": "http.response.body", "body": b""})
 
 
-def _cookie(raw: bytes) -> str:
+def _cookie(raw: bytes, wanted: str) -> str:
     for part in raw.decode("latin-1").split(";"):
         name, _, value = part.strip().partition("=")
-        if name == COOKIE:
+        if name == wanted:
             return value
     return ""
 

@@ -87,7 +87,11 @@ def make_router(daemon: Any) -> APIRouter:  # noqa: C901 - one closure per page,
 
     @router.get("/ui/runs/{run_id}", response_class=HTMLResponse)
     def run(request: Request, run_id: str) -> HTMLResponse:
-        return page(request, "run.html", run=run_or_404(run_id))
+        found = queries.run_detail(journal, run_id)
+        if found is None:
+            message = f"No run {run_id!r} in the journal (an id prefix must match exactly one run)."
+            return page(request, "error.html", 404, title="Run not found", message=message)
+        return page(request, "run.html", run=found)
 
     @router.get("/ui/runs/{run_id}/files/{path:path}")
     def run_file(run_id: str, path: str, download: bool = False) -> FileResponse:
