@@ -32,6 +32,8 @@ PAGES = {
     "report": "/ui/report", "memory": "/ui/memory?q=launch+code+word", "tools": "/ui/tools",
 }
 NOTE = "The launch code word for project Heron is PERIWINKLE. Keep it short."
+REQUESTS: list[str] = []  # every URL the browser asked for, over the whole module
+FOREIGN: list[str] = []  # origins a test visits on purpose (the cross-site attacker's page)
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the test extra)")
 if not Path(CHROMIUM).exists():
@@ -70,6 +72,7 @@ def browser(daemon, tmp_path_factory):
             str(tmp_path_factory.mktemp("chromium-profile")), executable_path=CHROMIUM, headless=True,
             args=FLAGS, viewport={"width": 1280, "height": 900},
         )
+        context.on("request", lambda request: REQUESTS.append(request.url))
         page = context.pages[0] if context.pages else context.new_page()
         out = cli(daemon.home, "ui", "--no-browser")  # what a user runs: it prints a one-time link
         assert out.returncode == 0 and "works once" in out.stderr, out.stderr
@@ -129,8 +132,10 @@ def test_a_cross_origin_post_is_refused(daemon, origin, browser, page):
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Evil)
     threading.Thread(target=server.serve_forever, daemon=True).start()
+    attacker = f"http://localhost:{server.server_address[1]}/"
+    FOREIGN.append(attacker)
     try:
-        page.goto(f"http://localhost:{server.server_address[1]}/")
+        page.goto(attacker)
         page.wait_for_url(f"{origin}/ui/runs", timeout=10_000)
         assert "401" in page.content() or "403" in page.content()
     finally:
@@ -165,6 +170,7 @@ def test_a_goal_submitted_from_the_page_streams_its_events_live(daemon, origin, 
             break
         page.wait_for_timeout(100)
     assert "live:ev ev-observation" in live
+    assert any(u.startswith(f"{origin}/runs/{run_id}/events?") for u in REQUESTS)  # the daemon's own SSE
     page.wait_for_selector("#run-status .s-succeeded", timeout=20_000)  # reloaded once the run ended
     assert page.locator(".answer").inner_text() == "finished"
     assert daemon.run(run_id)["goal_spec"]["budgets"]["max_steps"] == 4
@@ -228,10 +234,11 @@ def test_memory_is_searched_with_provenance_and_forgotten(daemon, origin, page):
 
 # -- every page: screenshots, only the daemon's own requests, phone width, dark mode ----------------------
 def test_every_page_loads_only_from_the_daemon_and_fits_a_phone(daemon, origin, browser, page):
-    requests: list[str] = []
-    browser[0].on("request", lambda r: requests.append(r.url))
-    slow = next(r["id"] for r in daemon.get("/runs").json() if r["goal"] == "SLOW job")
-    for name, path in (PAGES | {"run": f"/ui/runs/{slow}"}).items():
+    runs = [r["id"] for r in daemon.get("/runs").json() if r["goal"] == "SLOW job"]
+    if not runs:  # this test run on its own
+        runs = [daemon.submit("Create item-01.txt")]
+        daemon.wait(runs)
+    for name, path in (PAGES | {"run": f"/ui/runs/{runs[0]}"}).items():
         for scheme in ("light", "dark"):
             page.emulate_media(color_scheme=scheme)
             page.set_viewport_size({"width": 1280, "height": 900})
@@ -253,5 +260,6 @@ def test_every_page_loads_only_from_the_daemon_and_fits_a_phone(daemon, origin, 
     assert page.evaluate("() => getComputedStyle(document.body).backgroundColor") != dark
     page.set_viewport_size({"width": 1280, "height": 900})
     page.emulate_media(color_scheme="light")
-    outside = [u for u in requests if not u.startswith(origin + "/")]
-    assert requests and outside == [], outside
+    # Over the whole module (live events, forms, downloads, every page): the daemon, and nowhere else.
+    outside = [u for u in REQUESTS if not u.startswith((origin + "/", *FOREIGN))]
+    assert REQUESTS and outside == [], outside
