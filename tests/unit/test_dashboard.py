@@ -234,5 +234,7 @@ def test_runs_json_api_stays_unchanged_next_to_the_pages(scripted):
     add_runs(app, 2)
     client, _ = dashboard(app)
     assert len(client.get("/runs").json()) == 2
-    assert client.get("/").headers["content-type"].startswith("text/html")
+    page = client.get("/")
+    assert page.headers["content-type"].startswith("text/html")
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]  # no clickjacked Approve
     assert json.loads(client.get("/openapi.json").text)["paths"].get("/") is None  # pages stay out of the schema

@@ -23,6 +23,14 @@ from . import queries
 
 HERE = Path(__file__).parent
 BUDGETS = ("max_steps", "max_replans", "max_tokens", "max_seconds")
+# Pages load only from the daemon, post only to it, and cannot be framed (no clickjacked Approve button).
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-store",
+}
 
 
 def templates() -> Jinja2Templates:
@@ -57,7 +65,9 @@ def make_router(daemon: Any) -> APIRouter:  # noqa: C901 - one closure per page,
 
     def page(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
         context |= {"nav": name.split(".")[0], "approvals_waiting": _waiting(journal)}
-        return pages.TemplateResponse(request, name, context, status_code=status_code)
+        response = pages.TemplateResponse(request, name, context, status_code=status_code)
+        response.headers.update(PAGE_HEADERS)
+        return response
 
     def run_or_404(run_id: str) -> dict[str, Any]:
         run = queries.run_detail(journal, run_id)
