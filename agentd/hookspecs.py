@@ -63,3 +63,8 @@ def doctor_checks(config):
 @hookspec
 def unavailable_tools(config):
     """Return a list of strings naming tools this plugin cannot offer right now and why (missing extras...)."""
+
+
+@hookspec
+def memory_store(config):
+    """Return this plugin's long-term memory for the dashboard (``search(query, k)``, ``forget(id=...)``), or None."""

@@ -197,7 +197,10 @@ class Journal:
             db.execute(f"UPDATE runs SET {', '.join(sets)} WHERE id = ?", (*values, run_id))
 
     def get_run(self, run_id: str) -> dict[str, Any] | None:
-        rows = self._query("SELECT * FROM runs WHERE id = ? OR id LIKE ? ORDER BY id LIMIT 2", (run_id, run_id + "%"))
+        # The exact id first: it uses the primary key, where LIKE scans every run (slow with thousands).
+        rows = self._query("SELECT * FROM runs WHERE id = ?", (run_id,)) or self._query(
+            "SELECT * FROM runs WHERE id LIKE ? ORDER BY id LIMIT 2", (run_id + "%",)
+        )
         if len(rows) != 1 and not (rows and rows[0]["id"] == run_id):
             return None
         return _run_row(rows[0])

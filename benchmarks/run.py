@@ -1,7 +1,8 @@
 """agentd benchmarks: one command, tables, and a baseline measured in the same run (ratios).
 
     python benchmarks/run.py            # the loop: framework overhead, real model timings, prefix cache
-    python benchmarks/run.py --all      # also every component suite (sandbox, memory, daemon, scheduler, image)
+    python benchmarks/run.py --all      # also every component suite (sandbox, memory, daemon, scheduler, image,
+                                        # dashboard)
 
 Numbers are for comparing against the baseline printed beside them, on the same machine, in the same run.
 """
@@ -16,7 +17,10 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SUITES = ["bench_sandbox.py", "bench_scheduler.py", "bench_daemon.py", "bench_image.py", "bench_memory.py"]
+SUITES = [
+    "bench_sandbox.py", "bench_scheduler.py", "bench_daemon.py", "bench_image.py", "bench_memory.py",
+    "bench_dashboard.py",
+]
 REAL_GOALS = [
     "Create a file named hello.txt containing the word hello",
     "Write the numbers 1 to 5, one per line, into numbers.txt",

@@ -40,6 +40,7 @@ class DaemonSettings(BaseModel):
     tcp_host: str = ""  # "" = no TCP listener; e.g. "127.0.0.1"
     tcp_port: int = Field(0, ge=0, le=65535)
     token_env: str = "AGENTD_TOKEN"  # variable holding the bearer token the TCP listener requires
+    ui_port: int = Field(0, ge=0, le=65535)  # the dashboard's loopback port (`agentd ui`); 0 = any free port
     log_level: str = Field("info", pattern="^(debug|info|warning|error|critical)$")
 
 
@@ -265,6 +266,7 @@ class _Server:
 async def serve(config: Any) -> None:
     """Run the daemon until SIGTERM/SIGINT; the caller configures logging."""
     from .api import create_api, token_guard
+    from .ui import mount_ui
 
     settings = load_settings(config)
     paths = Paths(config.home)
@@ -282,6 +284,7 @@ async def serve(config: Any) -> None:
     try:
         await daemon.start()
         api = create_api(daemon)
+        ui = mount_ui(api, daemon, settings.ui_port, settings.log_level)
         servers = [(_Server(api, settings.log_level), [bind_unix_socket(paths.socket)])]
         if settings.tcp_host:
             tcp = socket.create_server((settings.tcp_host, settings.tcp_port), reuse_port=False)
@@ -294,6 +297,7 @@ async def serve(config: Any) -> None:
         await _wait_for_signal()
         log.info("shutting down: draining (up to %.0fs)", settings.drain_timeout_s)
         await daemon.stop()
+        await ui.close()
         for server, _ in servers:
             server.should_exit = True
         await asyncio.gather(*tasks, return_exceptions=True)

@@ -227,6 +227,16 @@ def lessons_from(state: Any, outcome: dict, limit: int = 6) -> list[str]:
 
 
 @hookimpl
+def memory_store(config):
+    """The dashboard's Memory page searches and forgets through the same store the tools use."""
+    if config is None or not _settings(config).enabled:
+        return None
+    from agentd_memory.store import get_memory
+
+    return get_memory(config)
+
+
+@hookimpl
 def unavailable_tools(config):
     from agentd.errors import AgentdError
     from agentd_memory.embeddings import EmbeddingError, EmbeddingSettings, check_available

@@ -7,6 +7,7 @@ import json
 import re
 import textwrap
 from pathlib import Path
+from types import SimpleNamespace
 
 import click
 from click.testing import CliRunner
@@ -248,6 +249,38 @@ def test_hook_unavailable_tools(home):
     assert result.exit_code == 0, result.output
     unavailable = json.loads(result.output)["unavailable"]
     assert {"plugin": "needs_gpu", "reason": "render_video: needs a GPU (none found)"} in unavailable
+
+
+def test_hook_memory_store(home):
+    """The dashboard's Memory page searches and forgets through the store a plugin offers."""
+    from test_dashboard import dashboard
+
+    class Notes:
+        __name__ = "notes"
+
+        def __init__(self):
+            self.items = {"n1": "the boiler code is 4471"}
+
+        @hookimpl
+        def memory_store(self, config):
+            return self
+
+        def search(self, query, k=5):
+            hits = [(i, t) for i, t in self.items.items() if any(w in t for w in query.split())][:k]
+            return [SimpleNamespace(to_dict=lambda i=i, t=t: {"id": i, "kind": "note", "score": 1.0,
+                                                              "provenance": "notes.txt", "text": t})
+                    for i, t in hits]
+
+        def forget(self, id=None):
+            return int(self.items.pop(id, None) is not None)
+
+    notes = Notes()
+    app, _ = make_test_app(home, [], settings={"plugins.memory": {"enabled": False}}, extra_plugins=(notes,))
+    client, _ = dashboard(app)
+    page = client.get("/ui/memory", params={"q": "boiler"}).text
+    assert "the boiler code is 4471" in page and "from notes.txt" in page
+    client.post("/ui/memory/forget", data={"id": "n1"})
+    assert notes.items == {}
 
 
 def test_hook_results_of_a_raising_plugin_are_isolated(tmp_path):
