@@ -6,7 +6,9 @@ Migrations are small named functions, each recorded once applied.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import secrets
 import sqlite3
 import threading
@@ -100,7 +102,9 @@ class Journal:
         self.path = Path(path)
         self._lock = threading.RLock()
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            with contextlib.suppress(FileExistsError):  # owner-only; SQLite gives the WAL the file's mode
+                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
             self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None, timeout=30)
             self._db.row_factory = sqlite3.Row
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -138,7 +142,7 @@ class Journal:
             try:
                 return self._db.execute(sql, params).fetchall()
             except sqlite3.Error as exc:
-                raise JournalError(f"journal read failed ({self.path}): {exc}") from None
+                raise JournalError(f"journal read failed ({self.path}): {exc}; {_advice(exc)}") from None
 
     def _migrate(self) -> None:
         self._db.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
@@ -285,4 +289,6 @@ def _advice(exc: BaseException) -> str:
         return "check that AGENTD_HOME is writable by this user"
     if "locked" in text:
         return "another process holds the journal; retry shortly"
+    if any(sign in text for sign in ("malformed", "not a database", "corrupt", "could not decode")):
+        return "the journal is damaged: `agentd journal recover` keeps it aside and rebuilds one from what is readable"
     return "run `agentd doctor` for a diagnosis"

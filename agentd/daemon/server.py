@@ -264,10 +264,13 @@ class _Server:
 
 async def serve(config: Any) -> None:
     """Run the daemon until SIGTERM/SIGINT; the caller configures logging."""
+    from ..home import check_writable, prepare_home
     from .api import create_api, token_guard
 
     settings = load_settings(config)
     paths = Paths(config.home)
+    prepare_home(config.home)
+    check_writable(config.home, config.journal_path)  # never serve on a journal that cannot be written
     lock_fd = acquire_lock(paths)
     token = ""
     if settings.tcp_host:
