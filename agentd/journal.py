@@ -27,6 +27,12 @@ class JournalError(AgentdError):
     """The journal could not be read or written (disk full, permissions, corruption)."""
 
 
+class AmbiguousRunId(AgentdError):
+    """A run id prefix that more than one run starts with."""
+
+    exit_code = 2
+
+
 def _run_script(db: sqlite3.Connection, script: str) -> None:
     """Statement by statement: executescript() would commit and break the migration's transaction."""
     for statement in script.split(";"):
@@ -201,10 +207,19 @@ class Journal:
             db.execute(f"UPDATE runs SET {', '.join(sets)} WHERE id = ?", (*values, run_id))
 
     def get_run(self, run_id: str) -> dict[str, Any] | None:
-        rows = self._query("SELECT * FROM runs WHERE id = ? OR id LIKE ? ORDER BY id LIMIT 2", (run_id, run_id + "%"))
-        if len(rows) != 1 and not (rows and rows[0]["id"] == run_id):
-            return None
-        return _run_row(rows[0])
+        """The run with this id, or the one run whose id starts with it (literally: ``%`` and ``_`` are text)."""
+        rows = self._query("SELECT * FROM runs WHERE id = ?", (run_id,)) if run_id else []
+        if run_id and not rows:
+            rows = self._query(
+                "SELECT * FROM runs WHERE substr(id, 1, ?) = ? ORDER BY id LIMIT 11", (len(run_id), run_id)
+            )
+        if len(rows) > 1:
+            more = ", ..." if len(rows) > 10 else ""
+            raise AmbiguousRunId(
+                f"run id prefix {run_id!r} is ambiguous: it starts {', '.join(r['id'] for r in rows[:10])}{more}; "
+                "give more of the id"
+            )
+        return _run_row(rows[0]) if rows else None
 
     def list_runs(self, limit: int = 50, status: str | None = None, since: float | None = None) -> list[dict]:
         sql, params = "SELECT * FROM runs WHERE 1=1", list[object]()
