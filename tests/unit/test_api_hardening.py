@@ -178,3 +178,17 @@ def test_losing_the_daemon_while_following_exits_5_not_failed(app, monkeypatch):
     result = CliRunner().invoke(cli, ["goal", "Create a.txt"])
     assert result.exit_code == client.LOST_EXIT_CODE == 5, result.output
     assert "runs show r-1" in result.output
+
+
+def test_a_key_recorded_by_a_daemon_that_died_before_creating_the_run_gives_the_retry_that_run_id(app):
+    from agentd.daemon.idempotency import IdempotencyKeys
+
+    keys = IdempotencyKeys(app.journal)
+    with pytest.raises(RuntimeError), keys.claim("k", '{"text": "x"}') as (first_id, known):
+        assert known is None
+        raise RuntimeError("killed between recording the key and creating the run")
+    with keys.claim("k", '{"text": "x"}') as (retry_id, known):
+        assert retry_id == first_id and known is None  # the retry creates the run the key promised
+        app.engine.submit(Goal(text="x"), run_id=retry_id)
+    with keys.claim("k", '{"text": "x"}') as (again_id, known):
+        assert again_id == first_id and known["id"] == first_id
