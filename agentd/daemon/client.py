@@ -20,7 +20,7 @@ import httpx
 from ..errors import AgentdError
 
 END_EVENTS = ("run_finished", "run_parked")
-RECONNECT_S = 30.0  # how long a follower waits for a restarting daemon before giving up (exit LOST_EXIT_CODE)
+RECONNECT_S = 30.0  # default of [plugins.daemon] reconnect_s: how long a follower waits for a restarting daemon
 LOST_EXIT_CODE = 5
 
 
@@ -102,7 +102,8 @@ def events(
 ) -> Iterator[dict[str, Any]]:
     """A run's events until it finishes or parks; reconnects with Last-Event-ID if the daemon restarts."""
     deadline = None
-    retry_s = RECONNECT_S if retry_s is None else retry_s
+    if retry_s is None:
+        retry_s = float(config.plugin_settings("daemon").get("reconnect_s", RECONNECT_S))
     while True:
         try:
             with connect(config, timeout=None) as client:  # type: ignore[arg-type]

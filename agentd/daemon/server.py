@@ -41,6 +41,8 @@ class DaemonSettings(BaseModel):
     tcp_port: int = Field(0, ge=0, le=65535)
     token_env: str = "AGENTD_TOKEN"  # variable holding the bearer token the TCP listener requires
     log_level: str = Field("info", pattern="^(debug|info|warning|error|critical)$")
+    # How long `agentd goal` waits for a daemon that went away to come back before exiting 5 ("lost").
+    reconnect_s: float = Field(30.0, gt=0, le=3600)
 
 
 def load_settings(config: Any) -> DaemonSettings:

@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from test_daemon import Daemon, cli, make_daemon, write_home  # noqa: F401 - make_daemon is a fixture
+from test_daemon import Daemon, cli, make_daemon, tool_started, wait_for, write_home  # noqa: F401 - a fixture
 
 pytestmark = pytest.mark.integration
 
@@ -181,3 +181,23 @@ def test_bad_requests_are_4xx_over_the_socket_and_a_repeated_key_is_one_run(make
     assert len(d.get("/runs").json()) == 1
     shown = cli(d.home, "runs", "show", "%")
     assert shown.returncode != 0 and "no run" in shown.stderr
+
+
+def test_a_goal_whose_daemon_dies_exits_5_and_the_run_is_resumed_later(make_daemon):  # noqa: F811
+    d: Daemon = make_daemon({"reconnect_s": 2})
+    (d.home / "hold").touch()
+    goal = subprocess.Popen([sys.executable, "-m", "agentd", "goal", "SLOW job"], env=d.env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: any(tool_started(d, r["id"]) for r in d.get("/runs").json()))
+        d.kill9()
+        _, stderr = goal.communicate(timeout=60)
+    finally:
+        if goal.poll() is None:
+            goal.kill()
+    assert goal.returncode == 5, stderr
+    assert "may still be going" in stderr and "Traceback" not in stderr
+    (d.home / "hold").unlink()
+    again = make_daemon(home=d.home)
+    [run] = again.get("/runs").json()
+    again.wait([run["id"]])  # recorded truthfully after all: it was not "failed" when the client said 5

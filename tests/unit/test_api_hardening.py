@@ -170,7 +170,8 @@ def test_losing_the_daemon_while_following_exits_5_not_failed(app, monkeypatch):
     from agentd.daemon import client
 
     monkeypatch.setenv("AGENTD_HOME", str(app.config.home))
-    monkeypatch.setattr(client, "RECONNECT_S", 0.2)
+    monkeypatch.setenv("AGENTD_PLUGINS__DAEMON__RECONNECT_S", "0.2")
+    app.config.plugins.daemon = {"reconnect_s": 0.2}
     with pytest.raises(client.DaemonLost, match="may still be going"):
         list(client.events(app.config, "r-1"))  # no daemon answers on the socket any more
     monkeypatch.setattr(client, "daemon_running", lambda config: True)
