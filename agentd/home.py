@@ -102,6 +102,9 @@ def _tighten(path: Path) -> bool:
         os.chmod(path, mode & 0o700)
     except FileNotFoundError:  # a file a running tool just removed
         return False
+    except PermissionError:  # another user's file (placed there by hand): doctor keeps flagging it
+        log.warning("cannot make %s owner-only: it belongs to another user", path)
+        return False
     return True
 
 

@@ -21,6 +21,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool
 from ..errors import AgentdError
 from ..journal import AmbiguousRunId
 from ..records import Goal, RunStatus
+from ..schedule.spec import allowlist_problems
 from .idempotency import IdempotencyKeys, KeyReused, check_key
 
 END_EVENTS = ("run_finished", "run_parked")
@@ -133,10 +134,9 @@ def create_api(daemon: Any) -> FastAPI:
         """
         if daemon.stopping:
             raise HTTPException(503, "the daemon is shutting down; retry after it restarts")
-        unknown = sorted(set(goal.allowed_tools or ()) - set(daemon.app.tools.tools))
-        if unknown:
-            known = ", ".join(sorted(daemon.app.tools.tools)) or "none"
-            raise HTTPException(422, f"allowed_tools names unknown tool(s) {', '.join(unknown)}; known: {known}")
+        problems = allowlist_problems(goal.allowed_tools or [], daemon.app.tools)
+        if problems:  # an entry that can never match would park the run for approval on every call
+            raise HTTPException(422, f"allowed_tools: {'; '.join(problems)}")
         if idempotency_key is None:
             run_id = daemon.queue.submit(goal.to_goal(daemon.config.loop))
             return Submitted(run_id=run_id, status=RunStatus.queued.value)

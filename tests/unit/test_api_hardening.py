@@ -97,6 +97,14 @@ def test_good_bodies_still_go_through(app):
         ("POST", "/runs", {"json": {"text": "Read a.txt", "allowed_tools": ["read_file"]}}),
     )
     assert ok.status_code == tools.status_code == 201, (ok.text, tools.text)
+    by_plugin, by_effect, bad_effect = call_api(
+        app,
+        ("POST", "/runs", {"json": {"text": "x", "allowed_tools": ["plugin:workspace"]}}),
+        ("POST", "/runs", {"json": {"text": "x", "allowed_tools": ["effect:reads_files"]}}),
+        ("POST", "/runs", {"json": {"text": "x", "allowed_tools": ["effect:teleports"]}}),
+    )
+    assert by_plugin.status_code == by_effect.status_code == 201, (by_plugin.text, by_effect.text)
+    assert bad_effect.status_code == 422 and "unknown side effect" in bad_effect.json()["detail"]
 
 
 # -- run-id prefixes are literal ----------------------------------------------------------------------------
