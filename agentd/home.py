@@ -51,17 +51,23 @@ def prepare_home(home: Path) -> list[Path]:
 def loose_entries(home: Path) -> list[Path]:
     """The home and every agentd entry in it that group or other users may read, write or enter."""
     found = [home] if _loose(home) else []
+    folders: list[str] = []
     for name in OWNED:
         top = home / name
-        if not top.exists() or top.is_symlink():
-            continue
+        if top.is_symlink() or not top.exists():
+            continue  # a link's target is not ours to change
         found += [top] if _loose(top) else []
         if top.is_dir():
-            for folder, dirs, files in os.walk(top):  # never follows links: their targets are not ours
-                for entry in (*dirs, *files):
-                    path = Path(folder) / entry
-                    if not path.is_symlink() and _loose(path):
-                        found.append(path)
+            folders.append(str(top))
+    while folders:  # os.scandir: one syscall per entry (lstat cached on the DirEntry), never following links
+        with os.scandir(folders.pop()) as entries:
+            for entry in entries:
+                if entry.is_symlink():
+                    continue
+                if entry.stat(follow_symlinks=False).st_mode & 0o077:
+                    found.append(Path(entry.path))
+                if entry.is_dir(follow_symlinks=False):
+                    folders.append(entry.path)
     return found
 
 
