@@ -216,8 +216,8 @@ class Journal:
         if len(rows) > 1:
             more = ", ..." if len(rows) > 10 else ""
             raise AmbiguousRunId(
-                f"run id prefix {run_id!r} is ambiguous: it starts {', '.join(r['id'] for r in rows[:10])}{more}; "
-                "give more of the id"
+                f"run id prefix {run_id!r} is ambiguous: runs {', '.join(r['id'] for r in rows[:10])}{more} "
+                "all start with it; give more of the id"
             )
         return _run_row(rows[0]) if rows else None
 
