@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import Config, load_config
+from .home import prepare_home
 from .journal import Journal
 from .plugins import PluginHost, get_plugin_manager
 from .tools import ToolRegistry
@@ -45,8 +46,7 @@ def make_app(config: Config | None = None, home: Path | None = None, extra_plugi
     from .models.registry import ModelRegistry
 
     config = config or load_config(home=home)
-    for sub in ("configs", "workspaces", "memory", "logs"):
-        (config.home / sub).mkdir(parents=True, exist_ok=True)
+    prepare_home(config.home)
     host = get_plugin_manager(config, extra_plugins=extra_plugins)
     journal = Journal(config.journal_path)
     tools = build_tools(config, host)

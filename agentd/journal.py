@@ -6,7 +6,9 @@ Migrations are small named functions, each recorded once applied.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import secrets
 import sqlite3
 import threading
@@ -23,6 +25,12 @@ from .records import Goal, RunStatus
 
 class JournalError(AgentdError):
     """The journal could not be read or written (disk full, permissions, corruption)."""
+
+
+class AmbiguousRunId(AgentdError):
+    """A run id prefix that more than one run starts with."""
+
+    exit_code = 2
 
 
 def _run_script(db: sqlite3.Connection, script: str) -> None:
@@ -100,7 +108,9 @@ class Journal:
         self.path = Path(path)
         self._lock = threading.RLock()
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            with contextlib.suppress(FileExistsError):  # owner-only; SQLite gives the WAL the file's mode
+                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
             self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None, timeout=30)
             self._db.row_factory = sqlite3.Row
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -138,7 +148,7 @@ class Journal:
             try:
                 return self._db.execute(sql, params).fetchall()
             except sqlite3.Error as exc:
-                raise JournalError(f"journal read failed ({self.path}): {exc}") from None
+                raise JournalError(f"journal read failed ({self.path}): {exc}; {_advice(exc)}") from None
 
     def _migrate(self) -> None:
         self._db.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
@@ -197,13 +207,19 @@ class Journal:
             db.execute(f"UPDATE runs SET {', '.join(sets)} WHERE id = ?", (*values, run_id))
 
     def get_run(self, run_id: str) -> dict[str, Any] | None:
-        # The exact id first: it uses the primary key, where LIKE scans every run (slow with thousands).
-        rows = self._query("SELECT * FROM runs WHERE id = ?", (run_id,)) or self._query(
-            "SELECT * FROM runs WHERE id LIKE ? ORDER BY id LIMIT 2", (run_id + "%",)
-        )
-        if len(rows) != 1 and not (rows and rows[0]["id"] == run_id):
-            return None
-        return _run_row(rows[0])
+        """The run with this id, or the one run whose id starts with it (literally: ``%`` and ``_`` are text)."""
+        rows = self._query("SELECT * FROM runs WHERE id = ?", (run_id,)) if run_id else []
+        if run_id and not rows:
+            rows = self._query(
+                "SELECT * FROM runs WHERE substr(id, 1, ?) = ? ORDER BY id LIMIT 11", (len(run_id), run_id)
+            )
+        if len(rows) > 1:
+            more = ", ..." if len(rows) > 10 else ""
+            raise AmbiguousRunId(
+                f"run id prefix {run_id!r} is ambiguous: runs {', '.join(r['id'] for r in rows[:10])}{more} "
+                "all start with it; give more of the id"
+            )
+        return _run_row(rows[0]) if rows else None
 
     def list_runs(self, limit: int = 50, status: str | None = None, since: float | None = None) -> list[dict]:
         sql, params = "SELECT * FROM runs WHERE 1=1", list[object]()
@@ -288,4 +304,6 @@ def _advice(exc: BaseException) -> str:
         return "check that AGENTD_HOME is writable by this user"
     if "locked" in text:
         return "another process holds the journal; retry shortly"
+    if any(sign in text for sign in ("malformed", "not a database", "corrupt", "could not decode")):
+        return "the journal is damaged: `agentd journal recover` keeps it aside and rebuilds one from what is readable"
     return "run `agentd doctor` for a diagnosis"

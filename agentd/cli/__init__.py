@@ -44,7 +44,7 @@ def goal(text: str, as_json: bool, detach: bool, **options: Any) -> None:
     """Reach a goal; shows plan, critique, tool calls and the answer as they happen.
 
     Exit codes: 0 succeeded, 1 failed or gave up, 2 usage or config error, 3 stopped by a budget,
-    4 awaiting approval, 130 cancelled.
+    4 awaiting approval, 5 lost the daemon while following (the run may still be going), 130 cancelled.
     """
     from .goals import run_goal
 

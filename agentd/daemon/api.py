@@ -11,20 +11,39 @@ import asyncio
 import hmac
 import json
 from collections.abc import AsyncIterator
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import FastAPI, Header, HTTPException, Query, Request
+from fastapi import FastAPI, Header, HTTPException, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool
 
 from ..errors import AgentdError
+from ..journal import AmbiguousRunId
 from ..records import Goal, RunStatus
+from ..schedule.spec import allowlist_problems
+from .idempotency import IdempotencyKeys, KeyReused, check_key
 
 END_EVENTS = ("run_finished", "run_parked")
 MAX_SEQ = 2**62
+MAX_BODY_BYTES = 1_000_000  # a goal is at most 50,000 characters; nothing else the API takes comes near this
 RunStatusName = Literal[
     "queued", "running", "awaiting_approval", "succeeded", "failed", "cancelled", "stopped"
 ]
+
+
+def _clean_text(value: str) -> str:
+    """Text the journal can store and every client can decode: no NUL, no lone surrogate."""
+    if "\x00" in value:
+        raise ValueError("contains a NUL character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("contains a lone surrogate (\\ud800-\\udfff alone is not text)") from None
+    return value
+
+
+Text = Annotated[str, AfterValidator(_clean_text)]
 
 
 class BudgetsIn(BaseModel):
@@ -35,8 +54,8 @@ class BudgetsIn(BaseModel):
     max_steps: int | None = Field(None, ge=1, le=10_000)
     max_replans: int | None = Field(None, ge=0, le=1_000)
     max_tokens: int | None = Field(None, ge=100, le=100_000_000)
-    max_seconds: float | None = Field(None, gt=0, le=7 * 86400)
-    tool_timeout_s: float | None = Field(None, gt=0, le=86400)
+    max_seconds: float | None = Field(None, gt=0, le=7 * 86400, allow_inf_nan=False)
+    tool_timeout_s: float | None = Field(None, gt=0, le=86400, allow_inf_nan=False)
 
 
 class GoalIn(BaseModel):
@@ -44,12 +63,12 @@ class GoalIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    text: str = Field(min_length=1, max_length=50_000)
-    model: str | None = Field(None, max_length=200)
+    text: Text = Field(min_length=1, max_length=50_000)
+    model: Text | None = Field(None, max_length=200)
     budgets: BudgetsIn = Field(default_factory=BudgetsIn)
-    memory: bool = True
-    schedule: str | None = Field(None, max_length=200)
-    allowed_tools: list[str] | None = Field(None, max_length=500)
+    memory: StrictBool = True  # "yes" or 1 is a mistake to report, not a truthy value to guess at
+    schedule: Text | None = Field(None, max_length=200)
+    allowed_tools: list[Annotated[Text, Field(max_length=200)]] | None = Field(None, max_length=500)
 
     def to_goal(self, loop: Any) -> Goal:
         return Goal(
@@ -75,11 +94,20 @@ class CancelOut(BaseModel):
 def create_api(daemon: Any) -> FastAPI:
     """The API over one Daemon (agentd.daemon.server.Daemon)."""
     api = FastAPI(title="agentd", version=daemon.status()["version"], description=__doc__)
+    api.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
     journal = daemon.app.journal
+    keys = IdempotencyKeys(journal)
 
     @api.exception_handler(AgentdError)
     async def agentd_error(request: Request, exc: AgentdError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=400)
+        return JSONResponse({"detail": str(exc)}, status_code=409 if isinstance(exc, AmbiguousRunId) else 400)
+
+    @api.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # Without the offending input: NaN or a lone surrogate in it would make the error itself unencodable.
+        errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+                  for e in exc.errors()]
+        return JSONResponse({"detail": errors}, status_code=422)
 
     def get_run_or_404(run_id: str) -> dict[str, Any]:
         row = journal.get_run(run_id)
@@ -98,12 +126,31 @@ def create_api(daemon: Any) -> FastAPI:
         return daemon.status()
 
     @api.post("/runs", status_code=201, response_model=Submitted)
-    def submit(goal: GoalIn) -> Submitted:
-        """Queue a goal; it is journaled before this answers, so a crash cannot lose it."""
+    def submit(goal: GoalIn, response: Response, idempotency_key: str | None = Header(None)) -> Submitted:
+        """Queue a goal; it is journaled before this answers, so a crash cannot lose it.
+
+        With an ``Idempotency-Key`` header a retried request (same key, same body, within 24 hours) answers
+        200 with the run the first one created instead of queueing another.
+        """
         if daemon.stopping:
             raise HTTPException(503, "the daemon is shutting down; retry after it restarts")
-        run_id = daemon.queue.submit(goal.to_goal(daemon.config.loop))
-        return Submitted(run_id=run_id, status=RunStatus.queued.value)
+        problems = allowlist_problems(goal.allowed_tools or [], daemon.app.tools)
+        if problems:  # an entry that can never match would park the run for approval on every call
+            raise HTTPException(422, f"allowed_tools: {'; '.join(problems)}")
+        if idempotency_key is None:
+            run_id = daemon.queue.submit(goal.to_goal(daemon.config.loop))
+            return Submitted(run_id=run_id, status=RunStatus.queued.value)
+        try:
+            with keys.claim(check_key(idempotency_key), goal.model_dump_json()) as (run_id, known_run):
+                if known_run is None:
+                    daemon.queue.submit(goal.to_goal(daemon.config.loop), run_id=run_id)
+        except KeyReused as exc:
+            raise HTTPException(422, str(exc)) from None
+        if known_run is None:
+            return Submitted(run_id=run_id, status=RunStatus.queued.value)
+        response.status_code = 200
+        response.headers["Idempotent-Replayed"] = "true"
+        return Submitted(run_id=run_id, status=known_run["status"])
 
     @api.get("/runs")
     def list_runs(
@@ -220,6 +267,36 @@ async def _stream(daemon: Any, run_id: str, after: int, follow: bool) -> AsyncIt
         if idle >= 15:
             idle = 0.0
             yield ": keep-alive\n\n"
+
+
+class BodyLimit:
+    """ASGI middleware: a request body over ``max_bytes`` is a 413, whether declared or streamed in chunks."""
+
+    def __init__(self, app: Any, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers") or []).get(b"content-length", b"0")
+        if not declared.isdigit() or int(declared) > self.max_bytes:
+            reason = "is not a number" if not declared.isdigit() else f"is over {self.max_bytes} bytes"
+            body = json.dumps({"detail": f"the request body (Content-Length) {reason}"}).encode()
+            await send({"type": "http.response.start", "status": 413 if declared.isdigit() else 400,
+                        "headers": [(b"content-type", b"application/json")]})
+            await send({"type": "http.response.body", "body": body})
+            return None
+        received = 0
+
+        async def limited() -> dict:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:  # raised inside the handler's body read: FastAPI answers it
+                raise HTTPException(413, f"the request body is over {self.max_bytes} bytes")
+            return message
+
+        return await self.app(scope, limited, send)
 
 
 def token_guard(app: Any, token: str) -> Any:

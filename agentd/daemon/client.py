@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import secrets
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -19,6 +20,8 @@ import httpx
 from ..errors import AgentdError
 
 END_EVENTS = ("run_finished", "run_parked")
+RECONNECT_S = 30.0  # default of [plugins.daemon] reconnect_s: how long a follower waits for a restarting daemon
+LOST_EXIT_CODE = 5
 
 
 class DaemonError(AgentdError):
@@ -26,7 +29,13 @@ class DaemonError(AgentdError):
 
     def __init__(self, message: str, status_code: int = 0) -> None:
         super().__init__(message)
-        self.status_code = status_code
+        self.status_code = status_code  # 0: no answer at all (the daemon could not be reached)
+
+
+class DaemonLost(DaemonError):
+    """The daemon went away while a run was followed; the run may still be going (exit 5, not "failed")."""
+
+    exit_code = LOST_EXIT_CODE
 
 
 def socket_path(config: Any) -> Path:
@@ -73,20 +82,37 @@ def request(config: Any, method: str, path: str, **kwargs: Any) -> Any:
 
 
 def submit(config: Any, goal: Any) -> str:
-    """Queue a goal on the daemon; returns its run id."""
-    return str(request(config, "POST", "/runs", json=goal.to_dict())["run_id"])
+    """Queue a goal on the daemon; returns its run id.
+
+    The request carries an Idempotency-Key, so after a connection error (the goal may or may not have been
+    journaled) one retry with the same key returns the run the first attempt created instead of a second run.
+    """
+    headers = {"Idempotency-Key": secrets.token_hex(16)}
+    try:
+        return str(request(config, "POST", "/runs", json=goal.to_dict(), headers=headers)["run_id"])
+    except DaemonError as exc:
+        if exc.status_code:
+            raise
+    time.sleep(0.5)
+    return str(request(config, "POST", "/runs", json=goal.to_dict(), headers=headers)["run_id"])
 
 
-def events(config: Any, run_id: str, after: int = 0, retry_s: float = 30.0) -> Iterator[dict[str, Any]]:
+def events(
+    config: Any, run_id: str, after: int = 0, retry_s: float | None = None
+) -> Iterator[dict[str, Any]]:
     """A run's events until it finishes or parks; reconnects with Last-Event-ID if the daemon restarts."""
     deadline = None
+    if retry_s is None:
+        retry_s = float(config.plugin_settings("daemon").get("reconnect_s", RECONNECT_S))
     while True:
         try:
             with connect(config, timeout=None) as client:  # type: ignore[arg-type]
                 headers = {"Last-Event-ID": str(after)}
                 with client.stream("GET", f"/runs/{run_id}/events", headers=headers) as response:
                     if response.status_code >= 400:
-                        raise DaemonError(f"daemon: cannot stream run {run_id} ({response.status_code})")
+                        raise DaemonError(
+                            f"daemon: cannot stream run {run_id} ({response.status_code})", response.status_code
+                        )
                     deadline = None
                     for event in parse_sse(response.iter_lines()):
                         after = max(after, int(event.get("seq", after)))
@@ -98,11 +124,14 @@ def events(config: Any, run_id: str, after: int = 0, retry_s: float = 30.0) -> I
             if row["status"] not in ("queued", "running"):
                 yield {"type": "run_finished", "run_id": run_id} | _outcome_of(row)
                 return
-        except httpx.HTTPError:
+        except (httpx.HTTPError, DaemonError) as exc:
+            if isinstance(exc, DaemonError) and exc.status_code:
+                raise
             deadline = deadline or time.monotonic() + retry_s
             if time.monotonic() > deadline:
-                raise DaemonError(
-                    f"lost the daemon while following run {run_id}; `agentd runs show {run_id}`"
+                raise DaemonLost(
+                    f"lost the daemon while following run {run_id}: the run may still be going (or resume when "
+                    f"the daemon restarts); `agentd runs show {run_id}` tells (exit {LOST_EXIT_CODE})"
                 ) from None
             time.sleep(0.5)
 

@@ -42,6 +42,8 @@ class DaemonSettings(BaseModel):
     token_env: str = "AGENTD_TOKEN"  # variable holding the bearer token the TCP listener requires
     ui_port: int = Field(0, ge=0, le=65535)  # the dashboard's loopback port (`agentd ui`); 0 = any free port
     log_level: str = Field("info", pattern="^(debug|info|warning|error|critical)$")
+    # How long `agentd goal` waits for a daemon that went away to come back before exiting 5 ("lost").
+    reconnect_s: float = Field(30.0, gt=0, le=3600)
 
 
 def load_settings(config: Any) -> DaemonSettings:
@@ -265,11 +267,14 @@ class _Server:
 
 async def serve(config: Any) -> None:
     """Run the daemon until SIGTERM/SIGINT; the caller configures logging."""
+    from ..home import check_writable, prepare_home
     from .api import create_api, token_guard
     from .ui import mount_ui
 
     settings = load_settings(config)
     paths = Paths(config.home)
+    prepare_home(config.home)
+    check_writable(config.home, config.journal_path)  # never serve on a journal that cannot be written
     lock_fd = acquire_lock(paths)
     token = ""
     if settings.tcp_host:

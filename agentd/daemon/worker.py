@@ -91,11 +91,11 @@ class RunQueue:
             self._pool.shutdown(wait=False)
 
     # -- queue operations ----------------------------------------------------------------------------
-    def submit(self, goal: Goal) -> str:
+    def submit(self, goal: Goal, run_id: str | None = None) -> str:
         """Journal the goal as queued (durable), then queue it; returns the run id. Safe from any thread."""
         if not self.accepting:
             raise AgentdError("the daemon is shutting down and takes no new runs; retry after it restarts")
-        run_id = self.engine.submit(goal)
+        run_id = self.engine.submit(goal, run_id=run_id)
         self.enqueue_threadsafe(run_id)
         return run_id
 

@@ -1,15 +1,19 @@
 """``agentd report``: what the schedules did over a period, built from the journal and the fire records.
 
-What ran (outcome, final answer, artifacts), what was missed or skipped and why, and every scheduled run still
-awaiting approval (whatever its age: it waits on a person).
+What ran (outcome, final answer, artifacts), which fires were late (due while the daemon was down, or past
+the grace time) and what became of each, what was missed or skipped and why, and every scheduled run still
+awaiting approval (whatever its age: it waits on a person). Due times are shown in the schedule's timezone.
 """
 
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from typing import Any
 
-from .store import FireStatus, ScheduleStore
+from ..errors import ConfigError
+from .spec import zone
+from .store import Fire, FireStatus, ScheduleStore
 
 
 def build_report(journal: Any, since: float, now: float | None = None) -> dict[str, Any]:
@@ -17,13 +21,16 @@ def build_report(journal: Any, since: float, now: float | None = None) -> dict[s
     store = ScheduleStore(journal)
     now = time.time() if now is None else now
     fires = [f for f in store.fires() if f.recorded_at >= since or f.scheduled_at >= since]
+    zones = {s.name: s.timezone for s in store.all()}
     runs = []
     for fire in fires:
         if fire.run_id:
             runs.append(_run_entry(journal, fire.run_id) | {"fire": fire.id, "schedule": fire.schedule,
-                                                               "kind": fire.kind, "late": fire.missed})
+                                                               "kind": fire.kind, "late": fire.missed,
+                                                               "due": _due(fire, zones)})
     not_run = [
-        f.to_dict() for f in fires if f.status in (FireStatus.missed, FireStatus.skipped_overlap, FireStatus.pending)
+        _fire_entry(f, zones) for f in fires
+        if f.status in (FireStatus.missed, FireStatus.skipped_overlap, FireStatus.pending)
     ]
     waiting = [
         _run_entry(journal, r["id"]) | {"schedule": r["schedule"]}
@@ -39,10 +46,26 @@ def build_report(journal: Any, since: float, now: float | None = None) -> dict[s
         "fires": len(fires),
         "runs": runs,
         "outcomes": counts,
+        "late": [_fire_entry(f, zones) for f in fires if f.missed and f.kind != "manual"],
         "missed": [f for f in not_run if f["status"] == FireStatus.missed.value],
         "skipped": [f for f in not_run if f["status"] != FireStatus.missed.value],
         "awaiting_approval": waiting,
     }
+
+
+def _due(fire: Fire, zones: dict[str, str]) -> str:
+    """When the fire was due, in its schedule's timezone: ``2027-01-15 09:00:10 CET (Europe/Paris)``."""
+    name = zones.get(fire.schedule, "UTC")
+    try:
+        tz = zone(name)
+    except ConfigError:
+        name, tz = "UTC", zone("UTC")
+    text = datetime.fromtimestamp(fire.scheduled_at, tz).strftime("%Y-%m-%d %H:%M:%S %Z")
+    return text if name == "UTC" else f"{text} ({name})"
+
+
+def _fire_entry(fire: Fire, zones: dict[str, str]) -> dict[str, Any]:
+    return fire.to_dict() | {"due": _due(fire, zones)}
 
 
 def _run_entry(journal: Any, run_id: str) -> dict[str, Any]:
@@ -78,23 +101,33 @@ def render_text(report: dict[str, Any]) -> str:
 
     lines = [f"Schedules report {when(report['since'])} .. {when(report['until'])}"]
     outcomes = ", ".join(f"{n} {s}" for s, n in sorted(report["outcomes"].items())) or "none"
-    lines.append(f"{len(report['runs'])} run(s): {outcomes}; {len(report['missed'])} missed; "
-                 f"{len(report['skipped'])} skipped; {len(report['awaiting_approval'])} awaiting approval")
+    caught_up = sum(1 for f in report["late"] if f["run_id"])
+    lines.append(f"{len(report['runs'])} run(s): {outcomes}; {len(report['late'])} late ({caught_up} caught up); "
+                 f"{len(report['missed'])} missed; {len(report['skipped'])} skipped; "
+                 f"{len(report['awaiting_approval'])} awaiting approval")
     if report["runs"]:
         lines.append("\nRan:")
     for r in report["runs"]:
-        late = " (caught up after a miss)" if r["late"] else ""
-        lines.append(f"  {r['schedule']}  run {r['run_id']}  {r['status']}"
+        late = " (late: caught up)" if r["late"] else ""
+        lines.append(f"  {r['schedule']}  due {r['due']}  run {r['run_id']}  {r['status']}"
                      f"{' (' + r['stop_reason'] + ')' if r.get('stop_reason') else ''}  {r['kind']}{late}")
         if r["final_answer"]:
             lines.append(f"      answer: {r['final_answer'][:300]}")
         if r["artifacts"]:
             lines.append(f"      artifacts: {', '.join(r['artifacts'])}  (in {r.get('workspace', '')})")
+    if report["late"]:
+        lines.append("\nLate (due while the daemon was down or past the grace time):")
+    for f in report["late"]:
+        became = f"ran as run {f['run_id']}" if f["run_id"] else f"{f['status']}: {f['detail'] or '-'}"
+        lines.append(f"  {f['schedule']}  due {f['due']}  {became}")
+    # Late fires that did not run are under Late already; Missed holds only the others.
+    late_ids = {f["id"] for f in report["late"]}
     for title, key in (("Missed", "missed"), ("Skipped", "skipped")):
-        if report[key]:
+        entries = [f for f in report[key] if f["id"] not in late_ids or key == "skipped"]
+        if entries:
             lines.append(f"\n{title}:")
-        for f in report[key]:
-            lines.append(f"  {f['schedule']}  due {when(f['scheduled_at'])}  {f['status']}: {f['detail'] or '-'}")
+        for f in entries:
+            lines.append(f"  {f['schedule']}  due {f['due']}  {f['status']}: {f['detail'] or '-'}")
     if report["awaiting_approval"]:
         lines.append("\nAwaiting approval (agentd runs approve ID / deny ID):")
     for r in report["awaiting_approval"]:

@@ -214,7 +214,13 @@ class Scheduler:
         return {s.name: self.tick(s.name) for s in self.store.all() if not s.paused}
 
     def tick(self, name: str) -> list[Fire]:
-        """Record (and enqueue per policy) every fire of ``name`` due since its last recorded one."""
+        """Record (and enqueue per policy) every fire of ``name`` due since its last recorded one.
+
+        The fires found in one tick are one batch. All but the latest are late (a later one is already due),
+        as is any past the grace time; the misfire policy picks which run: ``all`` every one, ``once`` the
+        latest, ``skip`` the latest if it is on time. A fire overlaps only with a run from before its batch,
+        never with one of its own batch.
+        """
         with self._lock_for(name):
             schedule = self.store.get(name)
             if schedule is None or schedule.paused:
@@ -223,33 +229,30 @@ class Scheduler:
             last = self.store.last_fire(name)
             anchor = max(schedule.anchor_at, last.scheduled_at if last else 0.0)
             due = fire_times(make_trigger(schedule), anchor, now)
-            late = [t for t in due if now - t.timestamp() > schedule.grace_s]
-            on_time = [t for t in due if now - t.timestamp() <= schedule.grace_s]
-            fires = self._late(schedule, late, catch_up_covered=bool(on_time))
-            fires += [f for t in on_time if (f := self._fire(schedule, t, "timer")) is not None]
+            if not due:
+                return []
+            late = {t for t in due[:-1]} | {t for t in due[-1:] if now - t.timestamp() > schedule.grace_s}
+            run = self._policy_picks(schedule, due, late)
+            before = self.store.active_runs(name)  # looked up once: the batch's own runs are not overlaps
+            fires: list[Fire] = []
+            for t in due:
+                kind = "catch_up" if t in late else "timer"
+                if t not in run:
+                    detail = f"missed (policy {schedule.misfire.value})"
+                    fire = self._record(schedule, t, FireStatus.missed, kind, t in late, detail)
+                else:
+                    fire = self._fire(schedule, t, kind, missed=t in late, active=before)
+                if fire is not None:
+                    fires.append(fire)
             return fires
 
-    def _late(self, schedule: Schedule, late: list[datetime], catch_up_covered: bool) -> list[Fire]:
-        """Every late fire is recorded as missed; the policy picks which of them run anyway."""
+    @staticmethod
+    def _policy_picks(schedule: Schedule, due: list[datetime], late: set[datetime]) -> set[datetime]:
         if schedule.misfire == Misfire.all:
-            run = set(late)
-        elif schedule.misfire == Misfire.once and late and not catch_up_covered:
-            run = {late[-1]}
-        else:
-            run = set()
-        fires: list[Fire] = []
-        overlap_checked = False
-        for t in late:
-            if t in run:
-                # Catch-up runs of one batch are queued together: only the first checks for a run still going.
-                fire = self._fire(schedule, t, "catch_up", missed=True, check_overlap=not overlap_checked)
-                overlap_checked = True
-            else:
-                detail = f"missed (policy {schedule.misfire.value})"
-                fire = self._record(schedule, t, FireStatus.missed, "catch_up", True, detail)
-            if fire is not None:
-                fires.append(fire)
-        return fires
+            return set(due)
+        if schedule.misfire == Misfire.once:
+            return {due[-1]}
+        return {due[-1]} - late  # skip
 
     def _record(
         self, schedule: Schedule, when: datetime, status: FireStatus, kind: str, missed: bool, detail: str = "",
@@ -262,15 +265,13 @@ class Scheduler:
         return fire if self.store.record_fire(fire) else None
 
     def _fire(
-        self, schedule: Schedule, when: datetime, kind: str, missed: bool = False, check_overlap: bool = True,
-        fid: str | None = None,
+        self, schedule: Schedule, when: datetime, kind: str, missed: bool = False,
+        active: list[dict[str, Any]] | None = None, fid: str | None = None,
     ) -> Fire | None:
-        """Record then enqueue one fire, unless the schedule's previous run is still going."""
-        if check_overlap:
-            active = self.store.active_runs(schedule.name)
-            if active:
-                detail = f"run {active[0]['id']} was still {active[0]['status']}"
-                return self._record(schedule, when, FireStatus.skipped_overlap, kind, missed, detail, fid)
+        """Record then enqueue one fire, unless a run of the schedule (``active``) is still going."""
+        if active:
+            detail = f"run {active[0]['id']} was still {active[0]['status']}"
+            return self._record(schedule, when, FireStatus.skipped_overlap, kind, missed, detail, fid)
         fire = self._record(schedule, when, FireStatus.pending, kind, missed, "", fid)
         if fire is None:
             return None  # this fire was handled before
@@ -310,7 +311,7 @@ class Scheduler:
                 )
             now = datetime.fromtimestamp(self.clock(), timezone.utc)
             fid = f"{name}@manual-{now.isoformat(timespec='microseconds')}"
-            fire = self._fire(schedule, now, "manual", check_overlap=False, fid=fid)
+            fire = self._fire(schedule, now, "manual", fid=fid)
             if fire is None or fire.run_id is None:
                 raise AgentdError(f"schedule {name!r}: the run could not be queued; see the daemon log")
             return fire.run_id

@@ -376,7 +376,8 @@ def test_tcp_listener_requires_the_token_and_the_api_never_500s(make_daemon):
         capture_output=True,
         text=True,
         timeout=180,
-        env=os.environ | {"SCHEMATHESIS_HOOKS": ""},
+        # The hooks add what the schema cannot express (NaN, lone surrogates, ...): issue 15's 500s.
+        env=os.environ | {"SCHEMATHESIS_HOOKS": str(Path(__file__).with_name("schemathesis_hooks.py"))},
     )
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
 

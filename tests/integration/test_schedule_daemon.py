@@ -91,7 +91,6 @@ def _runs(home: Path, name: str) -> list[dict]:
     return [r for r in rows if r["schedule"] == name]
 
 
-@pytest.mark.skipif(not Path(__file__).parents[2].joinpath("agentd", "daemon.py").exists(), reason="no daemon")
 def test_schedule_fires_in_daemon_and_catches_up_after_downtime(tmp_path):
     home = _home(tmp_path)
     daemon = _start(home)
@@ -126,7 +125,6 @@ def test_schedule_fires_in_daemon_and_catches_up_after_downtime(tmp_path):
     assert "missed (policy once)" in _cli(home, "report", "--since", "1h").stdout
 
 
-@pytest.mark.skipif(not Path(__file__).parents[2].joinpath("agentd", "daemon.py").exists(), reason="no daemon")
 def test_kill_9_during_a_scheduled_run(tmp_path):
     home = _home(tmp_path, delay_s=1.5)  # each model call takes 1.5 s: a run takes several seconds
     _cli(home, "schedule", "add", "slow", "--every", "4s", "--grace", "3s", "--misfire", "skip",

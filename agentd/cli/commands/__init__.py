@@ -18,6 +18,7 @@ GROUPS = {
     "daemon": "daemon",
     "schedule": ("schedule", "report"),
     "ui": "ui",
+    "journal": "journal",
 }
 
 

@@ -54,8 +54,10 @@ def start(wait_s: float) -> None:
     if client.daemon_running(config):
         click.echo(f"already running (pid {_pid(paths)})")
         return
-    paths.log.parent.mkdir(parents=True, exist_ok=True)
-    with open(paths.log, "ab") as log_file:
+    from ...home import prepare_home
+
+    prepare_home(config.home)
+    with open(os.open(paths.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as log_file:
         proc = subprocess.Popen(
             [sys.executable, "-m", "agentd", "daemon", "run"],
             stdin=subprocess.DEVNULL,

@@ -42,6 +42,9 @@ def run_checks() -> list[tuple[str, bool, str]]:
     except OSError as exc:
         checks.append(("home writable", False, f"{exc}; set AGENTD_HOME to a folder you can write"))
         return checks
+    checks += _home_checks(config)
+    if not checks[-1][1] and checks[-1][0] == "journal":
+        return checks  # opening a damaged journal would only repeat the error
     from ...app import make_app
 
     try:
@@ -67,6 +70,26 @@ def run_checks() -> list[tuple[str, bool, str]]:
                 checks.append((f"{label}: {name}", bool(ok), str(detail)))
         except ImportError as exc:
             checks.append((label, False, f"cannot import: {exc}; reinstall with scripts/install.sh"))
+    return checks
+
+
+def _home_checks(config) -> list[tuple[str, bool, str]]:  # type: ignore[no-untyped-def]
+    """Before anything opens (and so tightens) the home: who else can read it, and is the journal intact."""
+    from ...home import loose_entries
+    from ...journal_recovery import check_journal
+
+    loose = loose_entries(config.home)
+    detail = (f"{len(loose)} entr{'y' if len(loose) == 1 else 'ies'} readable by other users, e.g. {loose[0]}; "
+              f"`chmod -R go-rwx {config.home}` (any agentd command that opens the home does it)"
+              if loose else "owner-only")
+    checks = [("home private", not loose, detail)]
+    report = check_journal(config.journal_path, config.workspaces)
+    if report.orphans:
+        checks.append(("workspaces", False, f"{len(report.orphans)} belong to no run in the journal (e.g. "
+                       f"{report.orphans[0]}): their runs were lost; `agentd journal check` lists them"))
+    if not report.ok:
+        checks.append(("journal", False, f"{config.journal_path} is damaged ({report.problems[0]}); "
+                       "`agentd journal recover` keeps it aside and rebuilds one from what is readable"))
     return checks
 
 

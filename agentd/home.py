@@ -1,0 +1,118 @@
+"""AGENTD_HOME on disk: owner-only whatever the umask, and writable before anything is served from it.
+
+Everything agentd keeps (the journal and its WAL, logs, workspaces and the files tools write there, memory,
+configs with API keys) holds the user's goals and answers, so it is owner-only: 0700 folders, files without
+group or other bits. A process that opens a home sets its umask to 0077, so files created later (by SQLite, the
+log handler, sandboxed code) are private too; a home made loose by an older agentd is tightened once, with a
+warning, on the next start. ``loose_entries`` is what `agentd doctor` flags.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import stat
+from pathlib import Path
+
+from .errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+PRIVATE_UMASK = 0o077
+SUBFOLDERS = ("configs", "workspaces", "memory", "logs")
+# Top-level entries agentd owns; a home can be a source checkout, whose other files are left alone.
+OWNED = (*SUBFOLDERS, "plugins", "agentd.db", "agentd.db-wal", "agentd.db-shm", "agentd.db-journal",
+         "agentd.lock", "agentd.pid", "agentd.sock")
+
+
+class HomeError(ConfigError):
+    """AGENTD_HOME cannot be used: not writable, full, or its journal is read-only (exit 2)."""
+
+
+def prepare_home(home: Path) -> list[Path]:
+    """Create the home owner-only, set this process's umask to 0077, tighten what is loose; returns what was."""
+    os.umask(PRIVATE_UMASK)
+    try:
+        for folder in (home, *(home / sub for sub in SUBFOLDERS)):
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        tightened = [path for path in loose_entries(home) if _tighten(path)]
+    except OSError as exc:
+        raise HomeError(f"cannot set up AGENTD_HOME {home}: {exc.strerror or exc}; {_what_to_do(home)}") from None
+    if tightened:
+        log.warning(
+            "AGENTD_HOME %s was readable by other users: removed group/other permissions from %d entr%s "
+            "(e.g. %s); from now on everything in it is owner-only",
+            home, len(tightened), "y" if len(tightened) == 1 else "ies", tightened[0],
+        )
+    return tightened
+
+
+def loose_entries(home: Path) -> list[Path]:
+    """The home and every agentd entry in it that group or other users may read, write or enter."""
+    found = [home] if _loose(home) else []
+    folders: list[str] = []
+    for name in OWNED:
+        top = home / name
+        if top.is_symlink() or not top.exists():
+            continue  # a link's target is not ours to change
+        found += [top] if _loose(top) else []
+        if top.is_dir():
+            folders.append(str(top))
+    while folders:  # os.scandir: one syscall per entry (lstat cached on the DirEntry), never following links
+        with os.scandir(folders.pop()) as entries:
+            for entry in entries:
+                if entry.is_symlink():
+                    continue
+                if entry.stat(follow_symlinks=False).st_mode & 0o077:
+                    found.append(Path(entry.path))
+                if entry.is_dir(follow_symlinks=False):
+                    folders.append(entry.path)
+    return found
+
+
+def check_writable(home: Path, journal: Path) -> None:
+    """Raise HomeError unless the home takes a real write and the journal files can be written."""
+    probe = home / f".agentd-write-probe-{os.getpid()}"
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, b"\0" * 65536)  # a full disk fails here or at fsync, an empty file would not
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise HomeError(f"AGENTD_HOME {home} is not writable ({exc.strerror or exc}); {_what_to_do(home)}") from None
+    finally:
+        with contextlib.suppress(OSError):
+            probe.unlink()
+    for path in (journal, journal.with_name(journal.name + "-wal"), journal.with_name(journal.name + "-shm")):
+        # access() also refuses an immutable (chattr +i) file, even to root.
+        if path.exists() and not os.access(path, os.W_OK):
+            raise HomeError(
+                f"the journal file {path} cannot be written (read-only or immutable): "
+                f"fix its permissions (chmod u+w, chattr -i) or point AGENTD_HOME elsewhere"
+            )
+
+
+def _loose(path: Path) -> bool:
+    try:
+        return bool(path.lstat().st_mode & 0o077)
+    except FileNotFoundError:
+        return False
+
+
+def _tighten(path: Path) -> bool:
+    try:
+        mode = stat.S_IMODE(path.lstat().st_mode)
+        os.chmod(path, mode & 0o700)
+    except FileNotFoundError:  # a file a running tool just removed
+        return False
+    except PermissionError:  # another user's file (placed there by hand): doctor keeps flagging it
+        log.warning("cannot make %s owner-only: it belongs to another user", path)
+        return False
+    return True
+
+
+def _what_to_do(home: Path) -> str:
+    return f"free some space or fix its permissions, or set AGENTD_HOME to a folder you own (now {home})"
