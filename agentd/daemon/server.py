@@ -208,12 +208,7 @@ class Daemon:
 
     # -- status --------------------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
-        from importlib.metadata import PackageNotFoundError, version
-
-        try:
-            ver = version("agentd")
-        except PackageNotFoundError:
-            ver = "unknown"
+        from .. import __version__ as ver
         q = self.queue
         data: dict[str, Any] = {
             "pid": os.getpid(),

@@ -197,7 +197,7 @@ def test_missing_dependencies_unregister_the_tool_and_say_why(monkeypatch, tmp_p
         importlib.util, "find_spec", lambda name, *a: None if name == "diffusers" else real(name)
     )
     reason = agentd_image.unavailable_reason()
-    assert "diffusers" in reason and "pip install 'agentd[image]'" in reason
+    assert "diffusers" in reason and "pip install 'agentd-daemon[image]'" in reason
     configured = _config(tmp_path, {"model": str(model_dir)})
     assert _registered(configured) == [] and _registered(None) == []
     assert agentd_image.unavailable_tools(config=configured) == [f"generate_image: {reason}"]
