@@ -24,11 +24,17 @@ from . import hookspecs
 
 log = logging.getLogger(__name__)
 
-API_VERSION = "1.0"
+API_VERSION = "1.1"  # 1.1: register_settings
 ENTRY_POINT_GROUP = "agentd"
 # Built-in behaviour loads through the same hooks as third-party plugins, always (allow/block lists apply to
 # the others): model providers, the rule critic, the side-effect policy, LangChain tools from the config.
-DEFAULT_PLUGINS = ("agentd.models.providers", "agentd.engine.critics", "agentd.policy", "agentd.langchain.plugin")
+DEFAULT_PLUGINS = (
+    "agentd.models.providers",
+    "agentd.engine.critics",
+    "agentd.policy",
+    "agentd.langchain.plugin",
+    "agentd.core_settings",
+)
 
 
 @dataclass
@@ -138,6 +144,28 @@ def get_plugin_manager(config: Any = None, extra_plugins: tuple[Any, ...] = ()) 
             info.hooks = sorted(h.name for h in pm.get_hookcallers(plugin) or [])
     pm.check_pending()
     return PluginHost(pm, infos)
+
+
+def settings_models(host: PluginHost) -> dict[str, Any]:
+    """``[plugins.NAME]`` -> the pydantic model declared for it through ``register_settings``.
+
+    ``register(model, name=None)``: the name defaults to the registering plugin's own; a table two plugins claim
+    keeps the first and logs the clash.
+    """
+    models: dict[str, Any] = {}
+
+    def make_register(plugin_name: str) -> Callable[..., None]:
+        def register(model: Any, name: str | None = None) -> None:
+            table = name or plugin_name
+            if table in models:
+                log.warning("plugin %s declares settings for plugins.%s, already declared; ignored", plugin_name, table)
+                return
+            models[table] = model
+
+        return register
+
+    host.call_registration("register_settings", make_register)
+    return models
 
 
 def _load_into(pm: pluggy.PluginManager, info: PluginInfo, loader: Callable[[], Any]) -> None:

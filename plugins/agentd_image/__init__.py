@@ -92,6 +92,14 @@ def make_generate_image(home: Path | None = None) -> Callable[..., ToolResult]:
 
 
 @hookimpl
+def register_settings(register):
+    """``[plugins.image]`` is validated when the config loads (the settings module imports only pydantic)."""
+    from .settings import ImageSettings
+
+    register(ImageSettings)
+
+
+@hookimpl
 def register_tools(register, config):
     reason = unavailable_reason(config)
     if reason:
