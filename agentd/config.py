@@ -208,7 +208,7 @@ def _validate_plugin_tables(config: Config, source: str, origins: dict[tuple[str
     from .plugins import get_plugin_manager, settings_models
 
     validated: dict[str, Any] = {}
-    for name, model in settings_models(get_plugin_manager(config)).items():
+    for name, model in settings_models(get_plugin_manager(config, quiet=True)).items():
         try:
             validated[name] = model.model_validate(config.plugin_settings(name))
         except ValidationError as exc:
@@ -259,7 +259,8 @@ def config_as_dict(config: Config) -> dict[str, Any]:
 
 
 def _mask(value: Any) -> Any:
-    """Plugin settings with secrets (api_key, token, password... but not the *_env variable names) masked."""
+    """Plugin settings with secrets (api_key, token, password, Authorization headers... but not the *_env
+    variable names) masked."""
     if isinstance(value, list):
         return [_mask(v) for v in value]
     if not isinstance(value, dict):
@@ -268,5 +269,6 @@ def _mask(value: Any) -> Any:
 
 
 def _is_secret(key: str, value: Any) -> bool:
-    words = ("api_key", "token", "password", "secret")
+    words = ("api_key", "token", "password", "secret", "auth")
+    key = key.lower()
     return isinstance(value, str) and bool(value) and not key.endswith("_env") and any(w in key for w in words)

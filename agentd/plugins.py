@@ -92,8 +92,9 @@ class PluginHost:
             return False, None
 
 
-def get_plugin_manager(config: Any = None, extra_plugins: tuple[Any, ...] = ()) -> PluginHost:
-    """A fresh plugin host (no module-level global, so tests stay isolated)."""
+def get_plugin_manager(config: Any = None, extra_plugins: tuple[Any, ...] = (), quiet: bool = False) -> PluginHost:
+    """A fresh plugin host (no module-level global, so tests stay isolated). ``quiet``: a plugin that fails to
+    load is recorded but not logged (the config loader's host: the app's own host logs it once)."""
     pm = pluggy.PluginManager("agentd")
     pm.add_hookspecs(hookspecs)
     infos: dict[str, PluginInfo] = {}
@@ -117,7 +118,7 @@ def get_plugin_manager(config: Any = None, extra_plugins: tuple[Any, ...] = ()) 
             continue
         info = PluginInfo(name=ep.name, source="entry point", module=ep.value, version=_dist_version(ep))
         infos[ep.name] = info
-        _load_into(pm, info, functools.partial(ep.load))
+        _load_into(pm, info, functools.partial(ep.load), quiet)
 
     if config is not None:
         folder = Path(config.home) / config.plugins.dropin_dir
@@ -127,7 +128,7 @@ def get_plugin_manager(config: Any = None, extra_plugins: tuple[Any, ...] = ()) 
                 continue
             info = PluginInfo(name=name, source="drop-in", module=str(path))
             infos[name] = info
-            _load_into(pm, info, functools.partial(_import_file, path))
+            _load_into(pm, info, functools.partial(_import_file, path), quiet)
             plugin = pm.get_plugin(name)
             info.version = str(getattr(plugin, "__version__", "") or "")
 
@@ -168,7 +169,7 @@ def settings_models(host: PluginHost) -> dict[str, Any]:
     return models
 
 
-def _load_into(pm: pluggy.PluginManager, info: PluginInfo, loader: Callable[[], Any]) -> None:
+def _load_into(pm: pluggy.PluginManager, info: PluginInfo, loader: Callable[[], Any], quiet: bool = False) -> None:
     try:
         module = loader()
         _check_api(module)
@@ -176,7 +177,7 @@ def _load_into(pm: pluggy.PluginManager, info: PluginInfo, loader: Callable[[], 
         _check_hooks(pm, module)
     except Exception:
         info.error = traceback.format_exc()
-        log.error("plugin %s could not be loaded:\n%s", info.name, info.error)
+        log.log(logging.DEBUG if quiet else logging.ERROR, "plugin %s could not be loaded:\n%s", info.name, info.error)
 
 
 def _check_hooks(pm: pluggy.PluginManager, module: Any) -> None:

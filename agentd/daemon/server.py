@@ -399,6 +399,7 @@ def systemd_unit(config: Any) -> str:
         "[Service]\nType=simple\n"
         f"Environment=AGENTD_HOME={config.home}\n"
         f"ExecStart={sys.executable} -m agentd daemon run\n"
+        "ExecReload=/bin/kill -HUP $MAINPID\n"  # `systemctl --user reload agentd` = `agentd daemon reload`
         f"KillSignal=SIGTERM\nTimeoutStopSec={int(load_settings(config).drain_timeout_s) + 30}\n"
         "Restart=on-failure\nRestartSec=5\n\n"
         "[Install]\nWantedBy=default.target\n"

@@ -52,12 +52,13 @@ def test_an_environment_override_is_named_by_its_variable(home):
 
 
 def test_config_show_lists_plugin_defaults_with_secrets_masked(home):
-    configure(home, '[plugins.web]\nbrave_api_key = "sekrit"\n')
+    configure(home, '[plugins.web]\nbrave_api_key = "sekrit"\n[plugins.memory.headers]\nAuthorization = "Bearer sekrit"\n')
     result = CliRunner().invoke(cli, ["config", "show", "--json"])
     assert result.exit_code == 0, result.output
     plugins = json.loads(result.output)["plugins"]
     assert plugins["memory"]["recall_k"] == 4 and plugins["daemon"]["workers"] == 2
     assert plugins["web"]["brave_api_key"] == "***" and plugins["web"]["brave_api_key_env"] == "BRAVE_API_KEY"
+    assert plugins["memory"]["headers"] == {"Authorization": "***"}
     assert plugins["scheduler"]["threads"] == 4 and plugins["policy"] == {"deny_effects": [], "deny_tools": []}
     assert "sekrit" not in CliRunner().invoke(cli, ["config", "show"]).output
 

@@ -154,6 +154,7 @@ def test_systemd_unit_runs_the_daemon_for_this_home(app):
     unit = systemd_unit(app.config)
     assert f"Environment=AGENTD_HOME={app.config.home}" in unit
     assert "-m agentd daemon run" in unit and "WantedBy=default.target" in unit
+    assert "ExecReload=/bin/kill -HUP $MAINPID" in unit  # systemctl reload re-reads the config (SIGHUP)
 
 
 class SlowPlugin:
