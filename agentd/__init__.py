@@ -23,6 +23,9 @@ from .records import (
 from .tools import SIDE_EFFECTS, Tool, ToolContext, ToolError
 
 __version__ = "0.1.0"
+# The PyPI distribution name: plugins depend on it (`dependencies = ["agentd-daemon"]`); "agentd" on PyPI is
+# an unrelated project.
+DISTRIBUTION = "agentd-daemon"
 
 __all__ = [
     "SIDE_EFFECTS",

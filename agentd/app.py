@@ -42,12 +42,18 @@ def build_tools(config: Config, host: PluginHost) -> ToolRegistry:
     return registry
 
 
-def make_app(config: Config | None = None, home: Path | None = None, extra_plugins: tuple[Any, ...] = ()) -> App:
+def make_app(
+    config: Config | None = None,
+    home: Path | None = None,
+    extra_plugins: tuple[Any, ...] = (),
+    journal: Journal | None = None,
+) -> App:
+    """Wire an App; ``journal``: an open one to share (the daemon's, when it reloads its config)."""
     from .models.registry import ModelRegistry
 
     config = config or load_config(home=home)
     prepare_home(config.home)
     host = get_plugin_manager(config, extra_plugins=extra_plugins)
-    journal = Journal(config.journal_path)
+    journal = journal or Journal(config.journal_path)
     tools = build_tools(config, host)
     return App(config=config, host=host, journal=journal, tools=tools, models=ModelRegistry(config, host))

@@ -2,7 +2,9 @@
 
 Precedence, lowest first: the defaults below (mirrored, with comments, in configs/agentd.toml), the file
 ``$AGENTD_HOME/configs/agentd.toml``, then environment variables ``AGENTD_<SECTION>__<KEY>`` (for example
-``AGENTD_LOOP__MAX_STEPS=4``), then command-line flags. A bad key or value is a ConfigError naming it.
+``AGENTD_LOOP__MAX_STEPS=4``), then command-line flags. A bad key or value is a ConfigError naming it and where
+it came from (the file or the environment variable). ``[plugins.NAME]`` tables are validated too, against the
+settings models plugins declare through the ``register_settings`` hook.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import tomllib
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from .errors import ConfigError
 from .records import Budgets
@@ -104,6 +106,9 @@ class Config(_Strict):
     model_dirs: list[str] = Field(default_factory=list)
     loop: LoopConfig = Field(default_factory=LoopConfig)
     plugins: PluginsConfig = Field(default_factory=PluginsConfig)
+    # The validated [plugins.NAME] tables, defaults filled in (what `config show` prints); plugins still read
+    # the raw tables through plugin_settings().
+    _plugin_settings: dict[str, BaseModel] = PrivateAttr(default_factory=dict)
 
     @property
     def journal_path(self) -> Path:
@@ -144,13 +149,20 @@ def resolve_home(env: Mapping[str, str] | None = None, cwd: Path | None = None) 
 
 
 def load_config(
-    home: Path | None = None, env: dict[str, str] | None = None, overrides: dict[str, Any] | None = None
+    home: Path | None = None,
+    env: dict[str, str] | None = None,
+    overrides: dict[str, Any] | None = None,
+    validate_plugins: bool = True,
 ) -> Config:
-    """Build the effective Config; raise ConfigError with the offending key on any mistake."""
+    """Build the effective Config; raise ConfigError with the offending key on any mistake.
+
+    ``validate_plugins`` also loads the plugins to validate their ``[plugins.NAME]`` tables.
+    """
     env = dict(os.environ) if env is None else env
     home = home or resolve_home(env)
     data: dict[str, Any] = {}
     source = "defaults"
+    origins: dict[tuple[str, ...], str] = {}  # key path -> the variable or option that set it
     path = home / "configs" / "agentd.toml"
     if path.is_file():
         source = str(path)
@@ -160,14 +172,19 @@ def load_config(
             raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     for key, value in sorted(env.items()):
         if key.startswith("AGENTD_") and "__" in key:
-            _set_path(data, key[len("AGENTD_") :].lower().split("__"), _parse_env_value(value))
+            parts = key[len("AGENTD_") :].lower().split("__")
+            _set_path(data, parts, _parse_env_value(value))
+            origins[tuple(parts)] = key
     if env.get("AGENTD_MODEL"):
         data["default_model"] = env["AGENTD_MODEL"]
+        origins[("default_model",)] = "AGENTD_MODEL"
     if "AGENTD_LOAD_PLUGINS" in env:
         names = [n.strip() for n in env["AGENTD_LOAD_PLUGINS"].split(",") if n.strip()]
         data.setdefault("plugins", {})["load"] = names
+        origins[("plugins", "load")] = "AGENTD_LOAD_PLUGINS"
     for dotted, value in (overrides or {}).items():
         _set_path(data, dotted.split("."), value)
+        origins[tuple(dotted.split("."))] = "an override"
     data["home"] = str(home)
     # Adding [models.api] must not drop the bundled default: `local` always exists unless redefined.
     if isinstance(data.get("models"), dict):
@@ -175,13 +192,28 @@ def load_config(
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_explain(exc, source)) from None
+        raise ConfigError(_explain(exc.errors(), (), source, origins)) from None
     if config.default_model not in config.models:
         raise ConfigError(
-            f"{source}: default_model = {config.default_model!r} is not one of the configured models "
+            f"{origins.get(('default_model',), source)}: default_model = {config.default_model!r} is not one of the configured models "
             f"({', '.join(sorted(config.models))}); add a [models.{config.default_model}] table or pick another"
         )
+    if validate_plugins:
+        config._plugin_settings = _validate_plugin_tables(config, source, origins)
     return config
+
+
+def _validate_plugin_tables(config: Config, source: str, origins: dict[tuple[str, ...], str]) -> dict[str, Any]:
+    """Each loaded plugin's ``[plugins.NAME]`` table against the model it declared (``register_settings``)."""
+    from .plugins import get_plugin_manager, settings_models
+
+    validated: dict[str, Any] = {}
+    for name, model in settings_models(get_plugin_manager(config, quiet=True)).items():
+        try:
+            validated[name] = model.model_validate(config.plugin_settings(name))
+        except ValidationError as exc:
+            raise ConfigError(_explain(exc.errors(), ("plugins", name), source, origins)) from None
+    return validated
 
 
 def _set_path(data: dict[str, Any], parts: list[str], value: Any) -> None:
@@ -201,14 +233,17 @@ def _parse_env_value(text: str) -> Any:
         return text
 
 
-def _explain(exc: ValidationError, source: str) -> str:
-    lines = [f"invalid configuration ({source}):"]
-    for err in exc.errors():
-        key = ".".join(str(p) for p in err["loc"])
+def _explain(errors: list[Any], prefix: tuple[str, ...], source: str, origins: dict[tuple[str, ...], str]) -> str:
+    """One line per problem: where the value came from (file or variable), the dotted key, what is wrong."""
+    lines = []
+    for err in errors:
+        loc = (*prefix, *(str(p) for p in err["loc"]))
+        origin = next((origins[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in origins), source)
         if err["type"] == "extra_forbidden":
-            lines.append(f"  {key}: unknown key (check the spelling against configs/agentd.toml)")
+            problem = "unknown key (check the spelling against configs/agentd.toml and docs/)"
         else:
-            lines.append(f"  {key}: {err['msg']} (got {err.get('input')!r})")
+            problem = f"{err['msg']} (got {err.get('input')!r})"
+        lines.append(f"invalid configuration: {origin}: {'.'.join(loc)}: {problem}")
     return "\n".join(lines)
 
 
@@ -218,4 +253,22 @@ def config_as_dict(config: Config) -> dict[str, Any]:
     for model in data.get("models", {}).values():
         if model.get("api_key"):
             model["api_key"] = "***"
+    for name, settings in config._plugin_settings.items():
+        data["plugins"][name] = _mask(settings.model_dump(mode="json"))
     return data
+
+
+def _mask(value: Any) -> Any:
+    """Plugin settings with secrets (api_key, token, password, Authorization headers... but not the *_env
+    variable names) masked."""
+    if isinstance(value, list):
+        return [_mask(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    return {k: "***" if _is_secret(k, v) else _mask(v) for k, v in value.items()}
+
+
+def _is_secret(key: str, value: Any) -> bool:
+    words = ("api_key", "token", "password", "secret", "auth")
+    key = key.lower()
+    return isinstance(value, str) and bool(value) and not key.endswith("_env") and any(w in key for w in words)

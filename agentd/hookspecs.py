@@ -26,6 +26,13 @@ def register_models(register, config):
 
 
 @hookspec
+def register_settings(register):
+    """Declare a settings table: call ``register(pydantic_model, name=None)``; ``[plugins.NAME]`` (NAME defaults to
+    the plugin's name) is validated against the model when the config loads, and ``config show`` lists its defaults.
+    """
+
+
+@hookspec
 def register_commands(cli):
     """Add click commands or groups to the ``agentd`` CLI group."""
 

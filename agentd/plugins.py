@@ -24,11 +24,17 @@ from . import hookspecs
 
 log = logging.getLogger(__name__)
 
-API_VERSION = "1.0"
+API_VERSION = "1.1"  # 1.1: register_settings
 ENTRY_POINT_GROUP = "agentd"
 # Built-in behaviour loads through the same hooks as third-party plugins, always (allow/block lists apply to
 # the others): model providers, the rule critic, the side-effect policy, LangChain tools from the config.
-DEFAULT_PLUGINS = ("agentd.models.providers", "agentd.engine.critics", "agentd.policy", "agentd.langchain.plugin")
+DEFAULT_PLUGINS = (
+    "agentd.models.providers",
+    "agentd.engine.critics",
+    "agentd.policy",
+    "agentd.langchain.plugin",
+    "agentd.core_settings",
+)
 
 
 @dataclass
@@ -86,8 +92,9 @@ class PluginHost:
             return False, None
 
 
-def get_plugin_manager(config: Any = None, extra_plugins: tuple[Any, ...] = ()) -> PluginHost:
-    """A fresh plugin host (no module-level global, so tests stay isolated)."""
+def get_plugin_manager(config: Any = None, extra_plugins: tuple[Any, ...] = (), quiet: bool = False) -> PluginHost:
+    """A fresh plugin host (no module-level global, so tests stay isolated). ``quiet``: a plugin that fails to
+    load is recorded but not logged (the config loader's host: the app's own host logs it once)."""
     pm = pluggy.PluginManager("agentd")
     pm.add_hookspecs(hookspecs)
     infos: dict[str, PluginInfo] = {}
@@ -111,7 +118,7 @@ def get_plugin_manager(config: Any = None, extra_plugins: tuple[Any, ...] = ()) 
             continue
         info = PluginInfo(name=ep.name, source="entry point", module=ep.value, version=_dist_version(ep))
         infos[ep.name] = info
-        _load_into(pm, info, functools.partial(ep.load))
+        _load_into(pm, info, functools.partial(ep.load), quiet)
 
     if config is not None:
         folder = Path(config.home) / config.plugins.dropin_dir
@@ -121,7 +128,7 @@ def get_plugin_manager(config: Any = None, extra_plugins: tuple[Any, ...] = ()) 
                 continue
             info = PluginInfo(name=name, source="drop-in", module=str(path))
             infos[name] = info
-            _load_into(pm, info, functools.partial(_import_file, path))
+            _load_into(pm, info, functools.partial(_import_file, path), quiet)
             plugin = pm.get_plugin(name)
             info.version = str(getattr(plugin, "__version__", "") or "")
 
@@ -140,7 +147,29 @@ def get_plugin_manager(config: Any = None, extra_plugins: tuple[Any, ...] = ()) 
     return PluginHost(pm, infos)
 
 
-def _load_into(pm: pluggy.PluginManager, info: PluginInfo, loader: Callable[[], Any]) -> None:
+def settings_models(host: PluginHost) -> dict[str, Any]:
+    """``[plugins.NAME]`` -> the pydantic model declared for it through ``register_settings``.
+
+    ``register(model, name=None)``: the name defaults to the registering plugin's own; a table two plugins claim
+    keeps the first and logs the clash.
+    """
+    models: dict[str, Any] = {}
+
+    def make_register(plugin_name: str) -> Callable[..., None]:
+        def register(model: Any, name: str | None = None) -> None:
+            table = name or plugin_name
+            if table in models:
+                log.warning("plugin %s declares settings for plugins.%s, already declared; ignored", plugin_name, table)
+                return
+            models[table] = model
+
+        return register
+
+    host.call_registration("register_settings", make_register)
+    return models
+
+
+def _load_into(pm: pluggy.PluginManager, info: PluginInfo, loader: Callable[[], Any], quiet: bool = False) -> None:
     try:
         module = loader()
         _check_api(module)
@@ -148,7 +177,7 @@ def _load_into(pm: pluggy.PluginManager, info: PluginInfo, loader: Callable[[], 
         _check_hooks(pm, module)
     except Exception:
         info.error = traceback.format_exc()
-        log.error("plugin %s could not be loaded:\n%s", info.name, info.error)
+        log.log(logging.DEBUG if quiet else logging.ERROR, "plugin %s could not be loaded:\n%s", info.name, info.error)
 
 
 def _check_hooks(pm: pluggy.PluginManager, module: Any) -> None:

@@ -72,6 +72,19 @@ class EffectPolicy:
             )
 
     @hookimpl
+    def register_settings(self, register: Any) -> None:
+        """``[plugins.policy]``: shown with its defaults by ``config show``; plugin_for() checks the values."""
+        from pydantic import BaseModel, ConfigDict, Field
+
+        class PolicySettings(BaseModel):
+            model_config = ConfigDict(extra="forbid")
+
+            deny_effects: list[str] = Field(default_factory=list)
+            deny_tools: list[str] = Field(default_factory=list)
+
+        register(PolicySettings)
+
+    @hookimpl
     def before_tool_call(self, call: Any, tool: Tool) -> str | None:
         """Veto calls to denied tools and to tools with a denied side effect."""
         if tool.name in self.deny_tools:

@@ -73,15 +73,23 @@ class ScriptedChatModel(BaseChatModel):
         if callable(reply):
             reply = reply(prompt)
         text = reply if isinstance(reply, str) else json.dumps(reply)
-        if self.delay_s:
-            import time
-
-            time.sleep(self.delay_s)
+        self._stream_tokens(text, run_manager)
         with self._lock:
             self._calls.append({"messages": messages, "prompt": prompt, "kwargs": kwargs, "reply": text})
         usage = {"prompt_tokens": len(prompt) // 4, "completion_tokens": max(1, len(text) // 4)}
         message = AIMessage(content=text)
         return ChatResult(generations=[ChatGeneration(message=message)], llm_output={"token_usage": usage})
+
+    def _stream_tokens(self, text: str, run_manager: CallbackManagerForLLMRun | None) -> None:
+        """Report the reply as tokens (4 characters each) spread over ``delay_s``, like a model generating it."""
+        import time
+
+        tokens = [text[i : i + 4] for i in range(0, len(text), 4)] or [""]
+        for token in tokens:
+            if self.delay_s:
+                time.sleep(self.delay_s / len(tokens))
+            if run_manager is not None and token:
+                run_manager.on_llm_new_token(token)
 
     def _next(self, last: str) -> Any:
         for pattern, reply in self.rules:

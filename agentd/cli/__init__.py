@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from .. import DISTRIBUTION, __version__
 from ..errors import AgentdError
 
 
@@ -25,7 +26,7 @@ class Group(click.Group):
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="agentd")
+@click.version_option(__version__, package_name=DISTRIBUTION, message="agentd %(version)s (%(package)s)")
 def cli() -> None:
     """agentd: reach goals with a plan → critique → act → feedback loop over local or API models."""
 

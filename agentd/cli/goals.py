@@ -54,5 +54,6 @@ def run_in_process(config: Any, goal: Any, as_json: bool = False) -> int:
         run_id = engine.submit(goal)
         outcome = engine.run(run_id, on_event=on_event)
     finally:
+        on_event.close()
         app.close()
     return exit_code(outcome)

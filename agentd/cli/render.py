@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from typing import Any
 
 EXIT_CODES = {"succeeded": 0, "failed": 1, "stopped": 3, "awaiting_approval": 4, "cancelled": 130}
@@ -20,23 +21,79 @@ class JsonLines:
         sys.stdout.write(json.dumps({"type": type_} | data, default=str) + "\n")
         sys.stdout.flush()
 
+    def close(self) -> None:
+        """Nothing to tidy (LiveTrace has a status line to remove)."""
+
+
+PHASES = {"plan": "planning", "critique": "critiquing the plan", "act": "choosing the next call",
+          "feedback": "judging the result"}
+
+
+class StatusLine:
+    """The live bottom line on a terminal: phase, elapsed time, tokens generated so far, model calls."""
+
+    def __init__(self) -> None:
+        from rich.spinner import Spinner
+
+        self.spinner = Spinner("dots")
+        self.started = time.monotonic()
+        self.phase = "starting"
+        self.tokens = 0
+        self.calls = 0
+
+    def text(self) -> str:
+        calls = f"{self.calls} model call{'s' if self.calls != 1 else ''}"
+        return f"{self.phase} · {time.monotonic() - self.started:.0f}s · {self.tokens} tokens · {calls}"
+
+    def __rich_console__(self, console: Any, options: Any) -> Any:
+        from rich.text import Text
+
+        self.spinner.update(text=Text(self.text(), style="dim"))
+        yield self.spinner
+
 
 class LiveTrace:
-    """The human view: plan, critique, each call and observation, replans, and the final answer."""
+    """The human view: plan, critique, each call and observation, replans, and the final answer; on a terminal
+    also a live status line (see StatusLine) while the run goes on. Piped, it prints only the trace."""
 
     def __init__(self) -> None:
         from rich.console import Console
 
         self.console = Console(highlight=False)
+        self.status: StatusLine | None = None
+        self._live: Any = None
 
     def __call__(self, type_: str, data: dict[str, Any]) -> None:
         handler = getattr(self, f"on_{type_}", None)
         if handler is not None:
             handler(data)
+        if type_ in ("run_finished", "run_parked"):
+            self.close()
+
+    def close(self) -> None:
+        """Remove the status line (it is transient); call when the run ends or the command is interrupted."""
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+
+    def _set_phase(self, phase: str) -> None:
+        if self.status is not None:
+            self.status.phase = phase
 
     def on_run_started(self, d: dict[str, Any]) -> None:
         verb = "resuming" if d.get("resumed") else "goal"
         self.console.print(f"[bold]{verb}[/] {d['goal']}  [dim](run {d['run_id']})[/]")
+        if self.console.is_terminal and self._live is None:
+            from rich.live import Live
+
+            self.status = StatusLine()
+            self._live = Live(self.status, console=self.console, transient=True, refresh_per_second=4)
+            self._live.start()
+
+    def on_progress(self, d: dict[str, Any]) -> None:
+        if self.status is not None:
+            self.status.phase = PHASES.get(d["phase"], d["phase"])
+            self.status.tokens, self.status.calls = d["tokens"], d["model_calls"]
 
     def on_context(self, d: dict[str, Any]) -> None:
         self.console.print(f"[cyan]recalled[/] {len(d['memories'])} memories")
@@ -58,6 +115,7 @@ class LiveTrace:
         self.console.print(f"[{colour}]critique: {d['verdict']}[/] [dim]({d.get('critic', '')})[/] {reasons}")
 
     def on_tool_call(self, d: dict[str, Any]) -> None:
+        self._set_phase(f"running {d['tool']}")
         args = json.dumps(d["args"], ensure_ascii=False)
         self.console.print(f"[bold]step {d['step']}[/] → {d['tool']}({args[:200]})")
 

@@ -118,12 +118,17 @@ def create_api(daemon: Any) -> FastAPI:
     @api.get("/health")
     def health() -> dict[str, Any]:
         """Liveness: answers while the daemon serves."""
-        return {"ok": True, "accepting": not daemon.stopping}
+        return {"ok": True, "accepting": not daemon.stopping, "config_mtime_ns": daemon.config_mtime_ns}
 
     @api.get("/status")
     def status() -> dict[str, Any]:
         """pid, uptime, version, queue depth, running runs, loaded models, scheduler status."""
         return daemon.status()
+
+    @api.post("/reload")
+    async def reload() -> dict[str, Any]:
+        """Re-read the config and schedules.toml; on any error 400 with the reason, the old config kept."""
+        return await daemon.reload()
 
     @api.post("/runs", status_code=201, response_model=Submitted)
     def submit(goal: GoalIn, response: Response, idempotency_key: str | None = Header(None)) -> Submitted:
@@ -239,6 +244,7 @@ async def _stream(daemon: Any, run_id: str, after: int, follow: bool) -> AsyncIt
     """Journaled events past ``after``, then new ones as they are journaled, until the run ends or parks."""
     journal = daemon.app.journal
     idle, ended_checks = 0.0, 0
+    sent_progress = None
     while True:
         batch = await asyncio.to_thread(journal.events, run_id, after)
         for event in batch:
@@ -254,6 +260,10 @@ async def _stream(daemon: Any, run_id: str, after: int, follow: bool) -> AsyncIt
             continue
         if not follow or daemon.stopping:
             return
+        progress = daemon.queue.progress.get(run_id) if daemon.queue is not None else None
+        if progress is not None and progress is not sent_progress:  # live, not journaled: no id, no replay
+            sent_progress = progress
+            yield f"event: progress\ndata: {json.dumps({'type': 'progress'} | progress, default=str)}\n\n"
         row = await asyncio.to_thread(journal.get_run, run_id)
         if row is None or row["status"] not in (RunStatus.queued.value, RunStatus.running.value):
             # The status is written just before the end event: give that event a moment, then stop.

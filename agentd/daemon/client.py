@@ -59,6 +59,22 @@ def daemon_running(config: Any) -> bool:
         return False
 
 
+def stale_config_warning(config: Any) -> str:
+    """A warning when the config files on disk changed after the running daemon read them, else ""."""
+    from .server import config_mtime_ns
+
+    try:
+        loaded = int(request(config, "GET", "/health").get("config_mtime_ns", 0))
+    except AgentdError:
+        return ""
+    if config_mtime_ns(config.home) <= loaded:
+        return ""
+    return (
+        "warning: the config on disk changed after the daemon read it; the daemon still uses the old one: "
+        "`agentd daemon reload` applies it"
+    )
+
+
 def request(config: Any, method: str, path: str, **kwargs: Any) -> Any:
     """One API call; returns the decoded JSON, raises DaemonError with the daemon's explanation."""
     try:
@@ -177,6 +193,9 @@ def run_goal_remote(config: Any, goal: Any, as_json: bool = False, detach: bool 
     """``agentd goal`` with a daemon up: submit, then stream (or print the id: --detach); the exit code."""
     from ..cli.render import JsonLines, LiveTrace, exit_code
 
+    warning = stale_config_warning(config)
+    if warning:
+        print(warning, file=sys.stderr)
     run_id = submit(config, goal)
     if detach:
         print(json.dumps({"run_id": run_id, "status": "queued"}) if as_json else run_id)
@@ -185,9 +204,12 @@ def run_goal_remote(config: Any, goal: Any, as_json: bool = False, detach: bool 
     try:
         outcome = follow(config, run_id, on_event)
     except KeyboardInterrupt:
+        on_event.close()
         # Ctrl-C means what it means in-process: cancel the run (the daemon records it as cancelled).
         with contextlib.suppress(DaemonError):
             request(config, "POST", f"/runs/{run_id}/cancel")
         print(f"cancelled run {run_id}", file=sys.stderr)
         return 130
+    finally:
+        on_event.close()
     return exit_code(outcome)

@@ -135,6 +135,7 @@ class Daemon:
     started_at: float = field(default_factory=time.time)
     stopping: bool = False
     recovered: dict[str, list[str]] = field(default_factory=dict)
+    config_mtime_ns: int = 0  # newest change to the config files when they were last read (start or reload)
     _changed: asyncio.Event | None = None
     _loop: asyncio.AbstractEventLoop | None = None
 
@@ -145,6 +146,7 @@ class Daemon:
 
         self._loop = asyncio.get_running_loop()
         self._changed = asyncio.Event()
+        self.config_mtime_ns = config_mtime_ns(self.config.home)
         self.app = await asyncio.to_thread(make_app, self.config)
         self.queue = RunQueue(self.app.engine, workers=self.settings.workers, on_change=self.notify)
         self.recovered = self.queue.recover(resume=self.settings.resume)
@@ -183,6 +185,34 @@ class Daemon:
             log.exception("the scheduler could not start; schedules will not fire")
             self.scheduler = None
 
+    async def reload(self) -> dict[str, Any]:
+        """Re-read the config and schedules.toml (``daemon reload``, SIGHUP). Everything is validated first; on
+        any error the old configuration stays in force. Runs in flight finish on the configuration they began
+        with; settings that need a restart (workers, the TCP listener) are named, not applied."""
+        from ..app import make_app
+        from ..config import load_config
+
+        mtime = config_mtime_ns(self.config.home)
+        try:
+            config = await asyncio.to_thread(load_config, self.config.home)
+            settings = load_settings(config)
+            app = await asyncio.to_thread(make_app, config, journal=self.app.journal)  # one shared journal
+        except AgentdError as exc:
+            log.error("reload refused; the old configuration stays in force: %s", exc)
+            raise ConfigError(f"reload refused, the old configuration stays in force: {exc}") from None
+        restart = [k for k in RESTART_KEYS if getattr(settings, k) != getattr(self.settings, k)]
+        self.config, self.app, self.config_mtime_ns = config, app, mtime
+        self.settings = settings.model_copy(update={k: getattr(self.settings, k) for k in restart})
+        self.queue.engine = app.engine
+        schedules: dict[str, list[str]] = {}
+        if self.scheduler is not None:
+            self.scheduler.config, self.scheduler._tools = config, app.tools
+            schedules = await asyncio.to_thread(self.scheduler.import_file)
+            await asyncio.to_thread(self.scheduler.sync_jobs)
+        log.info("configuration reloaded (models: %s)%s", ", ".join(sorted(config.models)),
+                 f"; restart to apply {', '.join(restart)}" if restart else "")
+        return {"reloaded": True, "models": sorted(config.models), "needs_restart": restart, "schedules": schedules}
+
     def submit_scheduled(self, goal: Any, fire_id: str) -> str:
         """The scheduler's way in: a fire becomes a queued run like any other (callable from any thread)."""
         run_id = self.queue.submit(goal)
@@ -211,12 +241,7 @@ class Daemon:
 
     # -- status --------------------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
-        from importlib.metadata import PackageNotFoundError, version
-
-        try:
-            ver = version("agentd")
-        except PackageNotFoundError:
-            ver = "unknown"
+        from .. import __version__ as ver
         q = self.queue
         data: dict[str, Any] = {
             "pid": os.getpid(),
@@ -231,6 +256,7 @@ class Daemon:
             "models_loaded": self.app.models.loaded() if self.app else [],
             "accepting": bool(q and q.accepting) and not self.stopping,
             "recovered": self.recovered,
+            "config_mtime_ns": self.config_mtime_ns,
         }
         if self.scheduler is not None and hasattr(self.scheduler, "status"):
             try:
@@ -238,6 +264,18 @@ class Daemon:
             except Exception as exc:  # status must answer even when the scheduler is unwell
                 data["scheduler"] = {"error": str(exc)}
         return data
+
+
+RESTART_KEYS = ("workers", "tcp_host", "tcp_port", "token_env")  # daemon settings a reload cannot change
+
+
+def config_mtime_ns(home: Path) -> int:
+    """The newest modification time of configs/agentd.toml and configs/schedules.toml (0 when neither exists)."""
+    times = []
+    for name in ("agentd.toml", "schedules.toml"):
+        with contextlib.suppress(OSError):
+            times.append((Path(home) / "configs" / name).stat().st_mtime_ns)
+    return max(times, default=0)
 
 
 class _Server:
@@ -299,6 +337,14 @@ async def serve(config: Any) -> None:
         log.info(
             "agentd daemon %s serving on %s with %d workers", os.getpid(), paths.socket, settings.workers
         )
+        reloads: set[asyncio.Task] = set()  # referenced until done, so a reload task is never collected early
+
+        def on_sighup() -> None:
+            task = asyncio.create_task(daemon.reload())
+            reloads.add(task)
+            task.add_done_callback(_reload_done(reloads))
+
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, on_sighup)
         await _wait_for_signal()
         log.info("shutting down: draining (up to %.0fs)", settings.drain_timeout_s)
         await daemon.stop()
@@ -321,6 +367,17 @@ async def serve(config: Any) -> None:
             logging.shutdown()
             os._exit(0)
         log.info("agentd daemon stopped")
+
+
+def _reload_done(tasks: set[asyncio.Task]) -> Any:
+    """Forget a finished SIGHUP reload; its error (already logged by reload()) is marked as retrieved."""
+
+    def done(task: asyncio.Task) -> None:
+        tasks.discard(task)
+        if not task.cancelled():
+            task.exception()
+
+    return done
 
 
 async def _wait_for_signal() -> None:
@@ -351,6 +408,7 @@ def systemd_unit(config: Any) -> str:
         "[Service]\nType=simple\n"
         f"Environment=AGENTD_HOME={config.home}\n"
         f"ExecStart={sys.executable} -m agentd daemon run\n"
+        "ExecReload=/bin/kill -HUP $MAINPID\n"  # `systemctl --user reload agentd` = `agentd daemon reload`
         f"KillSignal=SIGTERM\nTimeoutStopSec={int(load_settings(config).drain_timeout_s) + 30}\n"
         "Restart=on-failure\nRestartSec=5\n\n"
         "[Install]\nWantedBy=default.target\n"

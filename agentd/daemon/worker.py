@@ -42,6 +42,7 @@ class RunQueue:
     running: dict[str, threading.Event] = field(default_factory=dict)
     accepting: bool = True
     finished_count: int = 0
+    progress: dict[str, dict[str, Any]] = field(default_factory=dict)  # run id -> its latest progress event
     on_change: Callable[[], None] = lambda: None  # called (thread-safely) whenever a run emits an event
     _tasks: list[asyncio.Task] = field(default_factory=list)
     _threads: dict[str, asyncio.Future] = field(default_factory=dict)
@@ -163,6 +164,7 @@ class RunQueue:
     def _forget(self, run_id: str) -> None:
         self.running.pop(run_id, None)
         self._threads.pop(run_id, None)
+        self.progress.pop(run_id, None)
 
     def _forget_future(self, run_id: str, _future: object) -> None:
         self._forget(run_id)
@@ -183,6 +185,8 @@ class RunQueue:
             self.on_change()
 
     def _on_event(self, type_: str, data: dict[str, Any]) -> None:
+        if type_ == "progress":  # not journaled: event streams send the latest one per run (api._stream)
+            self.progress[data["run_id"]] = data
         self.on_change()
 
 

@@ -32,6 +32,7 @@ from ..records import (
 )
 from ..tools import ToolContext, ToolRegistry, execute
 from . import phases, structured
+from .progress import ProgressReporter
 from .state import LoopState, call_key
 
 log = logging.getLogger(__name__)
@@ -113,12 +114,22 @@ class _RunContext:
         self.cancel = cancel
         self.tools = engine.tools
         self.budgets = state.goal.budgets
+        self._reporter: ProgressReporter | None = None
 
     # -- plumbing -------------------------------------------------------------------------------
     def emit(self, type_: str, data: dict[str, Any]) -> None:
         seq = self.engine.journal.add_event(self.state.run_id, type_, data)
         if self.on_event is not None:
             self.on_event(type_, data | {"seq": seq, "run_id": self.state.run_id})
+
+    def _progress(self, phase: str) -> ProgressReporter | None:
+        """Live token progress for the display (not journaled: it is not part of what happened)."""
+        if self.on_event is None:
+            return None
+        if self._reporter is None:
+            on_event, run_id = self.on_event, self.state.run_id
+            self._reporter = ProgressReporter(lambda type_, data: on_event(type_, data | {"run_id": run_id}))
+        return self._reporter.watch(phase, self.state.usage.model_calls, self.state.usage.completion_tokens)
 
     def record(self, kind: str, data: dict[str, Any], started: float | None = None) -> None:
         """Journal a phase, then fold it into the state: the order that makes resume exact."""
@@ -144,7 +155,8 @@ class _RunContext:
         data: dict[str, Any] = {"prompt": [list(m) for m in messages], "request": request}
         try:
             reply = structured.ask(
-                self.model(), messages, schema, validate, name=name, retries=self.config.loop.output_retries
+                self.model(), messages, schema, validate, name=name, retries=self.config.loop.output_retries,
+                on_token=self._progress(name),
             )
         except StructuredOutputError as exc:
             data.update(raw=exc.raw, error=str(exc))

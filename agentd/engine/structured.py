@@ -80,8 +80,12 @@ def ask(
     *,
     name: str,
     retries: int = 2,
+    on_token: Callable[[int], None] | None = None,
 ) -> Reply:
-    """Ask until ``validate`` accepts the parsed JSON, at most ``retries`` re-asks; raise StructuredOutputError."""
+    """Ask until ``validate`` accepts the parsed JSON, at most ``retries`` re-asks; raise StructuredOutputError.
+
+    ``on_token`` follows each call's generated tokens (ModelHandle.complete).
+    """
     usage = Usage()
     errors: list[str] = []
     kwargs = decoding_kwargs(handle, schema, name)
@@ -89,13 +93,13 @@ def ask(
     raw = ""
     for attempt in range(1, retries + 2):
         try:
-            raw, call_usage = handle.complete(convo, **kwargs)
+            raw, call_usage = handle.complete(convo, on_token=on_token, **kwargs)
         except Exception as exc:
             if kwargs and handle.structured in ("json_schema", "json_object") and _unsupported(exc):
                 # The server refused the response_format: fall back to prompt-only JSON for this handle.
                 handle.structured = "prompt"
                 kwargs = {}
-                raw, call_usage = handle.complete(convo, **kwargs)
+                raw, call_usage = handle.complete(convo, on_token=on_token, **kwargs)
             else:
                 raise
         usage.add(call_usage)

@@ -55,6 +55,19 @@ def unavailable_tools(config):
 
 
 @hookimpl
+def register_settings(register):
+    """``[plugins.langchain]``: only ``tools``; each entry is checked when it is loaded (see load_entries)."""
+    from pydantic import BaseModel, ConfigDict, Field
+
+    class LangchainSettings(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+
+        tools: list[str | dict[str, Any]] = Field(default_factory=list)
+
+    register(LangchainSettings)
+
+
+@hookimpl
 def doctor_checks(config):
     """One failed check per configured entry that cannot be loaded (nothing when none are configured)."""
     return [("langchain tool", False, f"{problem}; fix or remove the entry") for problem in load_entries(config)[1]]

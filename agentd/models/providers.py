@@ -62,8 +62,25 @@ def llamacpp_model(cfg: ModelConfig) -> ModelHandle:
     mode = "grammar" if cfg.structured == "auto" else cfg.structured
     return ModelHandle(
         name="", chat=chat, structured=mode, info={"path": str(path)},
-        grammar_kwargs=_checked_grammars(chat.client),
+        grammar_kwargs=_checked_grammars(chat.client), token_kwargs=_llama_token_kwargs,
     )
+
+
+def _llama_token_kwargs(tick: Callable[[], None]) -> dict[str, Any]:
+    """Count tokens as llama.cpp samples them, without streaming (which would lose its token usage): a logits
+    processor is called once per generated token and passes the scores through unchanged."""
+    from llama_cpp import LogitsProcessorList
+
+    def count(input_ids: Any, scores: Any) -> Any:
+        tick()
+        return scores
+
+    return {"logits_processor": LogitsProcessorList([count])}
+
+
+def _stream_kwargs(tick: Callable[[], None]) -> dict[str, Any]:
+    """Stream this call (LangChain counts the chunks through on_llm_new_token) and ask for the usage at the end."""
+    return {"stream": True, "stream_usage": True}
 
 
 def _checked_grammars(llama: Any) -> Callable[[str], dict[str, Any]]:
@@ -102,7 +119,7 @@ def openai_model(cfg: ModelConfig) -> ModelHandle:
     mode = "json_schema" if cfg.structured == "auto" else cfg.structured
     return ModelHandle(
         name="", chat=chat, structured=mode, info={"base_url": cfg.base_url, "model": cfg.model},
-        grammar_kwargs=_server_grammar,
+        grammar_kwargs=_server_grammar, token_kwargs=_stream_kwargs,
     )
 
 

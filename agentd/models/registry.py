@@ -36,35 +36,64 @@ class ModelHandle:
     # In "grammar" mode: the call keyword arguments that apply a GBNF grammar (text) to one call. Without it,
     # the schema goes as ``response_format`` and the provider converts it.
     grammar_kwargs: Callable[[str], dict[str, Any]] | None = None
+    # How this provider reports tokens as they are generated, for live progress: the call keyword arguments
+    # that make it call ``tick()`` once per token (llama.cpp: a logits processor), or that make it stream
+    # (API models: ``stream=True``; LangChain then calls on_llm_new_token per chunk). None: neither.
+    token_kwargs: Callable[[Callable[[], None]], dict[str, Any]] | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def complete(self, messages: list[tuple[str, str]], **kwargs: Any) -> tuple[str, Usage]:
-        """One model call; returns the text and its usage. Calls through one handle are serialised."""
+    def complete(
+        self, messages: list[tuple[str, str]], on_token: Callable[[int], None] | None = None, **kwargs: Any
+    ) -> tuple[str, Usage]:
+        """One model call; returns the text and its usage. Calls through one handle are serialised.
+
+        ``on_token(n)`` is called with the count of tokens generated so far in this call: 0 when the call
+        starts, then as tokens arrive (from the model's thread; keep it cheap).
+        """
         from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
         kinds = {"system": SystemMessage, "user": HumanMessage, "assistant": AIMessage}
         lc_messages = [kinds[role](content=text) for role, text in messages]
-        collector = _UsageCollector()
+        collector = _UsageCollector(on_token)
+        if on_token is not None and self.token_kwargs is not None:
+            kwargs = kwargs | self.token_kwargs(collector.tick)
         started = time.monotonic()
         with self.lock:
+            if on_token is not None:
+                on_token(0)
             result = self.chat.generate([lc_messages], callbacks=[collector], **kwargs)
         seconds = time.monotonic() - started
         generation = result.generations[0][0]
         text = generation.text or str(getattr(generation, "message", "") and generation.message.content)
         usage = _usage_of(collector.result or result, generation)
+        if not usage.completion_tokens and collector.tokens:
+            # A streaming server that sends no usage (llama-cpp-python's): count what streamed, estimate the rest.
+            usage.completion_tokens = collector.tokens
+            usage.prompt_tokens = usage.prompt_tokens or sum(len(m.content) for m in lc_messages) // 4
         usage.model_calls = 1
         usage.model_seconds = seconds
         return text, usage
 
 
 class _UsageCollector:
-    """Catches the per-call LLMResult, whose llm_output keeps the token usage that generate() drops."""
+    """Catches the per-call LLMResult, whose llm_output keeps the token usage that generate() drops, and counts
+    tokens as they are generated (streamed chunks, or ``tick()`` from a provider's per-token hook)."""
 
-    def __new__(cls) -> Any:
+    def __new__(cls, on_token: Callable[[int], None] | None = None) -> Any:
         from langchain_core.callbacks import BaseCallbackHandler
 
         class Collector(BaseCallbackHandler):
             result: Any = None
+            tokens = 0
+
+            def tick(self) -> None:
+                self.tokens += 1
+                if on_token is not None:
+                    on_token(self.tokens)
+
+            def on_llm_new_token(self, token: str, **kwargs: Any) -> None:
+                if token:
+                    self.tick()
 
             def on_llm_end(self, response: Any, **kwargs: Any) -> None:
                 self.result = response

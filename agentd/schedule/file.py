@@ -15,7 +15,7 @@ from typing import Any
 import tomllib
 
 from ..errors import ConfigError
-from .spec import Schedule, from_spec, validate
+from .spec import Schedule, parse_spec, problems, validate
 
 log = logging.getLogger(__name__)
 # Tools an unattended run may call when a schedule names none: those that only touch the run's workspace.
@@ -70,6 +70,27 @@ def read_file(path: Path) -> dict[str, dict[str, Any]]:
     return tables
 
 
+def check_entry(name: str, table: dict[str, Any], tools: Any, config: Any) -> tuple[Schedule | None, list[str]]:
+    """One ``[schedules.NAME]`` table: the resolved Schedule, or None and every problem with it."""
+    schedule, found = parse_spec(name, table)
+    if schedule is not None:
+        if "allowed_tools" not in table and tools is not None:
+            schedule.allowed_tools = default_allowed_tools(tools)
+        found += problems(schedule, tools, config)
+    return (None if found else schedule), found
+
+
+def check_tables(path: Path, tables: dict[str, Any], tools: Any, config: Any) -> tuple[dict[str, Schedule], list[str]]:
+    """The valid schedules by name, and one line per problem naming the file and the entry."""
+    valid, lines = {}, []
+    for name, table in tables.items():
+        schedule, found = check_entry(name, table, tools, config)
+        if schedule is not None:
+            valid[name] = schedule
+        lines += [f"{path} [schedules.{name}]: {problem}" for problem in found]
+    return valid, lines
+
+
 def import_file(store: Any, config: Any, tools: Any, now: float | None = None) -> ImportReport:
     """Bring the file's declarations into the store; see the module docstring for the rules."""
     report = ImportReport()
@@ -79,12 +100,11 @@ def import_file(store: Any, config: Any, tools: Any, now: float | None = None) -
     except ConfigError as exc:
         report.errors.append(str(exc))
         return report
+    valid, report.errors = check_tables(path, tables, tools, config)
     existing = {s.name: s for s in store.all()}
-    for name, table in tables.items():
-        try:
-            declared = resolve(from_spec(name, table), tools, config, declared_tools="allowed_tools" in table)
-        except ConfigError as exc:
-            report.errors.append(f"{path}: [schedules.{name}]: {exc}")
+    for name in tables:
+        declared = valid.get(name)
+        if declared is None:
             continue
         current = existing.get(name)
         if current is None:
@@ -115,15 +135,40 @@ def export_toml(schedules: list[Schedule]) -> str:
     return tomli_w.dumps({"schedules": {s.name: s.spec() for s in schedules}})
 
 
+def _tools(config: Any) -> Any:
+    """The tool registry, to check allowlists as the daemon will (None when the app cannot be built)."""
+    from ..app import make_app
+    from ..errors import AgentdError
+
+    try:
+        app = make_app(config)
+    except AgentdError:
+        return None
+    try:
+        return app.tools
+    finally:
+        app.close()
+
+
 def doctor_checks(config: Any) -> list[tuple[str, bool, str]]:
     """For `agentd doctor`: the schedules file parses, and stored schedules have a daemon to fire them."""
     checks: list[tuple[str, bool, str]] = []
     path = schedules_path(config)
+    tables: dict[str, Any] = {}
     try:
         tables = read_file(path)
-        checks.append(("schedules file", True, f"{len(tables)} declared in {path}" if tables else "none declared"))
     except ConfigError as exc:
-        checks.append(("schedules file", False, f"{exc}; fix it, then restart the daemon"))
+        checks.append(("schedules file", False, f"{exc}; fix it, then run `agentd daemon reload`"))
+    if tables:
+        valid, lines = check_tables(path, tables, _tools(config), config)
+        checks += [("schedules file", False, line) for line in lines]
+        if not lines:
+            checks.append(("schedules file", True, f"{len(valid)} declared in {path}"))
+        else:
+            checks.append(("schedules file", False, f"{len(tables) - len(valid)} of {len(tables)} entries invalid; "
+                           "fix them, then run `agentd daemon reload`"))
+    elif not checks:
+        checks.append(("schedules file", True, "none declared"))
     from ..journal import Journal
 
     journal = Journal(config.journal_path)

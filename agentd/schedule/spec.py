@@ -181,26 +181,37 @@ def fire_id(name: str, when: datetime) -> str:
 
 def validate(schedule: Schedule, tools: Any = None, config: Any = None) -> Schedule:
     """Check everything a schedule names against the tool registry and config; ConfigError before storing."""
+    found = problems(schedule, tools, config)
+    if found:
+        raise ConfigError(f"schedule {schedule.name!r}: {'; '.join(found)}")
+    return schedule
+
+
+def problems(schedule: Schedule, tools: Any = None, config: Any = None) -> list[str]:
+    """Every problem with a schedule (not only the first), each saying what to fix; [] when it is valid."""
+    found = []
     if not NAME_RE.match(schedule.name):
-        raise ConfigError(
-            f"schedule name {schedule.name!r}: use letters, digits, '-', '_' or '.', starting with a letter or digit"
-        )
+        found.append(f"schedule name {schedule.name!r}: use letters, digits, '-', '_' or '.', starting with a letter or digit")
     if not schedule.goal.strip():
-        raise ConfigError(f"schedule {schedule.name!r}: the goal text is empty")
-    make_trigger(schedule)
+        found.append("`goal` (the text to run) is missing or empty")
+    try:
+        make_trigger(schedule)
+    except ConfigError as exc:
+        found.append(str(exc))
     if schedule.grace_s < 0:
-        raise ConfigError(f"schedule {schedule.name!r}: grace must not be negative")
+        found.append("grace must not be negative")
     for key in ("max_steps", "max_tokens", "max_seconds"):
         value = getattr(schedule, key)
         if value is not None and value <= 0:
-            raise ConfigError(f"schedule {schedule.name!r}: {key} must be positive (got {value})")
+            found.append(f"{key} must be positive (got {value})")
     if tools is not None:
-        problems = allowlist_problems(schedule.allowed_tools, tools)
-        if problems:
-            raise ConfigError(f"schedule {schedule.name!r}: {'; '.join(problems)}")
+        found.extend(allowlist_problems(schedule.allowed_tools, tools))
     if config is not None and schedule.model:
-        config.model_config_for(schedule.model)
-    return schedule
+        try:
+            config.model_config_for(schedule.model)
+        except ConfigError as exc:
+            found.append(str(exc))
+    return found
 
 
 def allowlist_problems(allowlist: list[str], tools: Any) -> list[str]:
@@ -225,17 +236,28 @@ def allowlist_problems(allowlist: list[str], tools: Any) -> list[str]:
 
 
 def from_spec(name: str, data: dict[str, Any], source: str = "file") -> Schedule:
-    """A Schedule from a TOML table; unknown keys are a ConfigError naming them."""
+    """A Schedule from a TOML table; unknown keys and bad values are a ConfigError naming every one."""
+    schedule, found = parse_spec(name, data, source)
+    if found or schedule is None:
+        raise ConfigError(f"schedule {name!r}: {'; '.join(found)}")
+    return schedule
+
+
+def parse_spec(name: str, data: dict[str, Any], source: str = "file") -> tuple[Schedule | None, list[str]]:
+    """A Schedule from a TOML table (unknown keys left out) and every problem met parsing it."""
     known = set(Schedule.__dataclass_fields__) - {"name", "paused", "source", "created_at", "anchor_at"} | {"grace"}
+    found = []
     unknown = sorted(set(data) - known)
     if unknown:
-        raise ConfigError(f"schedule {name!r}: unknown keys {', '.join(unknown)}; allowed: {', '.join(sorted(known))}")
-    if "goal" not in data:
-        raise ConfigError(f"schedule {name!r}: `goal` (the text to run) is required")
-    values = dict(data)
+        found.append(f"unknown keys {', '.join(unknown)}; allowed: {', '.join(sorted(known))}")
+    values = {k: v for k, v in data.items() if k in known}
+    values.setdefault("goal", "")  # a missing goal is reported by problems()
     if "grace" in values:
-        values["grace_s"] = parse_duration(values.pop("grace"), "grace")
+        try:
+            values["grace_s"] = parse_duration(values.pop("grace"), "grace")
+        except ConfigError as exc:
+            found.append(str(exc))
     try:
-        return Schedule(name=name, source=source, **values)
+        return Schedule(name=name, source=source, **values), found
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"schedule {name!r}: {exc}") from None
+        return None, [*found, str(exc)]

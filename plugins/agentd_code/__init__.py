@@ -107,6 +107,14 @@ def _schedule_of(run_id: str) -> str | None:
 
 
 @hookimpl
+def register_settings(register):
+    """``[plugins.code]`` is validated when the config loads."""
+    from .settings import CodeSettings
+
+    register(CodeSettings)
+
+
+@hookimpl
 def register_tools(register, config):
     """Register run_python and run_shell; both run code."""
     register(run_python, side_effects=["runs_code"], goal_phrases=PYTHON_PHRASES)

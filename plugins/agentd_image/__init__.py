@@ -1,7 +1,7 @@
 """Image generation: a ``generate_image`` tool over a local diffusers pipeline, strictly offline.
 
 Heavy dependencies (torch, diffusers, transformers, pillow) are an optional extra, ``pip install
-'agentd[image]'``; without them the tool is not registered and :func:`unavailable_reason` says why. The
+'agentd-daemon[image]'``; without them the tool is not registered and :func:`unavailable_reason` says why. The
 pipeline loads on first use, stays warm for ``keep_warm_s`` seconds and is then released; calls queue for it
 one at a time. Settings: ``[plugins.image]`` (see docs/image.md). This module imports only the standard
 library and agentd; everything else loads inside the tool.
@@ -42,7 +42,7 @@ def unavailable_reason(config: Any = None) -> str | None:
     if missing:
         return (
             f"image generation needs {', '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} not "
-            f"installed; install the extra: pip install 'agentd[{EXTRA}]' (from a checkout: pip install -e '.[{EXTRA}]')"
+            f"installed; install the extra: pip install 'agentd-daemon[{EXTRA}]' (from a checkout: pip install -e '.[{EXTRA}]')"
         )
     if config is None:
         return None
@@ -89,6 +89,14 @@ def make_generate_image(home: Path | None = None) -> Callable[..., ToolResult]:
         )
 
     return generate_image
+
+
+@hookimpl
+def register_settings(register):
+    """``[plugins.image]`` is validated when the config loads (the settings module imports only pydantic)."""
+    from .settings import ImageSettings
+
+    register(ImageSettings)
 
 
 @hookimpl

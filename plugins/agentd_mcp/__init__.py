@@ -17,6 +17,14 @@ AGENTD_API = "1.0"
 
 
 @hookimpl
+def register_settings(register: Any) -> None:
+    """``[plugins.mcp]`` is validated when the config loads."""
+    from .settings import settings_model
+
+    register(settings_model())
+
+
+@hookimpl
 def register_tools(register: Any, config: Any) -> None:
     """Register each listed tool of each enabled server (servers that fail are skipped and reported)."""
     from .manager import manager_for

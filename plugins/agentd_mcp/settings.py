@@ -75,6 +75,11 @@ def _models() -> tuple[Any, Any]:
     return ServerSettings, McpSettings
 
 
+def settings_model() -> Any:
+    """The pydantic model of the whole ``[plugins.mcp]`` table (declared through ``register_settings``)."""
+    return _models()[1]
+
+
 def parse_settings(table: dict[str, Any]) -> Any:
     """Validate a ``[plugins.mcp]`` table; raise McpConfigError naming the offending key."""
     from pydantic import ValidationError

@@ -112,6 +112,14 @@ def make_tools(config: Any) -> tuple[Any, Any]:
 
 
 @hookimpl
+def register_settings(register):
+    """``[plugins.memory]`` is validated when the config loads."""
+    from .store import MemorySettings
+
+    register(MemorySettings)
+
+
+@hookimpl
 def register_tools(register, config):
     if config is None or not _settings(config).enabled:
         return

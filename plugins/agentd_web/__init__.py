@@ -29,6 +29,14 @@ __all__ = [
 
 
 @hookimpl
+def register_settings(register):
+    """``[plugins.web]`` is validated when the config loads."""
+    from .settings import WebSettings
+
+    register(WebSettings)
+
+
+@hookimpl
 def register_tools(register, config):
     """Register web_search, fetch_url and (when some host is allowed) http_request; all reach the network."""
     from .tools import build_toolkit

@@ -137,6 +137,35 @@ def test_hook_register_commands(home):
     assert result.exit_code == 0 and result.output == "hello ada\n"
 
 
+def test_hook_register_settings(home):
+    from agentd.config import config_as_dict, load_config
+    from agentd.errors import ConfigError
+
+    drop_in(home, "shout", """
+        from pydantic import BaseModel, ConfigDict, Field
+        from agentd import hookimpl
+
+        class ShoutSettings(BaseModel):
+            model_config = ConfigDict(extra="forbid")
+            times: int = Field(1, ge=1)
+
+        @hookimpl
+        def register_settings(register):
+            register(ShoutSettings)
+    """)
+    write_scripted_config(home)
+    assert config_as_dict(load_config())["plugins"]["shout"] == {"times": 1}  # defaults shown
+    with (home / "configs" / "agentd.toml").open("a") as f:
+        f.write("[plugins.shout]\ntimez = 3\n")
+    try:
+        load_config()
+    except ConfigError as exc:
+        assert str(exc) == f"invalid configuration: {home / 'configs' / 'agentd.toml'}: plugins.shout.timez: " \
+            "unknown key (check the spelling against configs/agentd.toml and docs/)"
+    else:
+        raise AssertionError("a misspelt plugin key was accepted")
+
+
 def test_hook_extend_context(tmp_path):
     class Notes:
         __name__ = "notes"

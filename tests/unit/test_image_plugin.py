@@ -180,7 +180,8 @@ def test_png_text_round_trip_including_non_latin1(tmp_path):
 
 # -- availability and registration ------------------------------------------------------------------
 def _config(home: Path, table: dict):
-    return load_config(home=home, env={}, overrides={"plugins.image": table})
+    # Unvalidated: the plugin's own checks must hold even for a table the config loader would refuse.
+    return load_config(home=home, env={}, overrides={"plugins.image": table}, validate_plugins=False)
 
 
 def _registered(config) -> list[Tool]:
@@ -197,7 +198,7 @@ def test_missing_dependencies_unregister_the_tool_and_say_why(monkeypatch, tmp_p
         importlib.util, "find_spec", lambda name, *a: None if name == "diffusers" else real(name)
     )
     reason = agentd_image.unavailable_reason()
-    assert "diffusers" in reason and "pip install 'agentd[image]'" in reason
+    assert "diffusers" in reason and "pip install 'agentd-daemon[image]'" in reason
     configured = _config(tmp_path, {"model": str(model_dir)})
     assert _registered(configured) == [] and _registered(None) == []
     assert agentd_image.unavailable_tools(config=configured) == [f"generate_image: {reason}"]

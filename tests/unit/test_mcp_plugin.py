@@ -72,7 +72,9 @@ def test_no_servers_means_no_tools_and_no_reports(tmp_path):
 
 
 def test_bad_config_is_reported_not_raised_by_doctor(tmp_path):
-    config = load_config(home=tmp_path, env={}, overrides={"plugins.mcp": {"servers": {"x": {"args": []}}}})
+    config = load_config(
+        home=tmp_path, env={}, overrides={"plugins.mcp": {"servers": {"x": {"args": []}}}}, validate_plugins=False
+    )
     checks = agentd_mcp.doctor_checks(config)
     assert len(checks) == 1 and checks[0][1] is False and "plugins.mcp.servers.x" in checks[0][2]
     assert "plugins.mcp.servers.x" in agentd_mcp.unavailable_tools(config)[0]

@@ -224,7 +224,7 @@ def test_bad_memory_settings_name_the_key(tmp_path):
     from agentd.config import load_config
     from agentd.errors import ConfigError
 
-    config = load_config(home=tmp_path, env={}, overrides={"plugins.memory": {"chunk_chars": 5}})
+    config = load_config(home=tmp_path, env={}, overrides={"plugins.memory": {"chunk_chars": 5}}, validate_plugins=False)
     with pytest.raises(ConfigError, match="plugins.memory.chunk_chars"):
         MemorySettings.from_config(config)
 

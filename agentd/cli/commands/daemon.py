@@ -49,7 +49,7 @@ def start(wait_s: float) -> None:
     from ...daemon import client
     from ...daemon.server import Paths
 
-    config = _config()
+    config = _config_or_log()
     paths = Paths(config.home)
     if client.daemon_running(config):
         click.echo(f"already running (pid {_pid(paths)})")
@@ -69,14 +69,43 @@ def start(wait_s: float) -> None:
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise click.ClickException(
-                f"the daemon exited at start (code {proc.returncode}); see {paths.log}"
-            )
+            message = f"the daemon exited at start (code {proc.returncode}): {_last_line(paths.log)}; see {paths.log}"
+            if proc.returncode == 2:  # it refused its configuration
+                from ...errors import ConfigError
+
+                raise ConfigError(message)
+            raise click.ClickException(message)
         if client.daemon_running(config):
             click.echo(f"started (pid {proc.pid}); logs: {paths.log}")
             return
         time.sleep(0.2)
     raise click.ClickException(f"the daemon did not answer within {wait_s:g}s; see {paths.log}")
+
+
+@daemon.command()
+def reload() -> None:
+    """Re-read the config and schedules.toml without a restart (like SIGHUP); on an error the old one stays."""
+    from types import SimpleNamespace
+
+    from ...config import resolve_home
+    from ...daemon import client
+    from ...errors import ConfigError
+
+    config = SimpleNamespace(home=resolve_home())  # not loaded here: the daemon validates it, and logs a refusal
+    if not client.daemon_running(config):
+        click.echo("not running: nothing to reload (the next `agentd daemon start` reads the config)")
+        sys.exit(1)
+    try:
+        result = client.request(config, "POST", "/reload")
+    except client.DaemonError as exc:
+        if exc.status_code == 400:
+            raise ConfigError(str(exc).removeprefix("daemon: ")) from None
+        raise
+    click.echo(f"reloaded; models: {', '.join(result['models'])}")
+    if result["needs_restart"]:
+        click.echo(f"restart the daemon to apply: {', '.join('plugins.daemon.' + k for k in result['needs_restart'])}")
+    for line in result["schedules"].get("conflicts", []) + result["schedules"].get("errors", []):
+        click.echo(f"schedules: {line}", err=True)
 
 
 @daemon.command()
@@ -115,6 +144,9 @@ def status(as_json: bool) -> None:
         click.echo(json.dumps({"running": False}) if as_json else "not running")
         sys.exit(1)
     data = client.request(config, "GET", "/status")
+    warning = client.stale_config_warning(config)
+    if warning:
+        click.echo(warning, err=True)
     if as_json:
         click.echo(json.dumps({"running": True} | data, indent=1))
         return
@@ -158,6 +190,32 @@ def install(print_only: bool) -> None:
     click.echo(f"wrote {target}")
     click.echo("enable it:  systemctl --user daemon-reload && systemctl --user enable --now agentd")
     click.echo(f"start at boot without a login:  loginctl enable-linger {os.environ.get('USER', '$USER')}")
+
+
+def _config_or_log():  # type: ignore[no-untyped-def]
+    """The config; when it is invalid, the reason also goes to daemon.log (where a daemon's problems are looked
+    for) before the CLI exits 2."""
+    from ...config import resolve_home
+    from ...daemon.server import Paths
+    from ...errors import ConfigError
+
+    try:
+        return _config()
+    except ConfigError as exc:
+        log = Paths(resolve_home()).log
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "a", encoding="utf-8") as f:
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+            f.writelines(f"{stamp} ERROR agentd.daemon: not started: {line}\n" for line in str(exc).splitlines())
+        raise
+
+
+def _last_line(path: Path) -> str:
+    try:
+        lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return "no log"
+    return lines[-1] if lines else "no log"
 
 
 def _pid(paths) -> int | None:  # type: ignore[no-untyped-def]

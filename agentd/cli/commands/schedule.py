@@ -127,8 +127,12 @@ def _print_list(data: dict[str, Any]) -> None:
         table.add_row(s["name"], s["trigger"], nxt, at, last.get("status") or "-",
                       str(s["missed"]), "yes" if s["paused"] else "", s["misfire"])
     console.print(table)
-    for line in data["file"].get("conflicts", []) + data["file"].get("errors", []):
-        console.print(f"[red]schedules.toml:[/] {line}", markup=False)
+    from rich.text import Text
+
+    # Text, not markup: a problem quoting a cron expression or a TOML key in brackets prints as written.
+    for kind, key in (("conflict", "conflicts"), ("problem", "errors")):
+        for line in data["file"].get(key, []):
+            console.print(Text.assemble((kind, "red"), ": ", line), soft_wrap=True)
 
 
 def _set(name: str, action: str) -> None:
