@@ -12,6 +12,11 @@ PY=${PYTHON:-python3}
 source scripts/lib.sh
 apt_install bubblewrap
 "$PY" -m pip install -q --disable-pip-version-check "torch==2.13.0"
+# This checkout was once installed as the distribution `agentd` (a name taken on PyPI): drop that install, or
+# both would register the same plugins.
+if "$PY" -m pip show agentd 2>/dev/null | grep -qx "Editable project location: $PWD"; then
+  "$PY" -m pip uninstall -y -q agentd
+fi
 # llama-cpp-python compiles from source; CMAKE_ARGS says for which CPU (see scripts/lib.sh).
 export CMAKE_ARGS="${CMAKE_ARGS:-$(llama_cmake_args)}"
 "$PY" -m pip install -q --disable-pip-version-check -e ".[image]"
