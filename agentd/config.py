@@ -104,6 +104,8 @@ class Config(_Strict):
     model_dirs: list[str] = Field(default_factory=list)
     loop: LoopConfig = Field(default_factory=LoopConfig)
     plugins: PluginsConfig = Field(default_factory=PluginsConfig)
+    # Apprise URLs told when any scheduled run fails, is unverified or waits for approval (see docs/scheduling.md).
+    notify: list[str] = Field(default_factory=list)
 
     @property
     def journal_path(self) -> Path:

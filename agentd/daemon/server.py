@@ -143,7 +143,9 @@ class Daemon:
         self._loop = asyncio.get_running_loop()
         self._changed = asyncio.Event()
         self.app = await asyncio.to_thread(make_app, self.config)
-        self.queue = RunQueue(self.app.engine, workers=self.settings.workers, on_change=self.notify)
+        self.queue = RunQueue(
+            self.app.engine, workers=self.settings.workers, on_change=self.notify, on_outcome=self.tell_owner
+        )
         self.recovered = self.queue.recover(resume=self.settings.resume)
         if any(self.recovered.values()):
             log.info("recovered runs: %s", self.recovered)
@@ -185,6 +187,15 @@ class Daemon:
         run_id = self.queue.submit(goal)
         log.info("schedule fire %s queued run %s", fire_id, run_id)
         return run_id
+
+    def tell_owner(self, run_id: str, outcome: dict[str, Any]) -> None:
+        """A scheduled run that failed, is unverified or waits for approval notifies its owner (Apprise)."""
+        from ..notify import notify_outcome
+        from ..records import Goal
+
+        row = self.app.journal.get_run(run_id)
+        if row is not None:
+            notify_outcome(self.config, Goal.from_dict(row["goal_spec"]), outcome)
 
     # -- change notification (SSE streams wait on it) ------------------------------------------------
     def notify(self) -> None:
@@ -267,6 +278,10 @@ async def serve(config: Any) -> None:
     from .api import create_api, token_guard
 
     settings = load_settings(config)
+    if config.notify:
+        from ..notify import check_urls
+
+        check_urls(config.notify, "notify")
     paths = Paths(config.home)
     lock_fd = acquire_lock(paths)
     token = ""

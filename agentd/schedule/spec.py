@@ -43,6 +43,7 @@ class Schedule:
     misfire: Misfire = Misfire.once
     grace_s: float = 300.0
     allowed_tools: list[str] = field(default_factory=list)
+    notify: list[str] = field(default_factory=list)  # Apprise URLs told when a run needs its owner
     model: str | None = None
     max_steps: int | None = None
     max_tokens: int | None = None
@@ -200,6 +201,10 @@ def validate(schedule: Schedule, tools: Any = None, config: Any = None) -> Sched
             raise ConfigError(f"schedule {schedule.name!r}: {'; '.join(problems)}")
     if config is not None and schedule.model:
         config.model_config_for(schedule.model)
+    if schedule.notify:
+        from ..notify import check_urls
+
+        check_urls(schedule.notify, f"schedule {schedule.name!r}")
     return schedule
 
 

@@ -15,7 +15,7 @@ GROUPS = {
     "runs": "runs",
     "catalog": ("tools", "plugins", "models"),
     "system": ("doctor", "config"),
-    "daemon": "daemon",
+    "daemon": ("daemon", "logs"),
     "schedule": ("schedule", "report"),
 }
 
