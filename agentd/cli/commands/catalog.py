@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from typing import Any
 
@@ -99,7 +101,7 @@ def tools_run(name: str, args: tuple[str, ...], as_json: bool, timeout: float | 
 
 @click.group()
 def plugins() -> None:
-    """List plugins and why any failed to load."""
+    """List plugins and why any failed to load; install and uninstall them."""
 
 
 @plugins.command("list")
@@ -142,6 +144,84 @@ def plugins_info(name: str) -> None:
         raise ConfigError(f"no plugin {name!r}; `agentd plugins list` shows them")
     for key, value in asdict(app.host.infos[name]).items():
         click.echo(f"{key}: {value}")
+
+
+@plugins.command("install")
+@click.argument("packages", nargs=-1, required=True)
+@click.option("-U", "--upgrade", is_flag=True, help="Upgrade to the newest version.")
+@click.option("-e", "--editable", is_flag=True, help="Install the PATH in editable mode (for plugin authors).")
+@click.option("--force-reinstall", is_flag=True)
+@click.option("--no-deps", is_flag=True, help="Do not install the plugin's dependencies.")
+@click.option("--no-build-isolation", is_flag=True, help="Build with the packages already installed (offline).")
+def plugins_install(packages: tuple[str, ...], editable: bool, **flags: bool) -> None:
+    """Install plugins (PyPI names or local PATHs) into the Python environment agentd itself runs in."""
+    import importlib
+
+    pip_flags = [f"--{name.replace('_', '-')}" for name, on in flags.items() if on]
+    targets = [part for p in packages for part in (("-e", p) if editable else (p,))]
+    before = _entry_point_plugins()
+    _pip("install", *pip_flags, *targets)
+    importlib.invalidate_caches()
+    added = sorted(set(_entry_point_plugins()) - set(before))
+    if added:
+        click.echo(f"installed; new plugins: {', '.join(added)} (`agentd plugins list` shows them)")
+    elif not flags["upgrade"] and not flags["force_reinstall"]:
+        click.echo(
+            "installed, but no new plugin appeared: a plugin declares [project.entry-points.agentd] in its "
+            "pyproject.toml (see docs/plugins.md, 'Installing a plugin')", err=True,
+        )
+    else:
+        click.echo("installed")
+
+
+@plugins.command("uninstall")
+@click.argument("packages", nargs=-1, required=True)
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+def plugins_uninstall(packages: tuple[str, ...], yes: bool) -> None:
+    """Uninstall plugin packages (distribution names, as `plugins list` shows) from agentd's environment."""
+    from ...errors import ConfigError
+
+    own = _own_distribution()
+    if own and any(_normalise(p) == _normalise(own) for p in packages):
+        raise ConfigError(f"{own} is agentd itself; to remove agentd use `{sys.executable} -m pip uninstall {own}`")
+    known = {dist: name for name, dist in _entry_point_plugins().items()}
+    for package in packages:
+        if _normalise(package) not in {_normalise(d) for d in known}:
+            raise ConfigError(
+                f"{package!r} is not an installed plugin package; installed: {', '.join(sorted(known)) or 'none'}"
+            )
+    if not yes:
+        click.confirm(f"uninstall {', '.join(packages)} from {sys.prefix}?", abort=True)
+    _pip("uninstall", "-y", *packages)
+    click.echo(f"uninstalled {', '.join(packages)}")
+
+
+def _pip(*args: str) -> None:
+    """pip in this interpreter (never whatever `pip` is first on PATH); its output goes straight to the user."""
+    from ...errors import AgentdError
+
+    code = subprocess.run([sys.executable, "-m", "pip", *args]).returncode
+    if code != 0:
+        raise AgentdError(f"pip {args[0]} failed (exit {code}); pip's message is above")
+
+
+def _entry_point_plugins() -> dict[str, str]:
+    """Plugin name -> the distribution that provides it, for every entry point in the `agentd` group."""
+    from importlib.metadata import entry_points
+
+    from ...plugins import ENTRY_POINT_GROUP
+
+    return {ep.name: ep.dist.name if ep.dist else "?" for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def _own_distribution() -> str | None:
+    from importlib.metadata import packages_distributions
+
+    return next(iter(packages_distributions().get("agentd", [])), None)
+
+
+def _normalise(name: str) -> str:
+    return name.lower().replace("_", "-").replace(".", "-")
 
 
 @click.group()
