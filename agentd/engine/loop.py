@@ -154,7 +154,7 @@ class _RunContext:
             raise
         except Exception as exc:  # the model boundary: provider errors vary (HTTP, llama.cpp, ...)
             log.exception("model call failed in %s", name)
-            data.update(error=f"{type(exc).__name__}: {exc}", model_failure=True)
+            data.update(error=f"{type(exc).__name__}: {exc}{_where(self.model())}", model_failure=True)
             self.emit("model_error", {"phase": name, "error": data["error"]})
             return None, data
         data.update(raw=reply.raw, usage=reply.usage.to_dict(), attempts=reply.attempts, repaired=reply.repaired)
@@ -414,6 +414,14 @@ class _RunContext:
             self.engine.host.call_each("run_finished", run_id=s.run_id, goal=s.goal, outcome=outcome, state=s)
         self.emit("run_finished" if s.status.finished else "run_parked", outcome)
         return outcome
+
+
+def _where(handle: Any) -> str:
+    """For an API model's failure: which endpoint it was, so the user knows what to check."""
+    if "base_url" not in handle.info:
+        return ""
+    where = handle.info["base_url"] or "https://api.openai.com/v1"
+    return f" (model {handle.name} at {where}: is it running and reachable?)"
 
 
 def combine_critiques(critiques: list[Critique]) -> Critique:

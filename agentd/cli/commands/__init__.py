@@ -17,6 +17,7 @@ GROUPS = {
     "system": ("doctor", "config"),
     "daemon": ("daemon", "logs"),
     "schedule": ("schedule", "report"),
+    "setup": ("completion", "keys"),
 }
 
 

@@ -91,11 +91,15 @@ def tools_run(name: str, args: tuple[str, ...], as_json: bool, timeout: float | 
         # A string parameter takes the text as typed: content=5 means "5", not the number 5.
         values[key] = text.split("=", 1)[1] if props.get(key, {}).get("type") == "string" else value
     result = execute(tool, values, ctx)
+    kept = any(workspace.iterdir())
+    if not kept:
+        workspace.rmdir()  # the call wrote nothing: leave no empty folder behind
     if as_json:
-        click.echo(json.dumps(result.to_dict() | {"workspace": str(workspace)}, default=str))
+        click.echo(json.dumps(result.to_dict() | {"workspace": str(workspace) if kept else None}, default=str))
     else:
         click.echo(result.for_model(limit=10_000))
-        click.echo(f"workspace: {workspace}", err=True)
+        if kept:
+            click.echo(f"workspace: {workspace}", err=True)
     raise SystemExit(0 if result.ok else 1)
 
 

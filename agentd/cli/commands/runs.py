@@ -124,7 +124,7 @@ def _decide(run_id: str, approved: bool) -> None:
     verb = "approve" if approved else "deny"
     if client.daemon_running(config):
         answer = client.request(config, "POST", f"/runs/{run_id}/{verb}")
-        click.echo(f"{answer['run_id']}: {verb}d; the daemon continues it")
+        click.echo(f"{answer['run_id']}: " + ("approved; the daemon continues it" if approved else "denied; the run stops"))
         return
     from ...app import make_app
 
@@ -133,7 +133,10 @@ def _decide(run_id: str, approved: bool) -> None:
         app.engine.decide(run_id, approved)
     finally:
         app.close()
-    click.echo(f"{run_id}: {verb}d; it continues when the daemon starts (`agentd daemon start`)")
+    if approved:
+        click.echo(f"{run_id}: approved; it continues when the daemon starts (`agentd daemon start`)")
+    else:
+        click.echo(f"{run_id}: denied; the run stops (recorded as denied when the daemon next starts)")
 
 
 @runs.command("approve")
