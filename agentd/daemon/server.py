@@ -351,9 +351,13 @@ def run_foreground(config: Any) -> None:
 
 
 def systemd_unit(config: Any) -> str:
-    """A systemd user unit that starts the daemon at login (or at boot with `loginctl enable-linger`)."""
+    """A systemd user unit that starts the daemon at login (or at boot with `loginctl enable-linger`).
+
+    No ``After=network-online.target``: the user manager cannot see that system target, so it only misleads;
+    API models and web tools report an unreachable network per run instead.
+    """
     return (
-        "[Unit]\nDescription=agentd agent daemon\nAfter=network-online.target\n\n"
+        "[Unit]\nDescription=agentd agent daemon\n\n"
         "[Service]\nType=simple\n"
         f"Environment=AGENTD_HOME={config.home}\n"
         f"ExecStart={sys.executable} -m agentd daemon run\n"

@@ -145,11 +145,11 @@ def make_trigger(schedule: Schedule) -> Any:
 
 
 def parse_at(text: str, tz: Any) -> datetime:
-    """``"2026-12-01 09:00"`` (in the schedule's timezone) or a full ISO time with an offset."""
+    """``"2030-06-01 09:00"`` (in the schedule's timezone) or a full ISO time with an offset."""
     try:
         when = datetime.fromisoformat(text.strip().replace("T", " "))
     except ValueError:
-        raise ConfigError(f'--at {text!r} is not a date and time: write e.g. "2026-12-01 09:00"') from None
+        raise ConfigError(f'--at {text!r} is not a date and time: write e.g. "2030-06-01 09:00"') from None
     return when if when.tzinfo else when.replace(tzinfo=tz)
 
 
