@@ -89,8 +89,9 @@ class Engine:
         try:
             run.drive()
         except (RunCancelled, KeyboardInterrupt):
-            # Ctrl-C in-process or a cancel from the daemon: the run ends as cancelled, fully journaled.
-            run.stop(StopReason.cancelled, "cancelled by the user")
+            # Ctrl-C in-process or a cancel from the daemon: the run ends as cancelled, fully journaled; the
+            # interrupted phase's time counts, so the summary shows how long the run really went on.
+            run.stop(StopReason.cancelled, "cancelled by the user", started=run.phase_started)
         except JournalError:
             raise  # nothing more can be recorded; what was journaled stays, and a restart resumes it
         except AgentdError as exc:  # e.g. the model became unavailable mid-run
@@ -113,6 +114,7 @@ class _RunContext:
         self.cancel = cancel
         self.tools = engine.tools
         self.budgets = state.goal.budgets
+        self.phase_started: float | None = None  # set while a phase runs
 
     # -- plumbing -------------------------------------------------------------------------------
     def emit(self, type_: str, data: dict[str, Any]) -> None:
@@ -126,11 +128,11 @@ class _RunContext:
         self.engine.journal.add_phase(self.state.run_id, kind, data, started)
         self.state.apply(kind, data | {"started_at": started, "finished_at": time.time()})
 
-    def stop(self, reason: StopReason, detail: str = "", final_answer: str = "") -> None:
+    def stop(self, reason: StopReason, detail: str = "", final_answer: str = "", started: float | None = None) -> None:
         data: dict[str, Any] = {"stop_reason": reason.value, "detail": detail}
         if final_answer:
             data["final_answer"] = final_answer
-        self.record("stop", data)
+        self.record("stop", data, started)
 
     def model(self) -> Any:
         return self.engine.models.get(self.state.goal.model)
@@ -171,7 +173,9 @@ class _RunContext:
                 raise RunCancelled()
             if self._over_budget(phase):
                 continue
+            self.phase_started = time.time()
             getattr(self, f"do_{phase}")()
+            self.phase_started = None
 
     def _over_budget(self, phase: str) -> bool:
         s, b = self.state, self.budgets

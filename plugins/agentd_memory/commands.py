@@ -137,14 +137,16 @@ def list_(kind: str | None, limit: int, as_json: bool) -> None:
         for item in items:
             _dump(item.to_dict())
         return
-    table = Table("id", "kind", "from", "text")
+    from agentd.cli.render import print_table
+
+    rows = []
     for item in items:
         where = item.provenance
         if item.kind == "document":
             where = f"{item.meta.get('source')} ({item.meta.get('n_chunks', '?')} chunks)"
-        table.add_row(item.id, item.kind, escape(where), _preview(item.text, 80))
+        rows.append([item.id, item.kind, where, _preview(item.text, 80, markup=False)])
     if items:
-        console.print(table)
+        print_table(["id", "kind", "from", "text"], rows, prose=("text",))
     else:
         click.echo("memory is empty")
 

@@ -118,20 +118,21 @@ def list_schedules(as_json: bool) -> None:
 
 def _print_list(data: dict[str, Any]) -> None:
     from rich.console import Console
-    from rich.table import Table
+
+    from ..render import print_table
 
     console = Console(highlight=False)
     if not data["daemon_running"]:
         console.print("[yellow]daemon is not running[/]: schedules fire only while it runs (`agentd daemon "
                       "start`); fires missed meanwhile are handled by each schedule's misfire policy on start")
-    table = Table("name", "trigger", "next run", "last run", "outcome", "missed", "paused", "misfire")
+    rows = []
     for s in data["schedules"]:
         last = s["last_run"] or {}
         at = time.strftime("%Y-%m-%d %H:%M", time.localtime(last["at"])) if last else "-"
         nxt = (s["next_run"] or "-").replace("T", " ")[:16]
-        table.add_row(s["name"], s["trigger"], nxt, at, last.get("status") or "-",
-                      str(s["missed"]), "yes" if s["paused"] else "", s["misfire"])
-    console.print(table)
+        rows.append([s["name"], s["trigger"], nxt, at, last.get("status") or "-",
+                     str(s["missed"]), "yes" if s["paused"] else "no", s["misfire"]])
+    print_table(["name", "trigger", "next run", "last run", "outcome", "missed", "paused", "misfire"], rows)
     for line in data["file"].get("conflicts", []) + data["file"].get("errors", []):
         console.print(f"[red]schedules.toml:[/] {line}", markup=False)
 
