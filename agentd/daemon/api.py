@@ -13,7 +13,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any, Literal
 
-from fastapi import FastAPI, Header, HTTPException, Query, Request
+from fastapi import APIRouter, FastAPI, Header, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -50,6 +50,7 @@ class GoalIn(BaseModel):
     memory: bool = True
     schedule: str | None = Field(None, max_length=200)
     allowed_tools: list[str] | None = Field(None, max_length=500)
+    notify: list[str] = Field(default_factory=list, max_length=50)  # Apprise URLs (scheduled runs notify)
 
     def to_goal(self, loop: Any) -> Goal:
         return Goal(
@@ -59,6 +60,7 @@ class GoalIn(BaseModel):
             memory=self.memory,
             schedule=self.schedule,
             allowed_tools=self.allowed_tools,
+            notify=list(self.notify),
         )
 
 
@@ -173,6 +175,9 @@ def create_api(daemon: Any) -> FastAPI:
                 raise HTTPException(404, f"no schedule {name!r}") from None
             return {"name": name, "run_id": result}
 
+    plugin_routes = APIRouter()
+    daemon.app.host.call_each("register_routes", router=plugin_routes, config=daemon.config)
+    api.include_router(plugin_routes)
     return api
 
 

@@ -50,10 +50,10 @@ def daemon_running(config: Any) -> bool:
         return False
 
 
-def request(config: Any, method: str, path: str, **kwargs: Any) -> Any:
+def request(config: Any, method: str, path: str, timeout: float | None = 10.0, **kwargs: Any) -> Any:
     """One API call; returns the decoded JSON, raises DaemonError with the daemon's explanation."""
     try:
-        with connect(config) as client:
+        with connect(config, timeout=timeout) as client:  # type: ignore[arg-type]
             response = client.request(method, path, **kwargs)
     except httpx.HTTPError as exc:
         raise DaemonError(
