@@ -74,6 +74,15 @@ def test_unreachable_receiver_is_reported_not_raised(home, caplog):
     assert "not delivered" in caplog.text and "127.0.0.1:9" in caplog.text
 
 
+def test_doctor_checks_the_global_urls(home):
+    from agentd.cli.commands.system import run_checks
+
+    (home / "configs").mkdir()
+    (home / "configs" / "agentd.toml").write_text('notify = ["ntfys://my-topic", "nonsense"]\n[plugins]\nload = []\n')
+    checks = {name: (ok, detail) for name, ok, detail in run_checks()}
+    assert checks["notify"] == (False, checks["notify"][1]) and "notify URL 'nonsense'" in checks["notify"][1]
+
+
 def test_bad_urls_are_config_errors_before_anything_is_stored(home):
     with pytest.raises(ConfigError, match="notify URL 'nonsense'"):
         check_urls(["nonsense"], "notify")

@@ -102,6 +102,19 @@ def test_ctrl_c_summary_counts_the_interrupted_phase(tmp_path):
     assert float(seconds) >= pressed - 0.2, (seconds, pressed)
 
 
+def test_memory_list_at_40_columns_keeps_the_source_path_whole(tmp_path):
+    home, env = _home(tmp_path)
+    config = home / "configs" / "agentd.toml"
+    config.write_text(config.read_text().replace('load = ["workspace"]', 'load = ["workspace", "memory"]')
+                      + '\n[plugins.memory.embedding]\nprovider = "hash"\n')
+    doc = tmp_path / "quarterly-reports" / "finance-department-overview.md"
+    doc.parent.mkdir()
+    doc.write_text("Revenue grew in every region this quarter.\n")
+    assert _piped(env, "memory", "ingest", str(doc)).returncode == 0
+    code, out, _ = run_in_pty(["memory", "list"], env, cols=40)
+    assert code == 0 and str(doc) in out.split() and "…" not in out
+
+
 @pytest.mark.parametrize("args", [["runs", "list"], ["schedule", "list"]])
 def test_empty_listings_work_piped(tmp_path, args):
     _, env = _home(tmp_path)

@@ -38,6 +38,8 @@ def run_checks() -> list[tuple[str, bool, str]]:
         return [("config", False, str(exc))]
     checks.append(("config", True, f"home {config.home}; file {config.config_file} "
                    f"({'present' if config.config_file.is_file() else 'absent: defaults in use'})"))
+    if config.notify:
+        checks.append(_notify_check(config.notify))
     try:
         config.home.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=config.home):
@@ -72,6 +74,17 @@ def run_checks() -> list[tuple[str, bool, str]]:
         except ImportError as exc:
             checks.append((label, False, f"cannot import: {exc}; reinstall with scripts/install.sh"))
     return checks
+
+
+def _notify_check(urls: list[str]) -> tuple[str, bool, str]:
+    from ...errors import ConfigError
+    from ...notify import check_urls
+
+    try:
+        check_urls(urls, "notify")
+    except ConfigError as exc:
+        return ("notify", False, str(exc))
+    return ("notify", True, f"{len(urls)} Apprise URL(s) for scheduled runs that need their owner")
 
 
 def _model_check(app, name: str) -> tuple[str, bool, str]:  # type: ignore[no-untyped-def]
