@@ -116,17 +116,20 @@ def print_table(columns: list[str], rows: list[list[str]], prose: tuple[str, ...
         return
     width = shutil.get_terminal_size().columns
     tokens = [i for i, c in enumerate(columns) if c not in prose]
-    if sum(widths[i] + 3 for i in tokens) + 24 * (len(columns) - len(tokens)) + 1 <= width:
+    prose_at = [i for i in range(len(columns)) if i not in tokens]
+    room = (width - 1 - sum(widths[i] + 3 for i in tokens)) // max(1, len(prose_at)) - 3
+    longest_word = max((len(w) for r in rows for i in prose_at for w in r[i].split()), default=0)
+    if room >= max(20, longest_word):  # every prose word (a path in a goal, too) fits its column whole
         from rich.console import Console
         from rich.table import Table
         from rich.text import Text
 
-        table = Table(*[c for c in columns])
-        for i, column in enumerate(table.columns):
+        table = Table(*columns)
+        for i, spec in enumerate(table.columns):
             if i in tokens:
-                column.no_wrap, column.min_width = True, widths[i]
+                spec.no_wrap, spec.min_width = True, widths[i]
             else:
-                column.min_width, column.overflow = 20, "fold"
+                spec.min_width, spec.overflow = 20, "fold"
         for row in rows:
             table.add_row(*[Text(v) for v in row])
         Console(highlight=False).print(table)
@@ -135,6 +138,6 @@ def print_table(columns: list[str], rows: list[list[str]], prose: tuple[str, ...
                                 break_long_words=False, break_on_hyphens=False)
     for row in rows:
         sys.stdout.write("  ".join(row[i] for i in tokens if row[i]) + "\n")
-        for i, column in enumerate(columns):
+        for i, name in enumerate(columns):
             if i not in tokens and row[i]:
-                sys.stdout.write("\n".join(wrap.wrap(f"{column}: {row[i]}")) + "\n")
+                sys.stdout.write("\n".join(wrap.wrap(f"{name}: {row[i]}")) + "\n")

@@ -54,6 +54,11 @@ def test_goal_footer_and_runs_list_keep_ids_and_paths_whole_at_40_columns(tmp_pa
     assert code == 0 and run_id in listing.split()
     assert "/srv/projects/quarterly-reports/2026/finance-department-overview.md" in listing.split()
     assert "…" not in listing
+    for cols in (110, 200):  # a table when the path in the goal fits its column whole, else the block layout
+        code, wide, _ = run_in_pty(["runs", "list"], env, cols=cols)
+        assert code == 0 and run_id in wide.split() and "…" not in wide
+        assert "/srv/projects/quarterly-reports/2026/finance-department-overview.md" in wide.split()
+    assert "┏" in wide
 
 
 def test_piped_listings_are_plain_whole_lines(tmp_path):
