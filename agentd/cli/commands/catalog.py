@@ -169,6 +169,7 @@ def plugins_install(packages: tuple[str, ...], editable: bool, **flags: bool) ->
     added = sorted(set(_entry_point_plugins()) - set(before))
     if added:
         click.echo(f"installed; new plugins: {', '.join(added)} (`agentd plugins list` shows them)")
+        _restart_note()
     elif not flags["upgrade"] and not flags["force_reinstall"]:
         click.echo(
             "installed, but no new plugin appeared: a plugin declares [project.entry-points.agentd] in its "
@@ -198,6 +199,17 @@ def plugins_uninstall(packages: tuple[str, ...], yes: bool) -> None:
         click.confirm(f"uninstall {', '.join(packages)} from {sys.prefix}?", abort=True)
     _pip("uninstall", "-y", *packages)
     click.echo(f"uninstalled {', '.join(packages)}")
+    _restart_note()
+
+
+def _restart_note() -> None:
+    """A running daemon loaded its plugins at start: say so rather than let it silently go on without them."""
+    from ...config import load_config
+    from ...daemon import client
+
+    if client.daemon_running(load_config()):
+        click.echo("note: the running daemon still has its old plugins; restart it: "
+                   "`agentd daemon stop && agentd daemon start`", err=True)
 
 
 def _pip(*args: str) -> None:
