@@ -33,15 +33,15 @@ def tools_list(as_json: bool) -> None:
         click.echo(json.dumps({"tools": rows, "unavailable": unavailable}, indent=1))
         return
     from rich.console import Console
-    from rich.table import Table
-
-    table = Table("tool", "plugin", "side effects", "arguments", "description")
-    for r in rows:
-        table.add_row(r["name"], r["plugin"], ", ".join(r["side_effects"]) or "-",
-                      ", ".join(r["parameters"].get("properties", {})), r["description"][:70])
-    console = Console()
-    console.print(table)
     from rich.markup import escape
+
+    from ..render import print_table
+
+    print_table(["tool", "plugin", "side effects", "arguments", "description"], [
+        [r["name"], r["plugin"], ", ".join(r["side_effects"]) or "-",
+         ", ".join(r["parameters"].get("properties", {})) or "-", r["description"]] for r in rows
+    ], prose=("side effects", "arguments", "description"))
+    console = Console()
 
     for item in unavailable:
         console.print(f"[yellow]unavailable[/] from {item['plugin']}: {escape(item['reason'])}")
@@ -120,14 +120,14 @@ def plugins_list(as_json: bool) -> None:
         click.echo(json.dumps({"plugins": infos, "problems": app.tools.problems}, indent=1))
         return
     from rich.console import Console
-    from rich.table import Table
 
-    table = Table("plugin", "version", "source", "hooks", "tools", "status")
-    for i in infos:
-        status = "[red]failed[/]" if i["error"] else "[green]ok[/]"
-        table.add_row(i["name"], i["version"], i["source"], ", ".join(i["hooks"]), ", ".join(i["tools"]), status)
+    from ..render import print_table
+
+    print_table(["plugin", "version", "source", "status", "hooks", "tools"], [
+        [i["name"], i["version"] or "-", i["source"], "failed" if i["error"] else "ok", ", ".join(i["hooks"]),
+         ", ".join(i["tools"]) or "-"] for i in infos
+    ], prose=("hooks", "tools"))
     console = Console()
-    console.print(table)
     for i in infos:
         if i["error"]:
             console.print(f"[red]{i['name']}[/]: {i['error'].strip().splitlines()[-1]}")
