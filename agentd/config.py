@@ -8,6 +8,7 @@ Precedence, lowest first: the defaults below (mirrored, with comments, in config
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -220,4 +221,6 @@ def config_as_dict(config: Config) -> dict[str, Any]:
     for model in data.get("models", {}).values():
         if model.get("api_key"):
             model["api_key"] = "***"
+    # Notification URLs carry passwords and tokens (mailto://user:PASS@host): keep the scheme and host only.
+    data["notify"] = [re.sub(r"(://)[^/@]*@", r"\1***@", url) for url in data.get("notify", [])]
     return data

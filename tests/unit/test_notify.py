@@ -74,6 +74,13 @@ def test_unreachable_receiver_is_reported_not_raised(home, caplog):
     assert "not delivered" in caplog.text and "127.0.0.1:9" in caplog.text
 
 
+def test_config_show_masks_credentials_in_notify_urls(home):
+    (home / "configs").mkdir()
+    (home / "configs" / "agentd.toml").write_text('notify = ["mailto://me:s3cret@example.com", "ntfys://topic"]\n')
+    shown = CliRunner().invoke(cli, ["config", "show", "--json"]).output
+    assert "s3cret" not in shown and json.loads(shown)["notify"] == ["mailto://***@example.com", "ntfys://topic"]
+
+
 def test_doctor_checks_the_global_urls(home):
     from agentd.cli.commands.system import run_checks
 
