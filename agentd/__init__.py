@@ -4,6 +4,7 @@ This is the public API for plugins; it stays light to import (no langchain, llam
 """
 
 from .hookspecs import hookimpl
+from .keys import WithStoredKeys
 from .records import (
     Budgets,
     Critique,
@@ -46,6 +47,7 @@ __all__ = [
     "ToolResult",
     "Usage",
     "Verdict",
+    "WithStoredKeys",
     "__version__",
     "hookimpl",
 ]

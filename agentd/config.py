@@ -10,6 +10,7 @@ settings models plugins declare through the ``register_settings`` hook.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -109,6 +110,8 @@ class Config(_Strict):
     # The validated [plugins.NAME] tables, defaults filled in (what `config show` prints); plugins still read
     # the raw tables through plugin_settings().
     _plugin_settings: dict[str, BaseModel] = PrivateAttr(default_factory=dict)
+    # Apprise URLs told when any scheduled run fails, is unverified or waits for approval (see docs/scheduling.md).
+    notify: list[str] = Field(default_factory=list)
 
     @property
     def journal_path(self) -> Path:
@@ -255,6 +258,8 @@ def config_as_dict(config: Config) -> dict[str, Any]:
             model["api_key"] = "***"
     for name, settings in config._plugin_settings.items():
         data["plugins"][name] = _mask(settings.model_dump(mode="json"))
+    # Notification URLs carry passwords and tokens (mailto://user:PASS@host): keep the scheme and host only.
+    data["notify"] = [re.sub(r"(://)[^/@]*@", r"\1***@", url) for url in data.get("notify", [])]
     return data
 
 

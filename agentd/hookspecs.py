@@ -38,6 +38,12 @@ def register_commands(cli):
 
 
 @hookspec
+def register_routes(router, config):
+    """Add HTTP routes to the daemon's API (``router`` is a FastAPI APIRouter); work that must happen in the
+    daemon's process, e.g. writing a store only the daemon may write while it runs."""
+
+
+@hookspec
 def extend_context(goal, run_id, config):
     """Return a list of strings (or None) added to the planning prompt, e.g. recalled memories."""
 

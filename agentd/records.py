@@ -220,6 +220,7 @@ class Goal(Record):
     memory: bool = True
     schedule: str | None = None
     allowed_tools: list[str] | None = None  # None: every tool; unattended runs get a list
+    notify: list[str] = field(default_factory=list)  # the schedule's Apprise URLs when it fired
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Goal:

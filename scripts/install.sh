@@ -17,6 +17,7 @@ apt_install bubblewrap
 if "$PY" -m pip show agentd 2>/dev/null | grep -qx "Editable project location: $PWD"; then
   "$PY" -m pip uninstall -y -q agentd
 fi
+rm -rf agentd.egg-info  # that install's metadata: found from the checkout, it would register every plugin twice
 # llama-cpp-python compiles from source; CMAKE_ARGS says for which CPU (see scripts/lib.sh).
 export CMAKE_ARGS="${CMAKE_ARGS:-$(llama_cmake_args)}"
 "$PY" -m pip install -q --disable-pip-version-check -e ".[image]"

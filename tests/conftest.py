@@ -13,6 +13,7 @@ def home(tmp_path, monkeypatch):
     h = tmp_path / "home"
     h.mkdir()
     monkeypatch.setenv("AGENTD_HOME", str(h))
+    monkeypatch.setenv("AGENTD_DOCTOR_OFFLINE", "1")  # no network: doctor's reachability probes are tested alone
     return h
 
 

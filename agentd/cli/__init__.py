@@ -53,7 +53,7 @@ def goal(text: str, as_json: bool, detach: bool, **options: Any) -> None:
 
 
 def main() -> None:
-    cli()
+    cli(prog_name="agentd")  # also under `python -m agentd`: usage lines and completion use the command's name
 
 
 def _mount() -> None:

@@ -14,6 +14,14 @@ def exit_code(outcome: dict[str, Any]) -> int:
     return EXIT_CODES.get(outcome.get("status", "failed"), 1)
 
 
+def usage_line(usage: dict[str, Any]) -> str:
+    """``3 model calls, 1200+310 tokens, 12.4s``: a run's usage as people read it."""
+    return (
+        f"{usage.get('model_calls', 0)} model calls, {usage.get('prompt_tokens', 0)}+"
+        f"{usage.get('completion_tokens', 0)} tokens, {usage.get('seconds', 0):.1f}s"
+    )
+
+
 class JsonLines:
     """``--json``: every event as one line; the last line is the run's outcome."""
 
@@ -59,7 +67,8 @@ class LiveTrace:
     def __init__(self) -> None:
         from rich.console import Console
 
-        self.console = Console(highlight=False)
+        # Piped: plain text whose long lines are left whole (no colour, no wrapping at an imagined 80 columns).
+        self.console = Console(highlight=False, soft_wrap=not sys.stdout.isatty())
         self.status: StatusLine | None = None
         self._live: Any = None
 
@@ -135,14 +144,58 @@ class LiveTrace:
 
     def on_run_finished(self, d: dict[str, Any]) -> None:
         colour = {"succeeded": "green", "stopped": "yellow"}.get(d["status"], "red")
-        usage = d.get("usage", {})
         self.console.print(
             f"[bold {colour}]{d['status']}[/] ({d['stop_reason']}) in {d['steps']} steps, "
-            f"{usage.get('model_calls', 0)} model calls, {usage.get('prompt_tokens', 0)}+"
-            f"{usage.get('completion_tokens', 0)} tokens, {usage.get('seconds', 0):.1f}s"
+            f"{usage_line(d.get('usage') or {})}"
         )
         if d.get("detail") and d["status"] != "succeeded":
             self.console.print(f"[dim]{d['detail']}[/]")
         if d.get("final_answer"):
             self.console.print(f"[bold]answer:[/] {d['final_answer']}")
-        self.console.print(f"run {d['run_id']}  workspace {d['workspace']}")
+        # Never wrapped: the id and the path stay whole for copy and paste, whatever the terminal's width.
+        self.console.print(f"run {d['run_id']}  workspace {d['workspace']}", soft_wrap=True, markup=False)
+
+
+def print_table(columns: list[str], rows: list[list[str]], prose: tuple[str, ...] = ()) -> None:
+    """A listing that never cuts or breaks an id or a path, at any terminal width or through a pipe.
+
+    Not a terminal: plain aligned text, one line per row, every value whole (``| grep``, ``| awk '{print $1}'``).
+    A terminal wide enough: a table whose token columns never wrap; ``prose`` columns (goals, memory text) wrap
+    between words. Too narrow even for that: one block per row, the tokens on the first line, prose below it.
+    """
+    import shutil
+    import textwrap
+
+    rows = [[str(v) for v in row] for row in rows]
+    widths = [max([len(c), *(len(r[i]) for r in rows)]) for i, c in enumerate(columns)]
+    if not sys.stdout.isatty():
+        for line in [columns, *rows]:
+            sys.stdout.write("  ".join(v.ljust(w) for v, w in zip(line[:-1], widths, strict=False)) + "  " + line[-1] + "\n")
+        return
+    width = shutil.get_terminal_size().columns
+    tokens = [i for i, c in enumerate(columns) if c not in prose]
+    prose_at = [i for i in range(len(columns)) if i not in tokens]
+    room = (width - 1 - sum(widths[i] + 3 for i in tokens)) // max(1, len(prose_at)) - 3
+    longest_word = max((len(w) for r in rows for i in prose_at for w in r[i].split()), default=0)
+    if room >= max(20, longest_word):  # every prose word (a path in a goal, too) fits its column whole
+        from rich.console import Console
+        from rich.table import Table
+        from rich.text import Text
+
+        table = Table(*columns)
+        for i, spec in enumerate(table.columns):
+            if i in tokens:
+                spec.no_wrap, spec.min_width = True, widths[i]
+            else:
+                spec.min_width, spec.overflow = 20, "fold"
+        for row in rows:
+            table.add_row(*[Text(v) for v in row])
+        Console(highlight=False).print(table)
+        return
+    wrap = textwrap.TextWrapper(width=max(20, width - 2), initial_indent="  ", subsequent_indent="  ",
+                                break_long_words=False, break_on_hyphens=False)
+    for row in rows:
+        sys.stdout.write("  ".join(row[i] for i in tokens if row[i]) + "\n")
+        for i, name in enumerate(columns):
+            if i not in tokens and row[i]:
+                sys.stdout.write("\n".join(wrap.wrap(f"{name}: {row[i]}")) + "\n")

@@ -13,7 +13,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
-from fastapi import FastAPI, Header, HTTPException, Query, Request, Response
+from fastapi import APIRouter, FastAPI, Header, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool
@@ -69,6 +69,7 @@ class GoalIn(BaseModel):
     memory: StrictBool = True  # "yes" or 1 is a mistake to report, not a truthy value to guess at
     schedule: Text | None = Field(None, max_length=200)
     allowed_tools: list[Annotated[Text, Field(max_length=200)]] | None = Field(None, max_length=500)
+    notify: list[Annotated[Text, Field(max_length=2000)]] = Field(default_factory=list, max_length=50)  # Apprise URLs
 
     def to_goal(self, loop: Any) -> Goal:
         return Goal(
@@ -78,6 +79,7 @@ class GoalIn(BaseModel):
             memory=self.memory,
             schedule=self.schedule,
             allowed_tools=self.allowed_tools,
+            notify=list(self.notify),
         )
 
 
@@ -225,6 +227,9 @@ def create_api(daemon: Any) -> FastAPI:
                 raise HTTPException(404, f"no schedule {name!r}") from None
             return {"name": name, "run_id": result}
 
+    plugin_routes = APIRouter()
+    daemon.app.host.call_each("register_routes", router=plugin_routes, config=daemon.config)
+    api.include_router(plugin_routes)
     return api
 
 

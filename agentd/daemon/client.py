@@ -75,10 +75,10 @@ def stale_config_warning(config: Any) -> str:
     )
 
 
-def request(config: Any, method: str, path: str, **kwargs: Any) -> Any:
+def request(config: Any, method: str, path: str, timeout: float | None = 10.0, **kwargs: Any) -> Any:
     """One API call; returns the decoded JSON, raises DaemonError with the daemon's explanation."""
     try:
-        with connect(config) as client:
+        with connect(config, timeout=timeout) as client:  # type: ignore[arg-type]
             response = client.request(method, path, **kwargs)
     except httpx.HTTPError as exc:
         raise DaemonError(
@@ -178,10 +178,15 @@ def _outcome_of(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def follow(config: Any, run_id: str, on_event: Callable[[str, dict[str, Any]], None]) -> dict[str, Any]:
-    """Feed a run's events to ``on_event``; returns the outcome (the end event's data)."""
+def follow(
+    config: Any, run_id: str, on_event: Callable[[str, dict[str, Any]], None], seen: list[int] | None = None
+) -> dict[str, Any]:
+    """Feed a run's events to ``on_event``; returns the outcome (the end event's data). ``seen`` holds the last
+    event's seq, so following again after an interruption shows nothing twice."""
+    seen = seen if seen is not None else [0]
     outcome: dict[str, Any] = {"status": "failed"}
-    for event in events(config, run_id):
+    for event in events(config, run_id, after=seen[0]):
+        seen[0] = max(seen[0], int(event.get("seq", 0)))
         type_ = str(event.pop("type", ""))
         on_event(type_, event)
         if type_ in END_EVENTS:
@@ -201,14 +206,18 @@ def run_goal_remote(config: Any, goal: Any, as_json: bool = False, detach: bool 
         print(json.dumps({"run_id": run_id, "status": "queued"}) if as_json else run_id)
         return 0
     on_event = JsonLines() if as_json else LiveTrace()
+    seen = [0]
     try:
-        outcome = follow(config, run_id, on_event)
+        outcome = follow(config, run_id, on_event, seen)
     except KeyboardInterrupt:
         on_event.close()
-        # Ctrl-C means what it means in-process: cancel the run (the daemon records it as cancelled).
+        # Ctrl-C means what it means in-process: cancel the run (the daemon records it as cancelled), then show
+        # the daemon's own summary of it (real steps, calls, tokens, time). A second Ctrl-C leaves at once.
         with contextlib.suppress(DaemonError):
             request(config, "POST", f"/runs/{run_id}/cancel")
-        print(f"cancelled run {run_id}", file=sys.stderr)
+        print(f"cancelling run {run_id} (Ctrl-C again to leave now)", file=sys.stderr)
+        with contextlib.suppress(KeyboardInterrupt, DaemonError):
+            follow(config, run_id, on_event, seen)
         return 130
     finally:
         on_event.close()

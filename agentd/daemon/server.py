@@ -148,7 +148,9 @@ class Daemon:
         self._changed = asyncio.Event()
         self.config_mtime_ns = config_mtime_ns(self.config.home)
         self.app = await asyncio.to_thread(make_app, self.config)
-        self.queue = RunQueue(self.app.engine, workers=self.settings.workers, on_change=self.notify)
+        self.queue = RunQueue(
+            self.app.engine, workers=self.settings.workers, on_change=self.notify, on_outcome=self.tell_owner
+        )
         self.recovered = self.queue.recover(resume=self.settings.resume)
         if any(self.recovered.values()):
             log.info("recovered runs: %s", self.recovered)
@@ -218,6 +220,15 @@ class Daemon:
         run_id = self.queue.submit(goal)
         log.info("schedule fire %s queued run %s", fire_id, run_id)
         return run_id
+
+    def tell_owner(self, run_id: str, outcome: dict[str, Any]) -> None:
+        """A scheduled run that failed, is unverified or waits for approval notifies its owner (Apprise)."""
+        from ..notify import notify_outcome
+        from ..records import Goal
+
+        row = self.app.journal.get_run(run_id)
+        if row is not None:
+            notify_outcome(self.config, Goal.from_dict(row["goal_spec"]), outcome)
 
     # -- change notification (SSE streams wait on it) ------------------------------------------------
     def notify(self) -> None:
@@ -310,6 +321,10 @@ async def serve(config: Any) -> None:
     from .ui import mount_ui
 
     settings = load_settings(config)
+    if config.notify:
+        from ..notify import check_urls
+
+        check_urls(config.notify, "notify")
     paths = Paths(config.home)
     prepare_home(config.home)
     check_writable(config.home, config.journal_path)  # never serve on a journal that cannot be written
@@ -402,9 +417,13 @@ def run_foreground(config: Any) -> None:
 
 
 def systemd_unit(config: Any) -> str:
-    """A systemd user unit that starts the daemon at login (or at boot with `loginctl enable-linger`)."""
+    """A systemd user unit that starts the daemon at login (or at boot with `loginctl enable-linger`).
+
+    No ``After=network-online.target``: the user manager cannot see that system target, so it only misleads;
+    API models and web tools report an unreachable network per run instead.
+    """
     return (
-        "[Unit]\nDescription=agentd agent daemon\nAfter=network-online.target\n\n"
+        "[Unit]\nDescription=agentd agent daemon\n\n"
         "[Service]\nType=simple\n"
         f"Environment=AGENTD_HOME={config.home}\n"
         f"ExecStart={sys.executable} -m agentd daemon run\n"

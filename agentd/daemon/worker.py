@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import logging
 import threading
 import time
@@ -44,6 +45,7 @@ class RunQueue:
     finished_count: int = 0
     progress: dict[str, dict[str, Any]] = field(default_factory=dict)  # run id -> its latest progress event
     on_change: Callable[[], None] = lambda: None  # called (thread-safely) whenever a run emits an event
+    on_outcome: Callable[[str, dict[str, Any]], None] = lambda run_id, outcome: None  # a run ended or parked
     _tasks: list[asyncio.Task] = field(default_factory=list)
     _threads: dict[str, asyncio.Future] = field(default_factory=dict)
     _loop: asyncio.AbstractEventLoop | None = None
@@ -170,8 +172,12 @@ class RunQueue:
         self._forget(run_id)
 
     def _run_one(self, run_id: str, cancel: threading.Event) -> None:
+        goal = (self.journal.get_run(run_id) or {}).get("goal", "")
+        log.info("run %s started: goal=%s", run_id, json.dumps(goal, ensure_ascii=False))
+        outcome: dict[str, Any] = {"run_id": run_id, "status": RunStatus.failed.value,
+                                   "stop_reason": StopReason.daemon_crash.value, "detail": "the run crashed in the daemon"}
         try:
-            self.engine.run(run_id, on_event=self._on_event, cancel=cancel)
+            outcome = self.engine.run(run_id, on_event=self._on_event, cancel=cancel)
         except Exception:  # the daemon's job runner: one broken run must not take a worker down
             log.exception("run %s crashed", run_id)
             try:
@@ -183,6 +189,12 @@ class RunQueue:
         finally:
             self.finished_count += 1
             self.on_change()
+        log.info("run %s ended: %s (%s) goal=%s", run_id, outcome.get("status"), outcome.get("stop_reason") or "-",
+                 json.dumps(goal, ensure_ascii=False))
+        try:
+            self.on_outcome(run_id, outcome)
+        except Exception:  # a notification problem must not take a worker down either
+            log.exception("run %s: acting on its outcome failed", run_id)
 
     def _on_event(self, type_: str, data: dict[str, Any]) -> None:
         if type_ == "progress":  # not journaled: event streams send the latest one per run (api._stream)

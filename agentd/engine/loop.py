@@ -90,8 +90,9 @@ class Engine:
         try:
             run.drive()
         except (RunCancelled, KeyboardInterrupt):
-            # Ctrl-C in-process or a cancel from the daemon: the run ends as cancelled, fully journaled.
-            run.stop(StopReason.cancelled, "cancelled by the user")
+            # Ctrl-C in-process or a cancel from the daemon: the run ends as cancelled, fully journaled; the
+            # interrupted phase's time counts, so the summary shows how long the run really went on.
+            run.stop(StopReason.cancelled, "cancelled by the user", started=run.phase_started)
         except JournalError:
             raise  # nothing more can be recorded; what was journaled stays, and a restart resumes it
         except AgentdError as exc:  # e.g. the model became unavailable mid-run
@@ -115,6 +116,7 @@ class _RunContext:
         self.tools = engine.tools
         self.budgets = state.goal.budgets
         self._reporter: ProgressReporter | None = None
+        self.phase_started: float | None = None  # set while a phase runs
 
     # -- plumbing -------------------------------------------------------------------------------
     def emit(self, type_: str, data: dict[str, Any]) -> None:
@@ -137,11 +139,11 @@ class _RunContext:
         self.engine.journal.add_phase(self.state.run_id, kind, data, started)
         self.state.apply(kind, data | {"started_at": started, "finished_at": time.time()})
 
-    def stop(self, reason: StopReason, detail: str = "", final_answer: str = "") -> None:
+    def stop(self, reason: StopReason, detail: str = "", final_answer: str = "", started: float | None = None) -> None:
         data: dict[str, Any] = {"stop_reason": reason.value, "detail": detail}
         if final_answer:
             data["final_answer"] = final_answer
-        self.record("stop", data)
+        self.record("stop", data, started)
 
     def model(self) -> Any:
         return self.engine.models.get(self.state.goal.model)
@@ -166,7 +168,7 @@ class _RunContext:
             raise
         except Exception as exc:  # the model boundary: provider errors vary (HTTP, llama.cpp, ...)
             log.exception("model call failed in %s", name)
-            data.update(error=f"{type(exc).__name__}: {exc}", model_failure=True)
+            data.update(error=f"{type(exc).__name__}: {exc}{_where(self.model())}", model_failure=True)
             self.emit("model_error", {"phase": name, "error": data["error"]})
             return None, data
         data.update(raw=reply.raw, usage=reply.usage.to_dict(), attempts=reply.attempts, repaired=reply.repaired)
@@ -183,7 +185,9 @@ class _RunContext:
                 raise RunCancelled()
             if self._over_budget(phase):
                 continue
+            self.phase_started = time.time()
             getattr(self, f"do_{phase}")()
+            self.phase_started = None
 
     def _over_budget(self, phase: str) -> bool:
         s, b = self.state, self.budgets
@@ -426,6 +430,14 @@ class _RunContext:
             self.engine.host.call_each("run_finished", run_id=s.run_id, goal=s.goal, outcome=outcome, state=s)
         self.emit("run_finished" if s.status.finished else "run_parked", outcome)
         return outcome
+
+
+def _where(handle: Any) -> str:
+    """For an API model's failure: which endpoint it was, so the user knows what to check."""
+    if "base_url" not in handle.info:
+        return ""
+    where = handle.info["base_url"] or "https://api.openai.com/v1"
+    return f" (model {handle.name} at {where}: is it running and reachable?)"
 
 
 def combine_critiques(critiques: list[Critique]) -> Critique:

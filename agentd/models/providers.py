@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
@@ -19,6 +18,7 @@ from ..config import ModelConfig
 from ..engine import gbnf
 from ..errors import ConfigError, ModelUnavailable
 from ..hookspecs import hookimpl
+from ..keys import secret
 from .registry import ModelHandle, bundled_model_path
 
 PLUGIN_NAME = "builtin_models"  # the name `agentd plugins list` has always shown
@@ -103,7 +103,7 @@ def _server_grammar(text: str) -> dict:
 def openai_model(cfg: ModelConfig) -> ModelHandle:
     if not cfg.base_url and not cfg.model:
         raise ConfigError("an openai model needs `model` (and `base_url` for a non-OpenAI server) in its config")
-    api_key = cfg.api_key or os.environ.get(cfg.api_key_env, "") or "not-needed"
+    api_key = cfg.api_key or secret(cfg.api_key_env) or "not-needed"
     from langchain_openai import ChatOpenAI
 
     chat = ChatOpenAI(

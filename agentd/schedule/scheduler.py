@@ -70,6 +70,7 @@ def goal_for(schedule: Schedule, config: Any) -> Goal:
         memory=schedule.memory,
         schedule=schedule.name,
         allowed_tools=list(schedule.allowed_tools),
+        notify=list(schedule.notify),
     )
 
 

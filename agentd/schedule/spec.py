@@ -43,6 +43,7 @@ class Schedule:
     misfire: Misfire = Misfire.once
     grace_s: float = 300.0
     allowed_tools: list[str] = field(default_factory=list)
+    notify: list[str] = field(default_factory=list)  # Apprise URLs told when a run needs its owner
     model: str | None = None
     max_steps: int | None = None
     max_tokens: int | None = None
@@ -144,11 +145,11 @@ def make_trigger(schedule: Schedule) -> Any:
 
 
 def parse_at(text: str, tz: Any) -> datetime:
-    """``"2026-12-01 09:00"`` (in the schedule's timezone) or a full ISO time with an offset."""
+    """``"2030-06-01 09:00"`` (in the schedule's timezone) or a full ISO time with an offset."""
     try:
         when = datetime.fromisoformat(text.strip().replace("T", " "))
     except ValueError:
-        raise ConfigError(f'--at {text!r} is not a date and time: write e.g. "2026-12-01 09:00"') from None
+        raise ConfigError(f'--at {text!r} is not a date and time: write e.g. "2030-06-01 09:00"') from None
     return when if when.tzinfo else when.replace(tzinfo=tz)
 
 
@@ -209,6 +210,13 @@ def problems(schedule: Schedule, tools: Any = None, config: Any = None) -> list[
     if config is not None and schedule.model:
         try:
             config.model_config_for(schedule.model)
+        except ConfigError as exc:
+            found.append(str(exc))
+    if schedule.notify:
+        from ..notify import check_urls
+
+        try:
+            check_urls(schedule.notify, f"schedule {schedule.name!r}")
         except ConfigError as exc:
             found.append(str(exc))
     return found

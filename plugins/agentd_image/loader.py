@@ -80,7 +80,7 @@ def resolve_model(settings: ImageSettings, home: Path | None = None) -> ModelSou
         raise ToolError(
             f"image model {model!r} is neither a folder nor in the local Hugging Face cache "
             f"({settings.cache_dir or _default_cache()}); agentd never downloads models: on a machine with "
-            f"internet run `huggingface-cli download {model}` and copy the cache here, or set model to a folder"
+            f"internet run `hf download {model}` and copy the cache here, or set model to a folder"
         )
     where = f" (looked in {home / path} too)" if home is not None and not path.is_absolute() else ""
     raise ToolError(f"image model folder {model!r} does not exist{where}; fix plugins.image.model")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,16 @@ TOOL_NAMES = ("recall", "remember")
 _RUN_SCOPES: dict[str, list[str]] = {}
 # Run id -> its config, kept by extend_context for run_finished (which is given none).
 _RUN_CONFIG: dict[str, Any] = {}
+# Run id -> the document sources its plan was given, named in its episode so `forget --source` finds it.
+_RUN_SOURCES: dict[str, list[str]] = {}
+# Runs that ended for these reasons failed because of the machinery (model unreachable, daemon crash), not the
+# approach: their episodes would teach later runs nothing true, so they are neither written nor recalled.
+INFRASTRUCTURE_STOPS = frozenset({"model_error", "daemon_crash"})
+
+
+def worth_recalling(hit: Any) -> bool:
+    """False for episodes of runs that failed for infrastructure reasons (kept by older versions)."""
+    return not (hit.kind == "episode" and hit.meta.get("stop_reason") in INFRASTRUCTURE_STOPS)
 
 
 def _settings(config: Any) -> Any:
@@ -50,13 +61,13 @@ def _scopes(run_id: str, goal: Any = None) -> list[str]:
     return _RUN_SCOPES.get(run_id) or visible_scopes(run_id)
 
 
-def snippet(hit: Any, limit: int = 360) -> str:
-    """One memory as a prompt line that says where it came from."""
+def snippet(hit: Any, limit: int = 360, query: str = "") -> str:
+    """One memory as a prompt line that says where it came from; a long text shows the part ``query`` matched."""
     m = hit.meta
     if hit.kind == "document":
         page = f" p.{m['page']}" if m.get("page") else ""
         head = f"[doc {Path(str(m.get('source', '?'))).name}#{m.get('chunk', 0)}{page}]"
-        body = hit.text
+        body = focus(hit.text, query, limit - len(head) - 1)
     elif hit.kind == "episode":
         head = f"[{hit.provenance}: goal {m.get('goal', '')[:80]!r} -> {m.get('status', '?')}]"
         lessons = _loads(m.get("lessons"))
@@ -65,9 +76,30 @@ def snippet(hit: Any, limit: int = 360) -> str:
             + ([f"lessons: {' '.join(lessons)}"] if lessons else [])
         )
     else:
-        head, body = f"[{hit.provenance}]", hit.text
+        head = f"[{hit.provenance}]"
+        body = focus(hit.text, query, limit - len(head) - 1)
     text = f"{head} {' '.join(body.split())}"
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n\s*\n?")
+_WORD = re.compile(r"\w+")
+_COMMON = frozenset(["the", "and", "for", "are", "was", "were", "what", "which", "who", "how", "with", "that", "this", "from", "into", "about", "does", "did", "has", "have"])
+
+
+def focus(text: str, query: str, room: int) -> str:
+    """A text that fits ``room`` whole, else from the sentence sharing most words with ``query`` on (marked
+    with "…"), so a recalled line shows the fact that matched, not a prefix that stops before it."""
+    flat = " ".join(text.split())
+    words = {w for w in _WORD.findall(query.lower()) if len(w) > 2 and w not in _COMMON}
+    if len(flat) <= room or not words:
+        return flat
+    sentences = [s for s in _SENTENCE_END.split(text) if s and s.strip()]
+    shared = [len(words & set(_WORD.findall(s.lower()))) for s in sentences]
+    best = max(range(len(sentences)), key=lambda i: (shared[i], -i))
+    if best == 0 or shared[best] == 0:
+        return flat
+    return "… " + " ".join(" ".join(sentences[best:]).split())
 
 
 def _loads(value: Any) -> list[str]:
@@ -91,9 +123,10 @@ def make_tools(config: Any) -> tuple[Any, Any]:
             hits = _memory(config).search(query, k=max(1, min(int(k), 20)), scopes=_scopes(ctx.run_id))
         except MemoryStoreError as exc:
             raise ToolError(f"memory is unavailable: {exc}") from None
+        hits = [h for h in hits if worth_recalling(h)]
         if not hits:
             return ToolResult(output="no memories match that query; try other words", data={"hits": []})
-        lines = [f"{i}. ({h.score:.2f}) {snippet(h, 600)}" for i, h in enumerate(hits, 1)]
+        lines = [f"{i}. ({h.score:.2f}) {snippet(h, 600, query)}" for i, h in enumerate(hits, 1)]
         return ToolResult(output="\n".join(lines), data={"hits": [h.to_dict() for h in hits]})
 
     def remember(note: str, ctx: ToolContext) -> ToolResult:
@@ -144,7 +177,9 @@ def extend_context(goal, run_id, config):
     except MemoryStoreError as exc:  # the run goes on without memories; the log says why
         log.warning("memory not consulted for run %s: %s", run_id, exc)
         return []
-    snippets = [snippet(h, settings.snippet_chars) for h in hits]
+    hits = [h for h in hits if worth_recalling(h)]
+    _RUN_SOURCES[run_id] = list(dict.fromkeys(str(h.meta["source"]) for h in hits if h.meta.get("source")))
+    snippets = [snippet(h, settings.snippet_chars, goal.text) for h in hits]
     return list(dict.fromkeys(snippets))  # identical memories (the same goal run twice) once
 
 
@@ -159,8 +194,9 @@ def before_tool_call(call, tool, run_id, goal):
 @hookimpl
 def run_finished(run_id, goal, outcome, state):
     _RUN_SCOPES.pop(run_id, None)
+    sources = _RUN_SOURCES.pop(run_id, [])
     config = _RUN_CONFIG.pop(run_id, None) or _config_for(outcome)
-    if config is None or not goal.memory:
+    if config is None or not goal.memory or outcome.get("stop_reason") in INFRASTRUCTURE_STOPS:
         return
     settings = _settings(config)
     if not (settings.enabled and settings.episodes and goal.memory):
@@ -180,6 +216,7 @@ def run_finished(run_id, goal, outcome, state):
             answer=str(outcome.get("final_answer") or "")[:500],
             lessons=lessons_from(state, outcome),
             schedule=goal.schedule,
+            sources=sources,
         )
     except MemoryStoreError as exc:
         log.warning("no episode written for run %s: %s", run_id, exc)
@@ -279,6 +316,25 @@ def doctor_checks(config):
     except (AgentdError, EmbeddingError) as exc:
         checks.append(("memory", False, str(exc)))
     return checks
+
+
+@hookimpl
+def register_routes(router, config):
+    """``POST /memory/ingest`` {paths, scope}: while a daemon runs, its process writes the store it holds."""
+
+    @router.post("/memory/ingest")
+    def ingest(body: dict[str, Any]) -> dict[str, Any]:
+        from agentd.errors import ConfigError
+
+        if not _settings(config).enabled:
+            raise ConfigError("memory is disabled ([plugins.memory] enabled = false); enable it to ingest")
+        paths, scope = body.get("paths"), body.get("scope", "global")
+        if not isinstance(paths, list) or not paths or not all(isinstance(p, str) for p in paths):
+            raise ConfigError('send {"paths": ["/absolute/path", ...], "scope": "global"}')
+        if not all(Path(p).is_absolute() for p in paths):
+            raise ConfigError("paths must be absolute: the daemon does not share your working folder")
+        report: dict[str, Any] = _memory(config).ingest(paths, scope=str(scope)).to_dict()
+        return report
 
 
 @hookimpl

@@ -66,7 +66,43 @@ def memory() -> None:
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
 @_handled
 def ingest(paths: tuple[str, ...], scope: str, as_json: bool) -> None:
-    """Store text files, folders (recursively) and PDFs; unchanged files are skipped, changed ones replaced."""
+    """Store text files, folders (recursively), PDFs and .gz text; unchanged files are skipped, changed ones
+    replaced. With a daemon running, the daemon's process does it (the store it holds has one writer)."""
+    from agentd.config import load_config
+
+    config = load_config()
+    data = _ingest_in_daemon(config, paths, scope) if _daemon_running(config) else _ingest_here(paths, scope, as_json)
+    if as_json:
+        _dump(data)
+        return
+    for path, reason in data["skipped"]:
+        click.echo(f"skipped {path}: {reason.removeprefix('skipped: ')}", err=True)
+    console.print(
+        f"{len(data['added'])} added, {len(data['replaced'])} replaced, {len(data['unchanged'])} unchanged, "
+        f"{len(data['skipped'])} skipped; {data['chunks']} chunks in {data['seconds']:.1f}s"
+    )
+
+
+def _daemon_running(config: Any) -> bool:
+    try:
+        from agentd.daemon import client
+    except ImportError:
+        return False
+    return bool(client.daemon_running(config))
+
+
+def _ingest_in_daemon(config: Any, paths: tuple[str, ...], scope: str) -> dict[str, Any]:
+    from pathlib import Path
+
+    from agentd.daemon import client
+
+    errors.print("ingesting in the running daemon (it holds the memory store)")
+    body = {"paths": [str(Path(p).resolve()) for p in paths], "scope": scope}
+    result: dict[str, Any] = client.request(config, "POST", "/memory/ingest", json=body, timeout=None)
+    return result
+
+
+def _ingest_here(paths: tuple[str, ...], scope: str, as_json: bool) -> dict[str, Any]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from agentd_memory.store import expand_paths
@@ -90,15 +126,7 @@ def ingest(paths: tuple[str, ...], scope: str, as_json: bool) -> None:
             progress.update(task, advance=1, chunks=counted["chunks"], description=f"{status[:9]:<9}")
 
         report = mem.ingest(files, scope=scope, on_file=on_file)
-    if as_json:
-        _dump(report.to_dict())
-        return
-    for path, reason in report.skipped:
-        click.echo(f"skipped {path}: {reason.removeprefix('skipped: ')}", err=True)
-    console.print(
-        f"{len(report.added)} added, {len(report.replaced)} replaced, {len(report.unchanged)} unchanged, "
-        f"{len(report.skipped)} skipped; {report.chunks} chunks in {report.seconds:.1f}s"
-    )
+    return report.to_dict()
 
 
 @memory.command()
@@ -137,14 +165,16 @@ def list_(kind: str | None, limit: int, as_json: bool) -> None:
         for item in items:
             _dump(item.to_dict())
         return
-    table = Table("id", "kind", "from", "text")
+    from agentd.cli.render import print_table
+
+    rows = []
     for item in items:
         where = item.provenance
         if item.kind == "document":
             where = f"{item.meta.get('source')} ({item.meta.get('n_chunks', '?')} chunks)"
-        table.add_row(item.id, item.kind, escape(where), _preview(item.text, 80))
+        rows.append([item.id, item.kind, where, _preview(item.text, 80, markup=False)])
     if items:
-        console.print(table)
+        print_table(["id", "kind", "from", "text"], rows, prose=("text",))
     else:
         click.echo("memory is empty")
 

@@ -26,8 +26,16 @@ def expand_paths(paths: Iterable[str | Path]) -> Iterator[Path]:
             yield path  # a missing file is reported as skipped by ingest
 
 
+GUNZIP_MAX_BYTES = 64 * 1024 * 1024  # a .gz that inflates beyond this is refused (a decompression bomb)
+
+
 def read_document(path: Path, raw: bytes) -> list[tuple[int, str]]:
-    """(page, text) pairs: page 0 for plain text, 1.. for PDF pages. ValueError for what is not text."""
+    """(page, text) pairs: page 0 for plain text, 1.. for PDF pages. ValueError for what is not text.
+
+    ``NAME.gz`` is decompressed and read as NAME would be (``notes.md.gz``, ``app.log.gz``, ``paper.pdf.gz``).
+    """
+    if path.suffix.lower() == ".gz":
+        return read_document(path.with_suffix(""), _gunzip(raw))
     if path.suffix.lower() == ".pdf":
         import io
 
@@ -47,6 +55,21 @@ def read_document(path: Path, raw: bytes) -> list[tuple[int, str]]:
         if path.suffix.lower() in TEXT_SUFFIXES:
             return [(0, raw.decode("utf-8", errors="replace"))]
         raise ValueError("not UTF-8 text") from None
+
+
+def _gunzip(raw: bytes) -> bytes:
+    import gzip
+    import io
+    import zlib
+
+    try:
+        with gzip.GzipFile(fileobj=io.BytesIO(raw)) as handle:
+            data = handle.read(GUNZIP_MAX_BYTES + 1)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise ValueError(f"not a readable gzip file ({exc})") from None
+    if len(data) > GUNZIP_MAX_BYTES:
+        raise ValueError(f"decompresses to more than {GUNZIP_MAX_BYTES // 2**20} MiB")
+    return data
 
 
 def chunk_text(text: str, size: int = 800, overlap: int = 120) -> list[tuple[str, int, int]]:

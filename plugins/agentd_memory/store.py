@@ -286,8 +286,10 @@ class Memory:
         answer: str = "",
         lessons: list[str] | None = None,
         schedule: str | None = None,
+        sources: list[str] | None = None,
     ) -> str:
-        """Store what a run tried and learnt: goal, plan, outcome, lessons. Returns its id."""
+        """Store what a run tried and learnt: goal, plan, outcome, lessons, and the documents it was given
+        (``sources``, so that forgetting a document also forgets the runs that quoted it). Returns its id."""
         lessons = lessons or []
         parts = [f"Goal: {goal}", f"Outcome: {status}" + (f" ({stop_reason})" if stop_reason else "")]
         if answer:
@@ -296,6 +298,8 @@ class Memory:
             parts.append("Plan: " + "; ".join(f"{i}. {s}" for i, s in enumerate(plan, 1)))
         if lessons:
             parts.append("Lessons: " + " ".join(f"- {x}" for x in lessons))
+        if sources:
+            parts.append("Recalled documents: " + " ".join(sources))
         scope = f"schedule:{schedule}" if schedule else GLOBAL
         meta = {
             "kind": "episode",
@@ -523,15 +527,20 @@ class Memory:
 
     @staticmethod
     def _forget_source(col: Any, path: Path) -> int:
+        # Episodes that quote the source (a goal naming it, a plan given its text) go with it: recalled later,
+        # they would bring back what was forgotten.
+        quoting = col.get(where={"kind": "episode"}, where_document={"$contains": str(path)}, include=[])["ids"]
+        if quoting:
+            col.delete(ids=quoting)
         removed = _delete(col, where={"source": str(path)})
         if removed or path.is_file():
-            return removed
+            return removed + len(quoting)
         # Not a stored file: maybe a folder (or a deleted one); forget every source under it.
         manifests = col.get(where={"chunk": 0}, include=["metadatas"])["metadatas"]
         prefix = str(path).rstrip("/") + "/"
         for source in {m["source"] for m in manifests if str(m.get("source", "")).startswith(prefix)}:
             removed += _delete(col, where={"source": source})
-        return removed
+        return removed + len(quoting)
 
     def reindex(self, on_progress: Callable[[str, int, int], None] | None = None) -> dict[str, int | None]:
         """Re-embed every stored text with the configured model (after changing it).

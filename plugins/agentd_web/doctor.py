@@ -5,7 +5,10 @@ from __future__ import annotations
 import importlib.util
 import os
 import tempfile
+from collections.abc import Mapping
 from typing import Any
+
+from agentd import WithStoredKeys
 
 from .registry import load_backends
 from .settings import WebSettingsError, load_settings
@@ -13,9 +16,9 @@ from .settings import WebSettingsError, load_settings
 Check = tuple[str, bool, str]
 
 
-def doctor_checks(config: Any, environ: dict[str, str] | None = None) -> list[Check]:
+def doctor_checks(config: Any, environ: Mapping[str, str] | None = None) -> list[Check]:
     """(name, ok, message) for each check; a failing message says what to set or install."""
-    environ = dict(os.environ) if environ is None else environ
+    environ = WithStoredKeys(home=config.home) if environ is None else environ
     try:
         settings = load_settings(config.plugin_settings("web"))
     except WebSettingsError as exc:
@@ -26,6 +29,8 @@ def doctor_checks(config: Any, environ: dict[str, str] | None = None) -> list[Ch
     name = settings.search_backend.strip().lower()
     problem = registry.problem_of(name, settings, environ)
     checks.append((f"search backend {name}", problem is None, problem or f"{name} is configured"))
+    if problem is None and not os.environ.get("AGENTD_DOCTOR_OFFLINE"):  # set by `agentd doctor --offline`
+        checks.append(_reachable(config, settings, registry, name, environ))
     checks.append(_extraction())
     checks.append(_cache(settings.resolved_cache_dir(config.home)))
     hosts = settings.http_allow_hosts
@@ -45,9 +50,27 @@ def doctor_checks(config: Any, environ: dict[str, str] | None = None) -> list[Ch
     return checks
 
 
-def unavailable_tools(config: Any, environ: dict[str, str] | None = None) -> list[str]:
+def _reachable(config: Any, settings: Any, registry: Any, name: str, environ: Mapping[str, str]) -> Check:
+    """One real one-result search: configured is not the same as answering (no network, a dead instance)."""
+    from pathlib import Path
+
+    from agentd import ToolContext, ToolError
+
+    from .tools import WebTools
+
+    tools = WebTools(config.home, registry, environ=environ)
+    ctx = ToolContext(run_id="doctor", workspace=Path(tempfile.gettempdir()), settings=config.plugin_settings("web"),
+                      timeout_s=settings.timeout_s)
+    try:
+        found = tools.search_once(name, "agentd", settings, ctx)
+    except ToolError as exc:
+        return (f"search backend {name} reachable", False, str(exc))
+    return (f"search backend {name} reachable", True, f"a test search answered ({found} results)")
+
+
+def unavailable_tools(config: Any, environ: Mapping[str, str] | None = None) -> list[str]:
     """Tools that are missing or cannot work with this configuration, and why (cheap: no imports, no network)."""
-    environ = dict(os.environ) if environ is None else environ
+    environ = WithStoredKeys(home=config.home) if environ is None else environ
     try:
         settings = load_settings(config.plugin_settings("web"))
     except WebSettingsError as exc:

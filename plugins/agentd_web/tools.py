@@ -8,7 +8,6 @@ plugin registers its tools.
 from __future__ import annotations
 
 import json as jsonlib
-import os
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from agentd import ToolContext, ToolError, ToolResult
+from agentd import ToolContext, ToolError, ToolResult, WithStoredKeys
 
 from .backends import BackendContext, SearchResponse, SearchResult
 from .cache import WebCache
@@ -52,7 +51,7 @@ class WebTools:
         self.transport = transport
         self.search_transport = search_transport
         self.resolver = resolver
-        self.environ = os.environ if environ is None else environ
+        self.environ = WithStoredKeys(home=self.home) if environ is None else environ
         self.clock = clock
         self.sleep = sleep
 
@@ -107,6 +106,10 @@ class WebTools:
                 cache.put(key, "search", {"results": [r.to_dict() for r in response.results], "notes": []})
         return _search_result(query, name, response, cached)
 
+    def search_once(self, name: str, query: str, settings: WebSettings, ctx: ToolContext) -> int:
+        """One uncached search for `agentd doctor`; the number of results, or a ToolError naming the backend."""
+        return len(self._search(name, query, 1, settings, ctx).results)
+
     def _search(
         self, name: str, query: str, count: int, settings: WebSettings, ctx: ToolContext
     ) -> SearchResponse:
@@ -118,7 +121,10 @@ class WebTools:
             follow_redirects=True,
         ) as client:
             context = BackendContext(settings, client, self.environ, ctx.cancel, self.sleep)
-            out = self.registry.backends[name].search(query, count, context)
+            try:
+                out = self.registry.backends[name].search(query, count, context)
+            except ToolError as exc:  # whichever backend failed, the message says which one it was
+                raise ToolError(f"search backend {name} failed: {exc}") from None
         response = out if isinstance(out, SearchResponse) else SearchResponse(list(out or []))
         results = [
             r if isinstance(r, SearchResult) else SearchResult(**_result_fields(r)) for r in response.results

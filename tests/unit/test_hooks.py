@@ -166,6 +166,28 @@ def test_hook_register_settings(home):
         raise AssertionError("a misspelt plugin key was accepted")
 
 
+def test_hook_register_routes(tmp_path):
+    from fastapi import APIRouter, FastAPI
+    from fastapi.testclient import TestClient
+
+    class Routes:
+        __name__ = "routes"
+
+        @hookimpl
+        def register_routes(self, router, config):
+            @router.get("/hello/{name}")
+            def hello(name: str) -> dict:
+                return {"greeting": f"hello {name}", "home": config.home.name}
+
+    app, _ = make_test_app(tmp_path, extra_plugins=(Routes(),))
+    router = APIRouter()
+    app.host.call_each("register_routes", router=router, config=app.config)
+    api = FastAPI()
+    api.include_router(router)
+    assert TestClient(api).get("/hello/ada").json() == {"greeting": "hello ada", "home": tmp_path.name}
+    app.close()
+
+
 def test_hook_extend_context(tmp_path):
     class Notes:
         __name__ = "notes"

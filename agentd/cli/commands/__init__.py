@@ -15,10 +15,11 @@ GROUPS = {
     "runs": "runs",
     "catalog": ("tools", "plugins", "models"),
     "system": ("doctor", "config"),
-    "daemon": "daemon",
+    "daemon": ("daemon", "logs"),
     "schedule": ("schedule", "report"),
     "ui": "ui",
     "journal": "journal",
+    "setup": ("completion", "keys"),
 }
 
 

@@ -249,3 +249,30 @@ def _clean_stale(paths) -> None:  # type: ignore[no-untyped-def]
         os.close(fd)
     for stale in (paths.pid, paths.socket):
         stale.unlink(missing_ok=True)
+
+
+@click.command()
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until Ctrl-C.")
+@click.option("--run", "run_id", help="Only lines about this run (its id or a prefix of it).")
+@click.option("-n", "--lines", default=100, show_default=True, help="How many past lines to show (0: all).")
+def logs(follow: bool, run_id: str | None, lines: int) -> None:
+    """The daemon's log (AGENTD_HOME/logs/daemon.log): start and end of every run, schedule fires, problems."""
+    from ...daemon.server import Paths
+
+    path = Paths(_config().home).log
+    if not path.is_file():
+        raise click.ClickException(
+            f"no daemon log at {path}: the daemon writes it when started with `agentd daemon start` "
+            "(under systemd: `journalctl --user -u agentd`)"
+        )
+    keep = (lambda line: run_id in line) if run_id else (lambda line: True)
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        past = [line for line in handle if keep(line)]
+        for line in past[-lines:] if lines else past:
+            click.echo(line, nl=False)
+        while follow:
+            line = handle.readline()
+            if not line:
+                time.sleep(0.3)
+            elif keep(line):
+                click.echo(line, nl=False)

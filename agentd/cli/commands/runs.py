@@ -28,17 +28,14 @@ def runs() -> None:
 def list_runs(limit: int, status: str | None, as_json: bool) -> None:
     """List recent runs, newest first."""
     rows = _journal().list_runs(limit=limit, status=status)
-    if as_json:
-        click.echo(json.dumps(rows, default=str, indent=1))
+    if as_json:  # `run_id`, the key every other JSON output uses (`id` stays for older scripts)
+        click.echo(json.dumps([{"run_id": r["id"]} | r for r in rows], default=str, indent=1))
         return
-    from rich.console import Console
-    from rich.table import Table
+    from ..render import print_table
 
-    table = Table("run", "status", "stop reason", "created", "goal")
-    for r in rows:
-        created = time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created_at"]))
-        table.add_row(r["id"], r["status"], r["stop_reason"] or "", created, r["goal"][:60])
-    Console().print(table)
+    table = [[r["id"], r["status"], r["stop_reason"] or "-", time.strftime("%Y-%m-%d %H:%M", time.localtime(
+        r["created_at"])), " ".join(r["goal"].split())] for r in rows]
+    print_table(["run", "status", "stop reason", "created", "goal"], table, prose=("goal",))
 
 
 @runs.command("show")
@@ -49,6 +46,7 @@ def list_runs(limit: int, status: str | None, as_json: bool) -> None:
 def show_run(run_id: str, as_json: bool) -> None:
     """Show one run: its outcome, phases and tool calls."""
     from ...errors import AgentdError
+    from ..render import usage_line
 
     journal = _journal()
     run = journal.get_run(run_id)
@@ -57,14 +55,15 @@ def show_run(run_id: str, as_json: bool) -> None:
     phases = journal.phases(run["id"])
     calls = journal.tool_calls(run["id"])
     if as_json:
-        click.echo(json.dumps({"run": run, "phases": phases, "tool_calls": calls}, default=str, indent=1))
+        data = {"run_id": run["id"], "run": run, "phases": phases, "tool_calls": calls}
+        click.echo(json.dumps(data, default=str, indent=1))
         return
     click.echo(f"run {run['id']}  {run['status']} ({run['stop_reason'] or '-'})")
     click.echo(f"goal: {run['goal']}")
     click.echo(f"workspace: {run['workspace']}")
     if run["final_answer"]:
         click.echo(f"answer: {run['final_answer']}")
-    click.echo(f"usage: {run['usage']}")
+    click.echo(f"usage: {usage_line(run['usage'] or {})}")
     for p in phases:
         summary = {
             k: p[k]
@@ -124,7 +123,7 @@ def _decide(run_id: str, approved: bool) -> None:
     verb = "approve" if approved else "deny"
     if client.daemon_running(config):
         answer = client.request(config, "POST", f"/runs/{run_id}/{verb}")
-        click.echo(f"{answer['run_id']}: {verb}d; the daemon continues it")
+        click.echo(f"{answer['run_id']}: " + ("approved; the daemon continues it" if approved else "denied; the run stops"))
         return
     from ...app import make_app
 
@@ -133,7 +132,10 @@ def _decide(run_id: str, approved: bool) -> None:
         app.engine.decide(run_id, approved)
     finally:
         app.close()
-    click.echo(f"{run_id}: {verb}d; it continues when the daemon starts (`agentd daemon start`)")
+    if approved:
+        click.echo(f"{run_id}: approved; it continues when the daemon starts (`agentd daemon start`)")
+    else:
+        click.echo(f"{run_id}: denied; the run stops (recorded as denied when the daemon next starts)")
 
 
 @runs.command("approve")

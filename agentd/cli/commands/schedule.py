@@ -58,13 +58,18 @@ def schedule() -> None:
 @click.option("--grace", default="5m", show_default=True, help="How late a fire may start and still be on time.")
 @click.option("--allow", "allowed", multiple=True,
               help="A tool unattended runs may call without approval (repeat). Default: workspace-only tools.")
+@click.option("--notify", "notify", multiple=True,
+              help='An Apprise URL told when a run fails or waits for approval (repeat), e.g. "ntfys://topic".')
 @click.option("--model", help="Model name from the config.")
 @click.option("--max-steps", type=click.IntRange(1))
 @click.option("--max-tokens", type=click.IntRange(100))
 @click.option("--max-seconds", type=click.FloatRange(1))
 @click.option("--no-memory", is_flag=True)
 @click.option("--paused", is_flag=True, help="Store it paused.")
-def add(name: str, goal: str, allowed: tuple[str, ...], tz: str, grace: str, no_memory: bool, **opts: Any) -> None:
+def add(
+    name: str, goal: str, allowed: tuple[str, ...], notify: tuple[str, ...], tz: str, grace: str, no_memory: bool,
+    **opts: Any,
+) -> None:
     """Add schedule NAME running GOAL, e.g. agentd schedule add nightly --cron "0 2 * * *" "Summarise ..."."""
     from ...errors import ConfigError
     from ...schedule.file import resolve
@@ -77,7 +82,7 @@ def add(name: str, goal: str, allowed: tuple[str, ...], tz: str, grace: str, no_
         scheduler = _scheduler(app)
         scheduler.import_file()  # a name the file declares is taken
         spec = Schedule(name=name, goal=goal, timezone=tz, grace_s=parse_duration(grace, "--grace"),
-                        allowed_tools=list(allowed), memory=not no_memory, **opts)
+                        allowed_tools=list(allowed), notify=list(notify), memory=not no_memory, **opts)
         resolve(spec, app.tools, config, declared_tools=bool(allowed))
         if spec.at and next_fire(make_trigger(spec), time.time()) is None:
             raise ConfigError(f"--at {spec.at!r} is in the past (timezone {spec.timezone})")
@@ -113,20 +118,21 @@ def list_schedules(as_json: bool) -> None:
 
 def _print_list(data: dict[str, Any]) -> None:
     from rich.console import Console
-    from rich.table import Table
+
+    from ..render import print_table
 
     console = Console(highlight=False)
     if not data["daemon_running"]:
         console.print("[yellow]daemon is not running[/]: schedules fire only while it runs (`agentd daemon "
                       "start`); fires missed meanwhile are handled by each schedule's misfire policy on start")
-    table = Table("name", "trigger", "next run", "last run", "outcome", "missed", "paused", "misfire")
+    rows = []
     for s in data["schedules"]:
         last = s["last_run"] or {}
         at = time.strftime("%Y-%m-%d %H:%M", time.localtime(last["at"])) if last else "-"
         nxt = (s["next_run"] or "-").replace("T", " ")[:16]
-        table.add_row(s["name"], s["trigger"], nxt, at, last.get("status") or "-",
-                      str(s["missed"]), "yes" if s["paused"] else "", s["misfire"])
-    console.print(table)
+        rows.append([s["name"], s["trigger"], nxt, at, last.get("status") or "-",
+                     str(s["missed"]), "yes" if s["paused"] else "no", s["misfire"]])
+    print_table(["name", "trigger", "next run", "last run", "outcome", "missed", "paused", "misfire"], rows)
     from rich.text import Text
 
     # Text, not markup: a problem quoting a cron expression or a TOML key in brackets prints as written.

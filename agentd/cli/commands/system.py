@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import tempfile
 
 import click
@@ -11,8 +12,11 @@ import click
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True)
-def doctor(as_json: bool) -> None:
+@click.option("--offline", is_flag=True, help="Skip the checks that contact servers (API models, web search).")
+def doctor(as_json: bool, offline: bool) -> None:
     """Check the installation and say what to do about each problem (exit 1 if any check fails)."""
+    if offline:
+        os.environ["AGENTD_DOCTOR_OFFLINE"] = "1"  # plugins' doctor_checks read it too
     checks = run_checks()
     if as_json:
         click.echo(json.dumps([{"check": n, "ok": ok, "detail": d} for n, ok, d in checks], indent=1))
@@ -34,6 +38,8 @@ def run_checks() -> list[tuple[str, bool, str]]:
         return [("config", False, str(exc))]
     checks.append(("config", True, f"home {config.home}; file {config.config_file} "
                    f"({'present' if config.config_file.is_file() else 'absent: defaults in use'})"))
+    if config.notify:
+        checks.append(_notify_check(config.notify))
     try:
         config.home.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=config.home):
@@ -53,7 +59,7 @@ def run_checks() -> list[tuple[str, bool, str]]:
         checks.append(("journal", False, str(exc)))
         return checks
     checks.append(("journal", True, f"{config.journal_path} (migrations: {', '.join(app.journal.migrations())})"))
-    checks.append(_model_check(app, config.default_model))
+    checks.extend(_model_check(app, name) for name in config.models)
     for info in app.host.infos.values():
         if info.error:
             last = info.error.strip().splitlines()[-1]
@@ -91,21 +97,118 @@ def _home_checks(config) -> list[tuple[str, bool, str]]:  # type: ignore[no-unty
         checks.append(("journal", False, f"{config.journal_path} is damaged ({report.problems[0]}); "
                        "`agentd journal recover` keeps it aside and rebuilds one from what is readable"))
     return checks
+def _notify_check(urls: list[str]) -> tuple[str, bool, str]:
+    from ...errors import ConfigError
+    from ...notify import check_urls
+
+    try:
+        check_urls(urls, "notify")
+    except ConfigError as exc:
+        return ("notify", False, str(exc))
+    return ("notify", True, f"{len(urls)} Apprise URL(s) for scheduled runs that need their owner")
 
 
 def _model_check(app, name: str) -> tuple[str, bool, str]:  # type: ignore[no-untyped-def]
     from ...errors import AgentdError
 
+    label = f"model {name}"
+    default = " (the default model)" if name == app.config.default_model else ""
     try:
         handle = app.models.get(name)
     except AgentdError as exc:
-        return (f"model {name}", False, str(exc))
-    return (f"model {name}", True, f"{handle.provider} loaded ({handle.info}); structured output: {handle.structured}")
+        return (label, False, str(exc))
+    problem = _unreachable(app.config.models[name]) if handle.provider == "openai" else None
+    if problem:
+        return (label, False, problem)
+    return (label, True, f"{handle.provider} loaded ({handle.info}){default}; structured output: {handle.structured}")
+
+
+def _unreachable(model) -> str | None:  # type: ignore[no-untyped-def]
+    """An OpenAI-compatible endpoint that does not answer GET /models (or refuses the key), said plainly."""
+    import httpx
+
+    from ...keys import secret
+
+    if os.environ.get("AGENTD_DOCTOR_OFFLINE"):
+        return None
+    base_url = (model.base_url or "https://api.openai.com/v1").rstrip("/")
+    key = model.api_key or secret(model.api_key_env)
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    try:
+        response = httpx.get(f"{base_url}/models", headers=headers, timeout=min(model.request_timeout_s, 10.0))
+    except httpx.HTTPError as exc:
+        return f"cannot reach {base_url}: {exc or type(exc).__name__}; is the server running and the URL right?"
+    if response.status_code in (401, 403):
+        return (f"{base_url} refused the API key (HTTP {response.status_code}); set ${model.api_key_env} or "
+                f"`agentd keys set {model.api_key_env}`")
+    if response.status_code >= 500:
+        return f"{base_url} answered HTTP {response.status_code}; the server is unwell"
+    return None
 
 
 @click.group()
 def config() -> None:
-    """Show the effective configuration."""
+    """Show, create and change the configuration (AGENTD_HOME/configs/agentd.toml)."""
+
+
+@config.command("init")
+@click.option("--force", is_flag=True, help="Replace an existing config file.")
+def config_init(force: bool) -> None:
+    """Write a config file with every key at its default, each explained in a comment."""
+    from pathlib import Path
+
+    from ...config import load_config
+    from ...errors import ConfigError
+
+    config = load_config()
+    target = config.config_file
+    if target.exists() and not force:
+        raise ConfigError(f"{target} exists; edit it, use `agentd config set KEY VALUE`, or --force to replace it")
+    template = Path(__file__).resolve().parents[3] / "configs" / "agentd.toml"  # the documented defaults
+    if template.is_file():
+        text = template.read_text(encoding="utf-8")
+    else:  # a non-editable install carries no configs/: the defaults without their comments
+        import tomli_w
+
+        from ...config import Config
+
+        defaults = _drop_none(Config().model_dump(mode="json", exclude={"home"}))
+        text = "# agentd configuration: every key with its default (docs: README.md).\n\n" + tomli_w.dumps(defaults)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text, encoding="utf-8")
+    click.echo(f"wrote {target}")
+
+
+@config.command("set")
+@click.argument("key")
+@click.argument("value")
+def config_set(key: str, value: str) -> None:
+    """Set KEY (dotted, e.g. loop.max_steps or plugins.web.search_backend) to VALUE in the config file.
+
+    VALUE is a TOML literal when it parses as one (4, true, ["a", "b"]), else a string. The result is validated
+    first: a bad key or value changes nothing. Comments and layout of the file are kept.
+    """
+    import tomlkit
+
+    from ...config import _parse_env_value, load_config
+    from ...errors import ConfigError
+
+    config = load_config()
+    path = config.config_file
+    document = tomlkit.parse(path.read_text(encoding="utf-8")) if path.is_file() else tomlkit.document()
+    parts = key.split(".")
+    node = document
+    for part in parts[:-1]:
+        if part not in node:
+            node[part] = tomlkit.table()
+        node = node[part]
+        if not isinstance(node, dict):
+            raise ConfigError(f"cannot set {key}: {part} is a value, not a table")
+    node[parts[-1]] = _parse_env_value(value)
+    load_config(overrides={key: _parse_env_value(value)})  # validates with the file as it is plus this change
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(tomlkit.dumps(document), encoding="utf-8")
+    click.echo(f"{key} = {tomlkit.item(_parse_env_value(value)).as_string()}  ({path})")
 
 
 @config.command("show")
