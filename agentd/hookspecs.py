@@ -63,3 +63,9 @@ def doctor_checks(config):
 @hookspec
 def unavailable_tools(config):
     """Return a list of strings naming tools this plugin cannot offer right now and why (missing extras...)."""
+
+
+@hookspec
+def daemon_starting(config):
+    """Called once when the daemon starts, before it takes any run: clean up what a previous daemon that died
+    left behind (the code plugin kills sandbox processes that outlived it). The return value is ignored."""

@@ -143,6 +143,7 @@ class Daemon:
         self._loop = asyncio.get_running_loop()
         self._changed = asyncio.Event()
         self.app = await asyncio.to_thread(make_app, self.config)
+        await asyncio.to_thread(self.app.host.call_each, "daemon_starting", config=self.config)
         self.queue = RunQueue(self.app.engine, workers=self.settings.workers, on_change=self.notify)
         self.recovered = self.queue.recover(resume=self.settings.resume)
         if any(self.recovered.values()):

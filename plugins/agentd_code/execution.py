@@ -12,7 +12,8 @@ from functools import lru_cache
 from pathlib import Path
 
 from agentd import ToolResult
-from agentd_code.sandbox import Backend, Limits, SandboxResult
+from agentd.tools import WorkspaceWalk
+from agentd_code.sandbox import WALK_LIMIT, Backend, Limits, SandboxResult
 
 from .settings import CodeSettings
 
@@ -94,22 +95,42 @@ def limits_for(settings: CodeSettings, timeout_s: float | None, tool_timeout_s: 
     )
 
 
-def snapshot(workspace: Path) -> dict[str, tuple[int, int, int]]:
-    """relative path -> (size, mtime_ns, inode) of every file, skipping the session folder."""
-    seen: dict[str, tuple[int, int, int]] = {}
-    for folder, dirs, files in os.walk(workspace):
-        if folder == str(workspace) and SESSION_DIR in dirs:
-            dirs.remove(SESSION_DIR)
-        for name in files:
-            path = os.path.join(folder, name)
-            try:
-                st = os.lstat(path)
-            except OSError:
-                continue
-            seen[os.path.relpath(path, workspace)] = (st.st_size, st.st_mtime_ns, st.st_ino)
-            if len(seen) >= MAX_SNAPSHOT:
-                return seen
-    return seen
+@dataclass
+class Snapshot:
+    """The workspace's files as one bounded walk saw them, and what they weigh."""
+
+    files: dict[str, tuple[int, int, int]]  # relative path -> (size, mtime_ns, inode)
+    disk_bytes: int = 0  # blocks in use, session folder included
+    entries: int = 0
+    truncated: bool = False  # the walk stopped at its bound: the workspace holds more than it can look at
+
+
+def snapshot(workspace: Path, max_entries: int = WALK_LIMIT) -> Snapshot:
+    """Every file of the workspace (by a bounded, iterative walk that follows no symlink); files in the session
+    folder count towards the size but are not listed."""
+    shot = Snapshot({})
+    walk = WorkspaceWalk(workspace, max_entries=max_entries)
+    for entry in walk:
+        shot.disk_bytes += entry.stat.st_blocks * 512
+        if entry.is_dir or not stat.S_ISREG(entry.stat.st_mode) and not stat.S_ISLNK(entry.stat.st_mode):
+            continue
+        if entry.path.startswith(SESSION_DIR + "/") or len(shot.files) >= MAX_SNAPSHOT:
+            continue
+        st = entry.stat
+        shot.files[entry.path] = (st.st_size, st.st_mtime_ns, st.st_ino)
+    shot.entries, shot.truncated = walk.count, walk.truncated
+    return shot
+
+
+def over_cap(shot: Snapshot, workspace_mb: int) -> str:
+    """The one-line error when the workspace is over its size cap (or too big to walk), else ""."""
+    if shot.truncated:
+        return (f"the workspace holds more than {WALK_LIMIT} files and folders (or nests deeper than the walk "
+                "goes); delete what you no longer need, e.g. with run_shell")
+    if shot.disk_bytes > workspace_mb * 1024 * 1024:
+        return (f"the workspace uses {shot.disk_bytes / 1048576:.0f} MB, over its cap of {workspace_mb} MB; "
+                "delete files you no longer need (the files are kept)")
+    return ""
 
 
 def changes(before: dict[str, tuple[int, int, int]], after: dict[str, tuple[int, int, int]]) -> tuple[list, list]:
@@ -127,12 +148,15 @@ def hint(result: SandboxResult, limits: Limits, network: bool) -> str:
     if result.timed_out:
         return (f"stopped: the wall-clock limit of {limits.wall_s:g}s was reached and every process was killed; "
                 "make the code faster or pass a larger timeout_s")
+    if result.memory_exceeded:
+        return (f"the memory limit of {limits.memory_mb} MB for the whole call (all its processes together) "
+                "was reached and the kernel killed a process; use less memory")
     if result.signal in ("SIGXCPU", "SIGKILL"):
         return (f"stopped by {result.signal}: most likely the CPU-time limit of {limits.cpu_s:g}s "
                 "(or the memory limit); do less work per call")
     if result.signal == "SIGXFSZ" or "File too large" in err:
         return f"a file grew past the size limit of {limits.file_size_mb} MB; write less data"
-    if "MemoryError" in err or "Cannot allocate memory" in err:
+    if result.memory_exceeded or "MemoryError" in err or "Cannot allocate memory" in err:
         return f"the memory limit of {limits.memory_mb} MB was reached; use less memory"
     if "Resource temporarily unavailable" in err:
         return f"the process limit ({limits.max_procs} processes and threads) was reached; start fewer"
@@ -142,13 +166,13 @@ def hint(result: SandboxResult, limits: Limits, network: bool) -> str:
 
 
 def to_tool_result(result: SandboxResult, limits: Limits, network: bool, changed: list[str],
-                   deleted: list[str], max_artifacts: int) -> ToolResult:
+                   deleted: list[str], max_artifacts: int, cap_error: str = "") -> ToolResult:
     """Exit status, output and files as a ToolResult; a non-zero exit or a kill sets ``error``."""
     status = f"exit code {result.exit_code}" if result.exit_code is not None else f"killed by {result.signal}"
     if result.cancelled and result.exit_code is None and result.signal is None:
         status = "not started"
     lines = [f"{status} after {result.duration_s:.2f}s"]
-    note = hint(result, limits, network)
+    note = cap_error or hint(result, limits, network)
     if note:
         lines.append(note)
     lines.append("stdout:\n" + result.stdout if result.stdout else "stdout: (empty)")
@@ -169,7 +193,10 @@ def to_tool_result(result: SandboxResult, limits: Limits, network: bool, changed
     value = result.stdout.strip()
     # One short line of output from a call that changed no file is the call's value (agentd's
     # loop.ground_answers); a call that wrote files did something, and what it printed (f.write's 5) is not it.
-    if result.ok and value and "\n" not in value and len(value) <= 100 and not result.stdout_cut and not (
+    if result.ok and not cap_error and value and "\n" not in value and len(value) <= 100 and not result.stdout_cut and not (
             changed or deleted):
         data["value"] = value
-    return ToolResult(output=text, error=None if result.ok else text, artifacts=artifacts, data=data)
+    failed = not result.ok or bool(cap_error)
+    if cap_error:
+        data["workspace_over_cap"] = True
+    return ToolResult(output=text, error=text if failed else None, artifacts=artifacts, data=data)

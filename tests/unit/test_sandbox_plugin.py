@@ -43,14 +43,14 @@ def test_snapshot_finds_created_changed_and_deleted_files(tmp_path):
     (tmp_path / "same.txt").write_text("a")
     (tmp_path / "edit.txt").write_text("a")
     (tmp_path / "gone.txt").write_text("a")
-    before = execution.snapshot(tmp_path)
+    before = execution.snapshot(tmp_path).files
     (tmp_path / "edit.txt").write_text("longer")
     (tmp_path / "gone.txt").unlink()
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "new.txt").write_text("n")
     (tmp_path / execution.SESSION_DIR).mkdir()
     (tmp_path / execution.SESSION_DIR / "state.pkl").write_bytes(b"x")
-    changed, deleted = execution.changes(before, execution.snapshot(tmp_path))
+    changed, deleted = execution.changes(before, execution.snapshot(tmp_path).files)
     assert changed == ["edit.txt", "sub/new.txt"] and deleted == ["gone.txt"]
 
 
