@@ -38,7 +38,7 @@ class CallCgroup:
             if self.version == 2:
                 events = dict(line.split() for line in (self.path / "memory.events").read_text().splitlines())
                 return int(events.get("oom_kill", 0)) > 0
-            return int((self.path / "memory.failcnt").read_text()) > 0 and _v1_oom_kill(self.path)
+            return _v1_oom_kill(self.path)
         except (OSError, ValueError):
             return False
 
@@ -154,8 +154,8 @@ def sweep() -> int:
     removed = 0
     for path in folder.glob(PREFIX + "*"):
         owner = path.name[len(PREFIX):].split("-")[0]
-        if owner.isdigit() and Path(f"/proc/{owner}").exists() and int(owner) != os.getpid():
-            continue  # another live daemon's call (several daemons may share one cgroup)
+        if owner.isdigit() and Path(f"/proc/{owner}").exists():
+            continue  # a live daemon's call (several daemons may share one cgroup)
         destroy(CallCgroup(path, int(version)))
         removed += not path.exists()
     return removed
