@@ -466,13 +466,14 @@ class WorkspaceEntry:
 
 class WorkspaceWalk:
     """An iterative walk of a workspace by folder fds (no symlink is followed, no path re-resolved), bounded in
-    entries and depth: ``truncated`` says whether it stopped early. Folders come before what they hold.
+    entries and depth: ``truncated`` says it stopped at ``max_entries``, ``too_deep`` that it left folders
+    below ``max_depth`` out (one fd per level is held). Folders come before what they hold.
     ``workspace`` is a path or an open folder fd (the walk uses a copy of it)."""
 
     def __init__(self, workspace: Path | int, max_entries: int = 20_000, max_depth: int = 128,
                  skip_top: tuple[str, ...] = ()) -> None:
         self.workspace, self.max_entries, self.max_depth, self.skip_top = workspace, max_entries, max_depth, skip_top
-        self.truncated = False
+        self.truncated = self.too_deep = False
         self.count = 0
 
     def __iter__(self):
@@ -504,7 +505,7 @@ class WorkspaceWalk:
                 yield item
                 if item.is_dir:
                     if len(stack) >= self.max_depth:
-                        self.truncated = True
+                        self.too_deep = True
                         continue
                     try:
                         child = os.open(entry.name, _DIR_FLAGS, dir_fd=fd)

@@ -105,11 +105,11 @@ class Snapshot:
     truncated: bool = False  # the walk stopped at its bound: the workspace holds more than it can look at
 
 
-def snapshot(workspace: Path, max_entries: int = WALK_LIMIT) -> Snapshot:
+def snapshot(workspace: Path, max_entries: int | None = None) -> Snapshot:
     """Every file of the workspace (by a bounded, iterative walk that follows no symlink); files in the session
     folder count towards the size but are not listed."""
     shot = Snapshot({})
-    walk = WorkspaceWalk(workspace, max_entries=max_entries)
+    walk = WorkspaceWalk(workspace, max_entries=max_entries or WALK_LIMIT)
     for entry in walk:
         shot.disk_bytes += entry.stat.st_blocks * 512
         if entry.is_dir or not stat.S_ISREG(entry.stat.st_mode) and not stat.S_ISLNK(entry.stat.st_mode):
@@ -119,14 +119,32 @@ def snapshot(workspace: Path, max_entries: int = WALK_LIMIT) -> Snapshot:
         st = entry.stat
         shot.files[entry.path] = (st.st_size, st.st_mtime_ns, st.st_ino)
     shot.entries, shot.truncated = walk.count, walk.truncated
+    if walk.too_deep:  # folders nested deeper than the walk goes still count towards the cap
+        shot.disk_bytes, shot.entries, shot.truncated = _du(workspace, shot)
     return shot
+
+
+def _du(workspace: Path, shot: Snapshot) -> tuple[int, int, bool]:
+    """(bytes in use, entries, over the entry bound) of a tree too deep for the walk, by du (which follows no
+    symlink and walks any depth); the walk's own figures when du fails."""
+    import subprocess
+
+    try:
+        used = subprocess.run(["du", "-s", "-x", "-B1", str(workspace)], capture_output=True, text=True,
+                              timeout=60)
+        inodes = subprocess.run(["du", "-s", "-x", "--inodes", str(workspace)], capture_output=True, text=True,
+                                timeout=60)
+        entries = int(inodes.stdout.split()[0]) - 1
+        return int(used.stdout.split()[0]), entries, entries > WALK_LIMIT
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        return shot.disk_bytes, shot.entries, shot.truncated
 
 
 def over_cap(shot: Snapshot, workspace_mb: int) -> str:
     """The one-line error when the workspace is over its size cap (or too big to walk), else ""."""
     if shot.truncated:
-        return (f"the workspace holds more than {WALK_LIMIT} files and folders (or nests deeper than the walk "
-                "goes); delete what you no longer need, e.g. with run_shell")
+        return (f"the workspace holds more than {WALK_LIMIT} files and folders; delete what you no longer need "
+                "(e.g. with run_shell)")
     if shot.disk_bytes > workspace_mb * 1024 * 1024:
         return (f"the workspace uses {shot.disk_bytes / 1048576:.0f} MB, over its cap of {workspace_mb} MB; "
                 "delete files you no longer need (the files are kept)")
