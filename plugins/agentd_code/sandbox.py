@@ -369,8 +369,8 @@ def _make_backend(name: str) -> Backend:
 def _warn_once(backend: Backend, why: str) -> None:
     if backend.name not in _warned:
         _warned.add(backend.name)
-        log.warning("code runs with WEAK isolation (backend %s; %s): the host file system is visible as far as "
-                    "permissions allow; install bubblewrap for the strong sandbox", backend.name, why)
+        log.warning("code runs with WEAK isolation (backend %s; %s): agentd's own confinement step builds the "
+                    "sandbox instead of bubblewrap; install bubblewrap for the strong sandbox", backend.name, why)
 
 
 def sandbox_uid(workspace: Path) -> int | None:
