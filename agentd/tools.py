@@ -382,7 +382,7 @@ def workspace_error(relative: str, exc: OSError) -> ToolError:
     if exc.errno == errno.ENOENT:
         return ToolError(f"no file {relative!r} in the workspace; list_files shows what is there")
     if exc.errno == errno.ENOTDIR:
-        return ToolError(f"path {relative!r}: a part of it is not a folder")
+        return ToolError(f"path {relative!r}: a part of it is not a folder (a symlink is not followed)")
     return ToolError(f"path {relative!r}: {exc.strerror or exc}")
 
 
@@ -431,13 +431,18 @@ def replace_in_workspace(workspace: Path, relative: str, data: bytes) -> None:
     except OSError as exc:
         raise workspace_error(relative, exc) from None
     try:
+        mode = 0o644
         with contextlib.suppress(FileNotFoundError):
-            if stat.S_ISDIR(os.stat(name, dir_fd=parent, follow_symlinks=False).st_mode):
+            old = os.stat(name, dir_fd=parent, follow_symlinks=False)
+            if stat.S_ISDIR(old.st_mode):
                 raise ToolError(f"{relative!r} is a folder; choose a file name")
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644,
+            if stat.S_ISREG(old.st_mode) and old.st_nlink == 1:
+                mode = stat.S_IMODE(old.st_mode) & 0o777  # an executable script stays executable
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
                      dir_fd=parent)
         try:
             with os.fdopen(fd, "wb") as fh:
+                os.fchmod(fh.fileno(), mode)
                 fh.write(data)
             os.rename(temp, name, src_dir_fd=parent, dst_dir_fd=parent)
         except BaseException:

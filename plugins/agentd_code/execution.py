@@ -4,7 +4,6 @@ the limits, the workspace snapshot that finds the artifacts, and the hints the m
 from __future__ import annotations
 
 import importlib.util
-import os
 import stat
 import sys
 from dataclasses import dataclass
@@ -18,7 +17,6 @@ from agentd_code.sandbox import WALK_LIMIT, Backend, Limits, SandboxResult
 from .settings import CodeSettings
 
 SESSION_DIR = ".agentd_session"
-SYSTEM_PYTHON = "/usr/bin/python3"
 MAX_SNAPSHOT = 20_000  # entries; a bigger workspace is compared only this far
 
 
@@ -36,22 +34,12 @@ def runner_source() -> str:
     return Path(__file__).with_name("runner.py").read_text(encoding="utf-8")
 
 
-def world_reachable(path: Path) -> bool:
-    """Whether a uid that is neither owner nor group can reach and read ``path`` (the fallback's view)."""
-    path = Path(path).resolve()
-    for folder in reversed(path.parents):
-        if not os.stat(folder).st_mode & stat.S_IXOTH:
-            return False
-    return bool(os.stat(path).st_mode & stat.S_IROTH)
-
-
 def choose_interpreter(settings: CodeSettings, backend: Backend) -> Interpreter:
     """The configured python (default: the daemon's), its prefix, and the folders of ``python_packages``."""
     exe = settings.python or sys.executable
+    # Both backends mount the interpreter's prefix read-only where it is, so it need not be reachable
+    # by the sandbox uid on the host (one under /root works).
     own = not settings.python or Path(settings.python).resolve() == Path(sys.executable).resolve()
-    if not backend.strong and not world_reachable(Path(exe)) and Path(SYSTEM_PYTHON).exists():
-        # The fallback shows the host file system to an unprivileged uid: a python under /root is out of reach.
-        exe, own = SYSTEM_PYTHON, False
     if own:
         prefixes = {Path(sys.base_prefix), Path(sys.prefix)}
     else:

@@ -6,12 +6,16 @@ factory of ``Backend`` objects, ``register_backend`` adds one, and a ``"module:C
 
 - ``bwrap`` (strong): bubblewrap with new pid/net/ipc/uts namespaces and a root file system holding only
   read-only system folders, the given read-only paths and the workspace (at ``/workspace``).
-- ``subprocess`` (weak fallback): ``unshare`` (new pid/net/ipc/uts/mount namespaces, a private /proc) with the
-  same uid drop and rlimits, but the host's file system stays visible as far as file permissions allow.
+- ``subprocess`` (weak fallback): ``unshare`` (new pid/net/ipc/uts/mount namespaces) and agentd's own
+  confinement step (confine.py), which builds the same file system (``fs_plan``) and pivots into it; the same
+  uid drop and rlimits. Weak only in being agentd's own code rather than bubblewrap.
+
+Both add Landlock where the kernel has it, a memory cgroup per call where the host allows one (cgroup.py), and
+a parent-death signal on every layer, so a daemon that dies takes its sandboxes with it.
 
 When the daemon is root, code runs as a uid derived from the workspace path (``UID_BASE`` + hash): two runs
 never share a uid, so they cannot read each other's workspaces or signal each other's processes, and the
-process limit is per run. Under another user the code keeps the daemon's uid (bubblewrap adds a user namespace).
+process limit is per run. Under another user the code keeps the daemon's uid (in a user namespace).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import zlib
@@ -276,8 +281,10 @@ class SubprocessBackend(Backend):
         for tool in ("unshare", "prlimit", "setpriv"):
             if not shutil.which(tool):
                 return f"{tool} is missing (it comes with util-linux)"
-        job = Job([], Path("/"), Limits(), network=False, uid=None, landlock=False)
-        done = subprocess.run([*self.launch(job).argv, "/bin/true"], capture_output=True, text=True, timeout=10)
+        with tempfile.TemporaryDirectory(prefix="agentd-probe-") as folder:
+            job = Job([], Path(folder), Limits(), network=False, uid=None, landlock=False)
+            done = subprocess.run([*self.launch(job).argv, "/bin/true"], capture_output=True, text=True,
+                                  timeout=10)
         return f"cannot create the sandbox here: {done.stderr.strip()[:300]}" if done.returncode else None
 
     def launch(self, job: Job) -> Launch:
