@@ -94,6 +94,7 @@ def _run(ctx: ToolContext, settings: Any, args: list[str], stdin: bytes | None, 
             argv, ctx.workspace, limits, network=network, env=env, stdin=stdin, cancel=ctx.cancel,
             backend=backend, require_strong=settings.require_strong, ro_paths=interpreter.ro_paths,
             path_prefix=[str(Path(interpreter.executable).parent)], landlock=settings.landlock,
+            confine_by_command=python,
         )
     except SandboxUnavailable as exc:
         raise ToolError(f"code cannot run: {exc}") from None

@@ -15,6 +15,7 @@ import os
 import signal
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 PREFIX = "agentd-sandbox-"
@@ -73,8 +74,10 @@ def _own_paths() -> dict[str, str]:
     return paths
 
 
+@lru_cache(maxsize=1)
 def parent() -> tuple[Path, int] | tuple[None, str]:
-    """(agentd's cgroup folder under which call cgroups go, version), or (None, why none can be used)."""
+    """(agentd's cgroup folder under which call cgroups go, version), or (None, why none can be used); found
+    once per process (the daemon does not move between cgroups)."""
     own = _own_paths()
     mounts = _mounts()
     why = "no cgroup file system is mounted"
@@ -128,7 +131,7 @@ def create(memory_bytes: int) -> CallCgroup | None:
 
 def destroy(group: CallCgroup, timeout_s: float = 5.0) -> None:
     """Kill every process left in the cgroup, then remove it."""
-    deadline = time.monotonic() + timeout_s
+    deadline, pause = time.monotonic() + timeout_s, 0.0005
     while time.monotonic() < deadline:
         try:
             pids = [int(p) for p in group.procs.read_text().split()]
@@ -142,8 +145,9 @@ def destroy(group: CallCgroup, timeout_s: float = 5.0) -> None:
             return
         except FileNotFoundError:
             return
-        except OSError:
-            time.sleep(0.01)
+        except OSError:  # busy: its last processes are still exiting
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
 
 
 def sweep() -> int:

@@ -1,8 +1,11 @@
 """The sandbox's own confinement step, run as ``python -I -S -c <this file's text> SPEC -- COMMAND...``.
 
-Standard library only (it runs before and inside the sandbox, with no site-packages). ``SPEC`` is JSON:
+Standard library only (it runs before and inside the sandbox, with no site-packages), and only modules that
+load fast: every millisecond here is paid by every call. ``SPEC`` is a dict in ``marshal`` form, hex-encoded
+(marshal is built in; json would cost more than the rest together), made by the same interpreter:
 
-- ``cgroup``: a ``cgroup.procs`` file; this process joins that cgroup first, so all it starts is counted there.
+- ``cgroup``: a ``cgroup.procs`` file (or ``cgroup_fd``, an inherited fd on one): this process joins that
+  cgroup first, so all it starts is counted there.
 - ``mounts``: the file system to build (the fallback backend; bwrap builds the same plan itself). Needs a
   private mount namespace and CAP_SYS_ADMIN in it; ends with ``pivot_root`` into the new root, so nothing of
   the host's file system is left but what the plan mounts.
@@ -15,7 +18,7 @@ Then it execs ``COMMAND``. Each step that is asked for and fails is fatal: the c
 """
 
 import ctypes
-import json
+import marshal
 import os
 import sys
 import warnings  # noqa: F401 - os.execvp imports it; after pivot_root no module can be loaded
@@ -206,23 +209,37 @@ def rule_path(ruleset, path, rights):
         os.close(fd)
 
 
-def main():
-    os.umask(0o022)
-    spec = json.loads(sys.argv[1])
-    command = sys.argv[3:]
-    if spec.get("cgroup"):
-        try:
+def join_cgroup(spec):
+    """Join the call's cgroup: through an inherited fd on its cgroup.procs, or by its path."""
+    try:
+        if spec.get("cgroup_fd") is not None:
+            os.write(spec["cgroup_fd"], b"0")
+            os.close(spec["cgroup_fd"])
+        elif spec.get("cgroup"):
             with open(spec["cgroup"], "w", encoding="ascii") as fh:
                 fh.write("0")
-        except OSError as exc:
-            sys.stderr.write(f"sandbox setup failed: joining the call's cgroup: {exc}\n")
-            os._exit(125)
+    except OSError as exc:
+        sys.stderr.write(f"sandbox setup failed: joining the call's cgroup: {exc}\n")
+        os._exit(125)
+
+
+def apply(spec):
+    """Every step the spec asks for, in order; what is left is to exec the command (or, for run_python's
+    runner, which calls this itself before anything of the cell runs, to run the cell)."""
+    join_cgroup(spec)
     if spec.get("mounts"):
         build_root(spec["mounts"], spec.get("base", "/tmp"))
     if spec.get("landlock"):
         rules = spec["landlock"]
         landlock(rules.get("rw", []), rules.get("ro", []), rules.get("scope", False))
-    os.chdir(spec.get("chdir", "/"))
+    if spec.get("chdir"):
+        os.chdir(spec["chdir"])
+
+
+def main():
+    os.umask(0o022)
+    apply(marshal.loads(bytes.fromhex(sys.argv[1])))
+    command = sys.argv[3:]
     try:
         os.execvp(command[0], command)
     except OSError as exc:

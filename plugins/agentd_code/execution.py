@@ -31,7 +31,11 @@ class Interpreter:
 
 @lru_cache(maxsize=1)
 def runner_source() -> str:
-    return Path(__file__).with_name("runner.py").read_text(encoding="utf-8")
+    """runner.py, with confine.py's text in ``CONFINE_SOURCE`` (the runner applies Landlock itself)."""
+    from agentd_code.sandbox import confine_source
+
+    runner = Path(__file__).with_name("runner.py").read_text(encoding="utf-8")
+    return f"CONFINE_SOURCE = {confine_source()!r}\n" + runner
 
 
 def choose_interpreter(settings: CodeSettings, backend: Backend) -> Interpreter:

@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import json
 import logging
+import marshal
 import os
 import shutil
 import subprocess
@@ -96,6 +96,7 @@ class Job:
     ro_paths: list[Path] = field(default_factory=list)
     landlock: bool = True  # add the Landlock layer where the kernel has it
     cgroup_procs: Path | None = None  # the call's cgroup.procs, which the first process joins
+    confine_by_command: bool = False  # the command applies the Landlock step itself (see Launch.env)
 
 
 @dataclass
@@ -106,6 +107,7 @@ class Launch:
     cwd: Path
     pass_fds: tuple[int, ...] = ()
     workspace_inside: str = INSIDE_WORKSPACE
+    env: dict[str, str] = field(default_factory=dict)  # added to the command's environment
 
 
 class Backend:
@@ -193,8 +195,12 @@ def confine_python() -> str:
     return sys.executable
 
 
+CONFINE_ENV = "AGENTD_CONFINE"  # where a command that confines itself (run_python's runner) finds its spec
+
+
 def confine_step(spec: dict) -> list[str]:
-    return [confine_python(), "-I", "-S", "-c", confine_source(), json.dumps(spec), "--"]
+    """The argv prefix running confine.py with ``spec`` (marshal, hex: the same interpreter reads it)."""
+    return [confine_python(), "-I", "-S", "-c", confine_source(), marshal.dumps(spec).hex(), "--"]
 
 
 def _with_own_python(paths: list[Path]) -> list[Path]:
@@ -232,11 +238,19 @@ class BwrapBackend(Backend):
         landlock = job.landlock and landlock_abi() > 0
         if landlock:  # the confinement step runs the daemon's python inside
             job = replace(job, ro_paths=_with_own_python(job.ro_paths))
+        spec: dict = {"landlock": landlock_rules(job), "chdir": INSIDE_WORKSPACE}
+        if landlock and job.cgroup_procs is not None:
+            # The Landlock step joins the cgroup too, through an fd opened here (no shell layer in front).
+            fds.append(os.open(job.cgroup_procs, os.O_WRONLY | os.O_CLOEXEC))
+            spec["cgroup_fd"], job = fds[-1], replace(job, cgroup_procs=None)
         argv = [*DIE_WITH_PARENT, *join_cgroup(job), "prlimit", *job.limits.prlimit_args(), "--",
                 *self.bwrap_args(job, fds), "--", *drop_privileges(job.uid)]
-        if landlock:
-            argv += confine_step({"landlock": landlock_rules(job), "chdir": INSIDE_WORKSPACE})
-        return Launch(argv=argv + job.argv, cwd=Path("/"), pass_fds=tuple(fds))
+        env = {}
+        if landlock and job.confine_by_command:  # run_python's runner applies it: no Python started for it
+            env[CONFINE_ENV] = marshal.dumps(spec).hex()
+        elif landlock:
+            argv += confine_step(spec)
+        return Launch(argv=argv + job.argv, cwd=Path("/"), pass_fds=tuple(fds), env=env)
 
     def bwrap_args(self, job: Job, data_fds: list[int] | None = None) -> list[str]:
         """bwrap's options for ``job``: namespaces, then the file system plan, step by step. Data files become
@@ -433,13 +447,16 @@ def run_sandboxed(
     ro_paths: Sequence[Path] = (),
     path_prefix: Sequence[str] = (),
     landlock: bool = True,
+    confine_by_command: bool = False,
 ) -> SandboxResult:
     """Run ``argv`` sandboxed, with ``workspace`` as its current and only writable folder.
 
     ``env`` adds to a clean environment; ``ro_paths`` are host paths readable at the same place inside (an
     interpreter's prefix, package folders); ``path_prefix`` goes in front of PATH. A timeout or ``cancel``
     kills every process of the call. The call runs in a memory cgroup of its own where the host allows one
-    (``limits.cgroup``), and under Landlock where the kernel has it (``landlock``). Raises SandboxUnavailable when no suitable backend can run.
+    (``limits.cgroup``), and under Landlock where the kernel has it (``landlock``). ``confine_by_command``: the
+    command applies the Landlock step itself from ``$AGENTD_CONFINE`` before running anything else (run_python's
+    runner does), which saves starting a Python for it; backends may still do it themselves. Raises SandboxUnavailable when no suitable backend can run.
     """
     limits = limits or Limits()
     chosen = backend if isinstance(backend, Backend) else select_backend(backend, require_strong)
@@ -455,7 +472,7 @@ def run_sandboxed(
     group = cgroup.create(limits.memory_mb * 1024 * 1024) if limits.cgroup else None
     try:
         job = Job(list(argv), workspace, limits, network, uid, [Path(p) for p in ro_paths], landlock=landlock,
-                  cgroup_procs=group.procs if group else None)
+                  cgroup_procs=group.procs if group else None, confine_by_command=confine_by_command)
         _launch_and_supervise(chosen.launch(job), env, path_prefix, stdin, cancel, limits, result)
     finally:
         if group is not None:
@@ -473,7 +490,8 @@ def _launch_and_supervise(launch: Launch, env: dict[str, str] | None, path_prefi
     started = time.monotonic()
     try:
         proc = subprocess.Popen(
-            launch.argv, cwd=launch.cwd, env=clean_env(env, path_prefix), pass_fds=launch.pass_fds,
+            launch.argv, cwd=launch.cwd, env=clean_env({**(env or {}), **launch.env}, path_prefix),
+            pass_fds=launch.pass_fds,
             stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, start_new_session=True,
         )

@@ -98,3 +98,18 @@ def test_a_workspace_with_too_many_entries_is_a_clear_error_not_a_slow_call(tmp_
     many = execute(SH, {"command": "mkdir many && cd many && touch $(seq 1 400) && echo made"}, ctx)
     assert not many.ok and "more than 300 files and folders" in many.error
     assert len(list((ctx.workspace / "many").iterdir())) == 400
+
+
+def test_run_python_is_under_landlock_too(tmp_path, settings):
+    """run_python's runner applies the Landlock step itself (bwrap); the fallback's confinement step does."""
+    from agentd_code.sandbox import landlock_abi
+
+    if not landlock_abi():
+        pytest.skip("this kernel has no Landlock")
+    code = "import os\ntry:\n    print(sorted(os.listdir('/')))\nexcept OSError as exc:\n    print('denied', exc.errno)"
+    on = execute(PY, {"code": code}, ctx_for(tmp_path, settings, name="on"))
+    off = execute(PY, {"code": code}, ctx_for(tmp_path, settings, name="off", landlock=False))
+    assert on.data["value"] == "denied 13" and "workspace" in off.data["value"]
+    shell = execute(SH, {"command": "ls / >/dev/null 2>&1 && echo listed || echo denied"},
+                    ctx_for(tmp_path, settings, name="sh"))
+    assert shell.data["value"] == "denied"
