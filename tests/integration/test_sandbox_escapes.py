@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import pwd
+import shutil
 import signal
 import socket
 import subprocess
@@ -167,7 +168,7 @@ def daemon_side(backend_name: str, workspace: Path, code: str, uid: int | None, 
         return subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     prefix = Path(sys.base_prefix).resolve()
     top = next((p for p in prefix.parents if p.parent == Path("/root")), None)
-    holder = tempfile.mkdtemp(prefix="agentd-py-")
+    holder = tempfile.mkdtemp(prefix="agentd-py-", dir=workspace.parent)  # removed with the test's folder
     setup = "set -e\n"
     if top is not None:
         setup += (f"mount --bind {top} {holder}\nmount -t tmpfs -o mode=0755 tmpfs /root\n"
@@ -185,10 +186,15 @@ def finish(proc: subprocess.Popen, timeout: float = 90) -> dict:
 
 
 def usable_for(name: str, uid: int) -> None:
-    workspace = Path(tempfile.mkdtemp(prefix="agentd-probe-"))
+    folder = Path(tempfile.mkdtemp(prefix="agentd-probe-"))
+    folder.chmod(0o755)
+    workspace = folder / "ws"
+    workspace.mkdir()
     os.chown(workspace, uid, uid)
-    probe = daemon_side(name, workspace, "print('ok')", uid)
-    result = finish(probe)
+    try:
+        result = finish(daemon_side(name, workspace, "print('ok')", uid))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
     if result["out"].strip() != "ok":
         pytest.skip(f"backend {name} cannot run for an unprivileged daemon here: {result['err'][-300:]}")
 
