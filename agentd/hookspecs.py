@@ -81,3 +81,9 @@ def unavailable_tools(config):
 @hookspec
 def memory_store(config):
     """Return this plugin's long-term memory for the dashboard (``search(query, k)``, ``forget(id=...)``), or None."""
+
+
+@hookspec
+def daemon_starting(config):
+    """Called once when the daemon starts, before it takes any run: clean up what a previous daemon that died
+    left behind (the code plugin kills sandbox processes that outlived it). The return value is ignored."""

@@ -3,10 +3,18 @@ the bare cost of the sandbox around ``/bin/true``, and the throughput of 100 seq
 
 Run standalone: ``python benchmarks/bench_sandbox.py`` (prints a table; about half a minute on 2 cores).
 A runner may call ``run(report)`` instead, with ``report(name, value, unit)``.
+
+Against a baseline in the same run: ``python benchmarks/bench_sandbox.py --baseline /tmp/sandbox-base`` (a
+checkout of the previous main, e.g. ``git worktree add /tmp/sandbox-base main``; or set
+``AGENTD_BENCH_BASELINE``). Both trees are measured in subprocesses of their own, alternating ``--rounds``
+times, and the table gives each backend's per-call cost in this tree as a ratio to the baseline's.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
 import statistics
 import subprocess
 import sys
@@ -83,7 +91,58 @@ def run(report: Callable[..., object]) -> list[dict]:
     return rows
 
 
+COMPARED = ("sandboxed_python_ms", "sandbox_true_ms", "run_python_ms_per_call")
+
+
+def measure_tree(tree: Path, repeats: int, calls: int) -> list[dict]:
+    """``measure`` run by a subprocess that imports agentd and its plugins from ``tree``."""
+    env = {**os.environ, "PYTHONPATH": f"{tree}:{tree / 'plugins'}"}
+    code = (f"import json, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import bench_sandbox; "
+            f"print(json.dumps(bench_sandbox.measure({repeats}, {calls})))")
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=tree,
+                          check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def compare(baseline: Path, rounds: int = 3, repeats: int = 9, calls: int = 40) -> list[dict]:
+    """Per backend: the median over ``rounds`` alternating runs of each compared figure, here and in the
+    baseline tree, and their ratio (here / baseline)."""
+    here = Path(__file__).resolve().parents[1]
+    samples: dict[tuple[str, str, str], list[float]] = {}
+    for _ in range(rounds):
+        for label, tree in (("base", baseline), ("new", here)):
+            for row in measure_tree(tree, repeats, calls):
+                for key in COMPARED:
+                    if key in row:
+                        samples.setdefault((row["backend"], key, label), []).append(row[key])
+    rows = []
+    for backend in ("bwrap", "subprocess"):
+        row: dict = {"backend": backend}
+        for key in COMPARED:
+            base, new = samples.get((backend, key, "base")), samples.get((backend, key, "new"))
+            if base and new:
+                row[key] = (statistics.median(new), statistics.median(base), statistics.median(new) /
+                            statistics.median(base))
+        rows.append(row)
+    return rows
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--baseline", default=os.environ.get("AGENTD_BENCH_BASELINE", ""),
+                        help="a checkout of the previous main to compare with in the same run")
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    if args.baseline:
+        print(f"{'backend':<11} {'figure':<24} {'this tree':>10} {'baseline':>10} {'ratio':>6}")
+        for row in compare(Path(args.baseline), args.rounds):
+            for key in COMPARED:
+                if key in row:
+                    new, base, ratio = row[key]
+                    print(f"{row['backend']:<11} {key:<24} {new:>8.1f}ms {base:>8.1f}ms {ratio:>5.2f}x")
+        print(f"medians of {args.rounds} alternating rounds per tree (each round: medians of 9 calls, "
+              "40 run_python calls)")
+        return
     rows = measure()
     header = (f"{'backend':<11} {'plain py':>9} {'sandboxed':>10} {'overhead':>9} {'ratio':>6} {'/bin/true':>10} "
               f"{'run_python':>11} {'calls/s':>8}")

@@ -148,6 +148,7 @@ class Daemon:
         self._changed = asyncio.Event()
         self.config_mtime_ns = config_mtime_ns(self.config.home)
         self.app = await asyncio.to_thread(make_app, self.config)
+        await asyncio.to_thread(self.app.host.call_each, "daemon_starting", config=self.config)
         self.queue = RunQueue(
             self.app.engine, workers=self.settings.workers, on_change=self.notify, on_outcome=self.tell_owner
         )

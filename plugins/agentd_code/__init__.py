@@ -19,7 +19,7 @@ from agentd import ToolContext, ToolError, ToolResult, hookimpl
 
 AGENTD_API = "1.0"
 
-__all__ = ["doctor_checks", "register_tools", "run_python", "run_shell", "unavailable_tools"]
+__all__ = ["daemon_starting", "doctor_checks", "register_tools", "run_python", "run_shell", "unavailable_tools"]
 
 # A goal with one of these asks for the tool in so many words (see loop.tool_requests).
 # Only instructions: "in python" also reads "write hello world in Python to hello.py", which wants a file.
@@ -93,12 +93,15 @@ def _run(ctx: ToolContext, settings: Any, args: list[str], stdin: bytes | None, 
         result = run_sandboxed(
             argv, ctx.workspace, limits, network=network, env=env, stdin=stdin, cancel=ctx.cancel,
             backend=backend, require_strong=settings.require_strong, ro_paths=interpreter.ro_paths,
-            path_prefix=[str(Path(interpreter.executable).parent)],
+            path_prefix=[str(Path(interpreter.executable).parent)], landlock=settings.landlock,
+            confine_by_command=python,
         )
     except SandboxUnavailable as exc:
         raise ToolError(f"code cannot run: {exc}") from None
-    changed, deleted = execution.changes(before, execution.snapshot(ctx.workspace))
-    return execution.to_tool_result(result, limits, network, changed, deleted, settings.max_artifacts)
+    after = execution.snapshot(ctx.workspace)
+    changed, deleted = execution.changes(before.files, after.files)
+    return execution.to_tool_result(result, limits, network, changed, deleted, settings.max_artifacts,
+                                    execution.over_cap(after, settings.limits.workspace_mb))
 
 
 def _schedule_of(run_id: str) -> str | None:
@@ -134,6 +137,23 @@ def run_finished(run_id, goal, outcome, state):
     """Forget the run's schedule."""
     with _lock:
         _run_schedules.pop(run_id, None)
+
+
+@hookimpl
+def daemon_starting(config: Any) -> None:
+    """Kill sandbox processes a daemon that died left running, and remove its leftover call cgroups."""
+    import logging
+    import os
+
+    from . import cgroup
+    from .process import kill_orphans
+    from .sandbox import UID_BASE, UID_SPAN
+
+    killed = kill_orphans(UID_BASE, UID_SPAN) if os.geteuid() == 0 else 0
+    swept = cgroup.sweep()
+    if killed or swept:
+        logging.getLogger(__name__).warning(
+            "killed %d sandbox processes and removed %d call cgroups left by a previous daemon", killed, swept)
 
 
 @hookimpl

@@ -4,7 +4,6 @@ the limits, the workspace snapshot that finds the artifacts, and the hints the m
 from __future__ import annotations
 
 import importlib.util
-import os
 import stat
 import sys
 from dataclasses import dataclass
@@ -12,12 +11,12 @@ from functools import lru_cache
 from pathlib import Path
 
 from agentd import ToolResult
-from agentd_code.sandbox import Backend, Limits, SandboxResult
+from agentd.tools import WorkspaceWalk
+from agentd_code.sandbox import WALK_LIMIT, Backend, Limits, SandboxResult
 
 from .settings import CodeSettings
 
 SESSION_DIR = ".agentd_session"
-SYSTEM_PYTHON = "/usr/bin/python3"
 MAX_SNAPSHOT = 20_000  # entries; a bigger workspace is compared only this far
 
 
@@ -32,25 +31,19 @@ class Interpreter:
 
 @lru_cache(maxsize=1)
 def runner_source() -> str:
-    return Path(__file__).with_name("runner.py").read_text(encoding="utf-8")
+    """runner.py, with confine.py's text in ``CONFINE_SOURCE`` (the runner applies Landlock itself)."""
+    from agentd_code.sandbox import confine_source
 
-
-def world_reachable(path: Path) -> bool:
-    """Whether a uid that is neither owner nor group can reach and read ``path`` (the fallback's view)."""
-    path = Path(path).resolve()
-    for folder in reversed(path.parents):
-        if not os.stat(folder).st_mode & stat.S_IXOTH:
-            return False
-    return bool(os.stat(path).st_mode & stat.S_IROTH)
+    runner = Path(__file__).with_name("runner.py").read_text(encoding="utf-8")
+    return f"CONFINE_SOURCE = {confine_source()!r}\n" + runner
 
 
 def choose_interpreter(settings: CodeSettings, backend: Backend) -> Interpreter:
     """The configured python (default: the daemon's), its prefix, and the folders of ``python_packages``."""
     exe = settings.python or sys.executable
+    # Both backends mount the interpreter's prefix read-only where it is, so it need not be reachable
+    # by the sandbox uid on the host (one under /root works).
     own = not settings.python or Path(settings.python).resolve() == Path(sys.executable).resolve()
-    if not backend.strong and not world_reachable(Path(exe)) and Path(SYSTEM_PYTHON).exists():
-        # The fallback shows the host file system to an unprivileged uid: a python under /root is out of reach.
-        exe, own = SYSTEM_PYTHON, False
     if own:
         prefixes = {Path(sys.base_prefix), Path(sys.prefix)}
     else:
@@ -94,22 +87,60 @@ def limits_for(settings: CodeSettings, timeout_s: float | None, tool_timeout_s: 
     )
 
 
-def snapshot(workspace: Path) -> dict[str, tuple[int, int, int]]:
-    """relative path -> (size, mtime_ns, inode) of every file, skipping the session folder."""
-    seen: dict[str, tuple[int, int, int]] = {}
-    for folder, dirs, files in os.walk(workspace):
-        if folder == str(workspace) and SESSION_DIR in dirs:
-            dirs.remove(SESSION_DIR)
-        for name in files:
-            path = os.path.join(folder, name)
-            try:
-                st = os.lstat(path)
-            except OSError:
-                continue
-            seen[os.path.relpath(path, workspace)] = (st.st_size, st.st_mtime_ns, st.st_ino)
-            if len(seen) >= MAX_SNAPSHOT:
-                return seen
-    return seen
+@dataclass
+class Snapshot:
+    """The workspace's files as one bounded walk saw them, and what they weigh."""
+
+    files: dict[str, tuple[int, int, int]]  # relative path -> (size, mtime_ns, inode)
+    disk_bytes: int = 0  # blocks in use, session folder included
+    entries: int = 0
+    truncated: bool = False  # the walk stopped at its bound: the workspace holds more than it can look at
+
+
+def snapshot(workspace: Path, max_entries: int | None = None) -> Snapshot:
+    """Every file of the workspace (by a bounded, iterative walk that follows no symlink); files in the session
+    folder count towards the size but are not listed."""
+    shot = Snapshot({})
+    walk = WorkspaceWalk(workspace, max_entries=max_entries or WALK_LIMIT)
+    for entry in walk:
+        shot.disk_bytes += entry.stat.st_blocks * 512
+        if entry.is_dir or not stat.S_ISREG(entry.stat.st_mode) and not stat.S_ISLNK(entry.stat.st_mode):
+            continue
+        if entry.path.startswith(SESSION_DIR + "/") or len(shot.files) >= MAX_SNAPSHOT:
+            continue
+        st = entry.stat
+        shot.files[entry.path] = (st.st_size, st.st_mtime_ns, st.st_ino)
+    shot.entries, shot.truncated = walk.count, walk.truncated
+    if walk.too_deep:  # folders nested deeper than the walk goes still count towards the cap
+        shot.disk_bytes, shot.entries, shot.truncated = _du(workspace, shot)
+    return shot
+
+
+def _du(workspace: Path, shot: Snapshot) -> tuple[int, int, bool]:
+    """(bytes in use, entries, over the entry bound) of a tree too deep for the walk, by du (which follows no
+    symlink and walks any depth); the walk's own figures when du fails."""
+    import subprocess
+
+    try:
+        used = subprocess.run(["du", "-s", "-x", "-B1", str(workspace)], capture_output=True, text=True,
+                              timeout=60)
+        inodes = subprocess.run(["du", "-s", "-x", "--inodes", str(workspace)], capture_output=True, text=True,
+                                timeout=60)
+        entries = int(inodes.stdout.split()[0]) - 1
+        return int(used.stdout.split()[0]), entries, entries > WALK_LIMIT
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        return shot.disk_bytes, shot.entries, shot.truncated
+
+
+def over_cap(shot: Snapshot, workspace_mb: int) -> str:
+    """The one-line error when the workspace is over its size cap (or too big to walk), else ""."""
+    if shot.truncated:
+        return (f"the workspace holds more than {WALK_LIMIT} files and folders; delete what you no longer need "
+                "(e.g. with run_shell)")
+    if shot.disk_bytes > workspace_mb * 1024 * 1024:
+        return (f"the workspace uses {shot.disk_bytes / 1048576:.0f} MB, over its cap of {workspace_mb} MB; "
+                "delete files you no longer need (the files are kept)")
+    return ""
 
 
 def changes(before: dict[str, tuple[int, int, int]], after: dict[str, tuple[int, int, int]]) -> tuple[list, list]:
@@ -127,12 +158,15 @@ def hint(result: SandboxResult, limits: Limits, network: bool) -> str:
     if result.timed_out:
         return (f"stopped: the wall-clock limit of {limits.wall_s:g}s was reached and every process was killed; "
                 "make the code faster or pass a larger timeout_s")
+    if result.memory_exceeded:
+        return (f"the memory limit of {limits.memory_mb} MB for the whole call (all its processes together) "
+                "was reached and the kernel killed a process; use less memory")
     if result.signal in ("SIGXCPU", "SIGKILL"):
         return (f"stopped by {result.signal}: most likely the CPU-time limit of {limits.cpu_s:g}s "
                 "(or the memory limit); do less work per call")
     if result.signal == "SIGXFSZ" or "File too large" in err:
         return f"a file grew past the size limit of {limits.file_size_mb} MB; write less data"
-    if "MemoryError" in err or "Cannot allocate memory" in err:
+    if result.memory_exceeded or "MemoryError" in err or "Cannot allocate memory" in err:
         return f"the memory limit of {limits.memory_mb} MB was reached; use less memory"
     if "Resource temporarily unavailable" in err:
         return f"the process limit ({limits.max_procs} processes and threads) was reached; start fewer"
@@ -142,13 +176,13 @@ def hint(result: SandboxResult, limits: Limits, network: bool) -> str:
 
 
 def to_tool_result(result: SandboxResult, limits: Limits, network: bool, changed: list[str],
-                   deleted: list[str], max_artifacts: int) -> ToolResult:
+                   deleted: list[str], max_artifacts: int, cap_error: str = "") -> ToolResult:
     """Exit status, output and files as a ToolResult; a non-zero exit or a kill sets ``error``."""
     status = f"exit code {result.exit_code}" if result.exit_code is not None else f"killed by {result.signal}"
     if result.cancelled and result.exit_code is None and result.signal is None:
         status = "not started"
     lines = [f"{status} after {result.duration_s:.2f}s"]
-    note = hint(result, limits, network)
+    note = cap_error or hint(result, limits, network)
     if note:
         lines.append(note)
     lines.append("stdout:\n" + result.stdout if result.stdout else "stdout: (empty)")
@@ -169,7 +203,10 @@ def to_tool_result(result: SandboxResult, limits: Limits, network: bool, changed
     value = result.stdout.strip()
     # One short line of output from a call that changed no file is the call's value (agentd's
     # loop.ground_answers); a call that wrote files did something, and what it printed (f.write's 5) is not it.
-    if result.ok and value and "\n" not in value and len(value) <= 100 and not result.stdout_cut and not (
+    if result.ok and not cap_error and value and "\n" not in value and len(value) <= 100 and not result.stdout_cut and not (
             changed or deleted):
         data["value"] = value
-    return ToolResult(output=text, error=None if result.ok else text, artifacts=artifacts, data=data)
+    failed = not result.ok or bool(cap_error)
+    if cap_error:
+        data["workspace_over_cap"] = True
+    return ToolResult(output=text, error=text if failed else None, artifacts=artifacts, data=data)

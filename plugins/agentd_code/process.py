@@ -37,6 +37,7 @@ class SandboxResult:
     stderr_cut: int = 0
     uid: int | None = None
     workspace_inside: str = INSIDE_WORKSPACE
+    memory_exceeded: bool = False  # the call's cgroup hit its memory limit and the kernel killed a process
 
     @property
     def ok(self) -> bool:
@@ -140,6 +141,45 @@ def reap_uid(uid: int, timeout_s: float = 5.0) -> None:
                 os.kill(pid, signal.SIGKILL)
         time.sleep(0.01)
     log.warning("processes of sandbox uid %s survived the kill", uid)
+
+
+LAUNCHERS = ("bwrap", "unshare")  # the root-owned first layer of every live call
+
+
+def kill_orphans(uid_base: int, uid_span: int) -> int:
+    """Kill every live process of a sandbox uid (``uid_base`` .. ``uid_base + uid_span``) that no live sandbox
+    launcher owns any more: what a daemon that died left running. Calls of other live daemons on this host
+    keep their launcher as an ancestor and are left alone. Returns how many were killed."""
+    killed = 0
+    for pid in _pids():
+        uid = _uid_of(pid)
+        if uid is None or not uid_base <= uid < uid_base + uid_span:
+            continue
+        ancestor = _parent(pid)
+        while ancestor > 1 and uid_base <= (_uid_of(ancestor) or 0) < uid_base + uid_span:
+            ancestor = _parent(ancestor)
+        if ancestor > 1 and _comm(ancestor) in LAUNCHERS:
+            continue
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+            killed += 1
+    return killed
+
+
+def _parent(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+            return int(fh.read().rpartition(")")[2].split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _comm(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/comm", encoding="utf-8", errors="replace") as fh:
+            return fh.read().strip()
+    except OSError:
+        return ""
 
 
 def _pids() -> list[int]:

@@ -136,7 +136,20 @@ def _exit_status(exc):
     return 1
 
 
+def confine():
+    """Apply the sandbox's Landlock step (and cgroup join) here, before anything of the cell runs, when the
+    sandbox left it to this process (``AGENTD_CONFINE``): it saves starting a Python just for that step."""
+    spec = os.environ.pop("AGENTD_CONFINE", "")
+    if spec:
+        import marshal
+
+        steps = {"__name__": "agentd_confine"}
+        exec(globals()["CONFINE_SOURCE"], steps)
+        steps["apply"](marshal.loads(bytes.fromhex(spec)))
+
+
 def main():
+    confine()
     code = sys.stdin.read()
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)  # the cell has no input of its own (sys.stdin is at its end already)

@@ -6,28 +6,40 @@ factory of ``Backend`` objects, ``register_backend`` adds one, and a ``"module:C
 
 - ``bwrap`` (strong): bubblewrap with new pid/net/ipc/uts namespaces and a root file system holding only
   read-only system folders, the given read-only paths and the workspace (at ``/workspace``).
-- ``subprocess`` (weak fallback): ``unshare`` (new pid/net/ipc/uts/mount namespaces, a private /proc) with the
-  same uid drop and rlimits, but the host's file system stays visible as far as file permissions allow.
+- ``subprocess`` (weak fallback): ``unshare`` (new pid/net/ipc/uts/mount namespaces) and agentd's own
+  confinement step (confine.py), which builds the same file system (``fs_plan``) and pivots into it; the same
+  uid drop and rlimits. Weak only in being agentd's own code rather than bubblewrap.
+
+Both add Landlock where the kernel has it, a memory cgroup per call where the host allows one (cgroup.py), and
+a parent-death signal on every layer, so a daemon that dies takes its sandboxes with it.
 
 When the daemon is root, code runs as a uid derived from the workspace path (``UID_BASE`` + hash): two runs
 never share a uid, so they cannot read each other's workspaces or signal each other's processes, and the
-process limit is per run. Under another user the code keeps the daemon's uid (bubblewrap adds a user namespace).
+process limit is per run. Under another user the code keeps the daemon's uid (in a user namespace).
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
+import marshal
 import os
 import shutil
 import subprocess
+import sys
+import tempfile
 import threading
 import time
 import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from pathlib import Path
 
+from agentd.tools import WorkspaceWalk
+
+from . import cgroup
 from .process import INSIDE_WORKSPACE, Capture, SandboxResult, reap_uid, supervise
 
 __all__ = [
@@ -40,6 +52,7 @@ log = logging.getLogger(__name__)
 
 UID_BASE = 2_100_000_000  # far above login users and the usual /etc/subuid ranges, below 2**31
 UID_SPAN = 40_000_000
+WALK_LIMIT = 50_000  # workspace entries the daemon walks at most per call (chown, artifacts, size)
 # /etc entries programs commonly need and that hold no secret; passwd and group are synthesized instead.
 ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives", "localtime", "nsswitch.conf", "hosts",
              "protocols", "services", "mime.types", "magic")
@@ -60,7 +73,8 @@ class Limits:
     file_size_mb: int = 64
     max_procs: int = 64
     max_open_files: int = 256
-    tmp_mb: int = 64  # size of the private /tmp and /dev/shm (bwrap)
+    tmp_mb: int = 64  # size of each private /tmp, /var/tmp and /dev/shm
+    cgroup: bool = True  # bound the call's total memory with a cgroup where the host allows one
     output_chars: int = 8000  # kept per stream (counted in bytes), the middle is cut
 
     def prlimit_args(self) -> list[str]:
@@ -80,6 +94,9 @@ class Job:
     network: bool
     uid: int | None  # None: keep the daemon's uid
     ro_paths: list[Path] = field(default_factory=list)
+    landlock: bool = True  # add the Landlock layer where the kernel has it
+    cgroup_procs: Path | None = None  # the call's cgroup.procs, which the first process joins
+    confine_by_command: bool = False  # the command applies the Landlock step itself (see Launch.env)
 
 
 @dataclass
@@ -90,6 +107,7 @@ class Launch:
     cwd: Path
     pass_fds: tuple[int, ...] = ()
     workspace_inside: str = INSIDE_WORKSPACE
+    env: dict[str, str] = field(default_factory=dict)  # added to the command's environment
 
 
 class Backend:
@@ -107,17 +125,103 @@ class Backend:
 
 
 def drop_privileges(uid: int | None) -> list[str]:
-    """The setpriv prefix turning root into ``uid`` with no groups, no capabilities and no way to gain any."""
+    """The setpriv prefix turning root into ``uid`` with no groups, no capabilities and no way to gain any; the
+    parent-death signal is set again after the uid change (which clears it)."""
     if uid is None:
         return []
     return ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--no-new-privs",
-            "--inh-caps=-all", "--bounding-set=-all", "--"]
+            "--inh-caps=-all", "--bounding-set=-all", "--pdeathsig=KILL", "--"]
+
+
+DIE_WITH_PARENT = ["setpriv", "--pdeathsig=KILL", "--"]  # the first layer dies with the daemon's thread
+
+
+def fs_plan(job: Job, uid: int) -> list[tuple[str, ...]]:
+    """The sandbox's file system, as (kind, ..., target) steps both backends build: read-only system folders,
+    a few harmless /etc files and synthesized passwd/group, /proc, a minimal /dev, private /tmp, /var/tmp and
+    /dev/shm, the read-only paths, and the workspace at /workspace. Nothing else of the host is visible."""
+    plan: list[tuple[str, ...]] = [("ro-bind", "/usr", "/usr")]
+    for name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
+        path = Path("/") / name
+        if path.is_symlink():
+            plan.append(("symlink", os.readlink(path), str(path)))
+        elif path.is_dir():
+            plan.append(("ro-bind", str(path), str(path)))
+    # Folders made along the way copy the host's mode (0700 for /root) or get 0700: make them traversable.
+    plan.append(("dir", "0755", "/etc"))
+    for name in ETC_FILES + (ETC_NETWORK_FILES if job.network else ()):
+        source = Path("/etc") / name
+        if source.exists():
+            plan.append(("ro-bind", str(source.resolve()), str(source)))
+    plan.append(("data", f"root:x:0:0:root:/root:/bin/sh\nsandbox:x:{uid}:{uid}:sandbox:/tmp:/bin/sh\n",
+                 "/etc/passwd"))
+    plan.append(("data", f"root:x:0:\nsandbox:x:{uid}:\n", "/etc/group"))
+    tmp = str(job.limits.tmp_mb * 1024 * 1024)
+    plan += [("proc", "/proc"), ("dev", "/dev"), ("tmpfs", tmp, "1777", "/tmp"), ("dir", "0755", "/var"),
+             ("tmpfs", tmp, "1777", "/var/tmp"), ("tmpfs", tmp, "1777", "/dev/shm")]
+    made = {"/", "/usr", "/etc", "/tmp", "/proc", "/dev", "/var"}
+    for path in job.ro_paths:
+        for parent in reversed(path.parents):
+            if str(parent) not in made:
+                made.add(str(parent))
+                plan.append(("dir", "0755", str(parent)))
+        plan.append(("ro-bind", str(path), str(path)))
+    return plan + [("bind", str(job.workspace), INSIDE_WORKSPACE)]
+
+
+def landlock_rules(job: Job) -> dict:
+    """The Landlock layer's rules, as paths inside the sandbox: the workspace and the private temporary folders
+    read-write, devices read and written, the system and the read-only paths readable, nothing else."""
+    ro = ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/proc", *map(str, job.ro_paths)]
+    return {"rw": [INSIDE_WORKSPACE, "/tmp", "/var/tmp", "/dev/shm", ["/dev", "dev"]], "ro": ro, "scope": True}
+
+
+@lru_cache(maxsize=1)
+def landlock_abi() -> int:
+    """The kernel's Landlock ABI version; 0 where Landlock is missing or disabled."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    return max(0, int(libc.syscall(444, None, ctypes.c_size_t(0), ctypes.c_uint32(1))))
+
+
+@lru_cache(maxsize=1)
+def confine_source() -> str:
+    return Path(__file__).with_name("confine.py").read_text(encoding="utf-8")
+
+
+def confine_python() -> str:
+    """The interpreter that runs the confinement step: the daemon's own (its prefix is mounted read-only)."""
+    return sys.executable
+
+
+CONFINE_ENV = "AGENTD_CONFINE"  # where a command that confines itself (run_python's runner) finds its spec
+
+
+def confine_step(spec: dict) -> list[str]:
+    """The argv prefix running confine.py with ``spec`` (marshal, hex: the same interpreter reads it)."""
+    return [confine_python(), "-I", "-S", "-c", confine_source(), marshal.dumps(spec).hex(), "--"]
+
+
+def _with_own_python(paths: list[Path]) -> list[Path]:
+    own = {Path(sys.base_prefix), Path(sys.prefix), Path(sys.executable).resolve().parents[1]}
+    extra = [p for p in sorted(own) if not any(p == q or q in p.parents for q in [Path("/usr"), *paths])]
+    return [*paths, *extra]
+
+
+def join_cgroup(job: Job) -> list[str]:
+    """A shell prefix that moves itself into the call's cgroup and execs the rest (bwrap's first layer)."""
+    if job.cgroup_procs is None:
+        return []
+    script = 'echo 0 > "$0" || { echo "sandbox setup failed: cannot join the call\'s cgroup" >&2; exit 125; }; exec "$@"'
+    return ["/bin/sh", "-c", script, str(job.cgroup_procs)]
 
 
 class BwrapBackend(Backend):
     """bubblewrap. Started as root it needs no user namespace and can mount paths an unprivileged uid could not
     reach (an interpreter under /root, a workspace under a 0700 home); setpriv inside then moves the code to
-    the sandbox uid. (bwrap run as root with only ``--uid`` would keep uid 0 outside its user namespace.)"""
+    the sandbox uid. (bwrap run as root with only ``--uid`` would keep uid 0 outside its user namespace.)
+    The Landlock layer is a last step inside, after the uid drop."""
 
     name = "bwrap"
     strong = True
@@ -130,14 +234,27 @@ class BwrapBackend(Backend):
         return f"bwrap cannot create a sandbox here: {done.stderr.strip()[:300]}" if done.returncode else None
 
     def launch(self, job: Job) -> Launch:
-        uid = os.getuid() if job.uid is None else job.uid
-        fds = (_data_fd(f"root:x:0:0:root:/root:/bin/sh\nsandbox:x:{uid}:{uid}:sandbox:/tmp:/bin/sh\n"),
-               _data_fd(f"root:x:0:\nsandbox:x:{uid}:\n"))
-        argv = ["prlimit", *job.limits.prlimit_args(), "--", *self.bwrap_args(job, fds), "--"]
-        return Launch(argv=argv + drop_privileges(job.uid) + job.argv, cwd=Path("/"), pass_fds=fds)
+        fds: list[int] = []
+        landlock = job.landlock and landlock_abi() > 0
+        if landlock:  # the confinement step runs the daemon's python inside
+            job = replace(job, ro_paths=_with_own_python(job.ro_paths))
+        spec: dict = {"landlock": landlock_rules(job), "chdir": INSIDE_WORKSPACE}
+        if landlock and job.cgroup_procs is not None:
+            # The Landlock step joins the cgroup too, through an fd opened here (no shell layer in front).
+            fds.append(os.open(job.cgroup_procs, os.O_WRONLY | os.O_CLOEXEC))
+            spec["cgroup_fd"], job = fds[-1], replace(job, cgroup_procs=None)
+        argv = [*DIE_WITH_PARENT, *join_cgroup(job), "prlimit", *job.limits.prlimit_args(), "--",
+                *self.bwrap_args(job, fds), "--", *drop_privileges(job.uid)]
+        env = {}
+        if landlock and job.confine_by_command:  # run_python's runner applies it: no Python started for it
+            env[CONFINE_ENV] = marshal.dumps(spec).hex()
+        elif landlock:
+            argv += confine_step(spec)
+        return Launch(argv=argv + job.argv, cwd=Path("/"), pass_fds=tuple(fds), env=env)
 
-    def bwrap_args(self, job: Job, etc_fds: tuple[int, int] | None = None) -> list[str]:
-        """bwrap's options for ``job``: namespaces, then the file system, piece by piece."""
+    def bwrap_args(self, job: Job, data_fds: list[int] | None = None) -> list[str]:
+        """bwrap's options for ``job``: namespaces, then the file system plan, step by step. Data files become
+        pipes whose read ends are appended to ``data_fds`` (None: left out, for the probe)."""
         args = ["bwrap", "--die-with-parent", "--new-session", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
                 "--unshare-cgroup-try", "--hostname", "sandbox"]
         args += [] if job.network else ["--unshare-net"]
@@ -145,37 +262,31 @@ class BwrapBackend(Backend):
             args += ["--unshare-user"]
         elif job.uid is not None:
             args += ["--cap-add", "CAP_SETUID,CAP_SETGID,CAP_SETPCAP"]  # for setpriv only; it drops them all
-        args += ["--ro-bind", "/usr", "/usr"]
-        for name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
-            path = Path("/") / name
-            if path.is_symlink():
-                args += ["--symlink", os.readlink(path), str(path)]
-            elif path.is_dir():
-                args += ["--ro-bind", str(path), str(path)]
-        # Folders bwrap makes itself copy the host's mode (0700 for /root) or get 0700: make them traversable.
-        args += ["--perms", "0755", "--dir", "/etc"]
-        for name in ETC_FILES + (ETC_NETWORK_FILES if job.network else ()):
-            source = Path("/etc") / name
-            if source.exists():
-                args += ["--ro-bind", str(source.resolve()), str(source)]
-        if etc_fds is not None:
-            args += ["--perms", "0644", "--ro-bind-data", str(etc_fds[0]), "/etc/passwd"]
-            args += ["--perms", "0644", "--ro-bind-data", str(etc_fds[1]), "/etc/group"]
-        tmp = str(job.limits.tmp_mb * 1024 * 1024)
-        args += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--size", tmp, "--tmpfs", "/tmp",
-                 "--perms", "1777", "--size", tmp, "--tmpfs", "/dev/shm"]
-        made = {"/", "/usr", "/etc", "/tmp", "/proc", "/dev"}
-        for path in job.ro_paths:
-            for parent in reversed(path.parents):
-                if str(parent) not in made:
-                    made.add(str(parent))
-                    args += ["--perms", "0755", "--dir", str(parent)]
-            args += ["--ro-bind-try", str(path), str(path)]
-        return args + ["--bind", str(job.workspace), INSIDE_WORKSPACE, "--chdir", INSIDE_WORKSPACE]
+        for step in fs_plan(job, os.getuid() if job.uid is None else job.uid):
+            kind, target = step[0], step[-1]
+            if kind == "ro-bind":
+                args += ["--ro-bind-try", step[1], target]
+            elif kind == "bind":
+                args += ["--bind", step[1], target]
+            elif kind == "symlink":
+                args += ["--symlink", step[1], target]
+            elif kind == "dir":
+                args += ["--perms", step[1], "--dir", target]
+            elif kind == "data" and data_fds is not None:
+                data_fds.append(_data_fd(step[1]))
+                args += ["--perms", "0644", "--ro-bind-data", str(data_fds[-1]), target]
+            elif kind == "tmpfs":
+                args += ["--perms", step[2], "--size", step[1], "--tmpfs", target]
+            elif kind in ("proc", "dev"):
+                args += [f"--{kind}", target]
+        return args + ["--chdir", INSIDE_WORKSPACE]
 
 
 class SubprocessBackend(Backend):
-    """The weak fallback: unshare's namespaces, the uid drop and rlimits, but no private file system view."""
+    """The fallback without bubblewrap: util-linux's ``unshare`` makes the namespaces (pid, net, ipc, uts, mount,
+    and a user namespace for a non-root daemon), then agentd's own confinement step (confine.py) builds the
+    same file system view as bwrap in the private mount namespace, pivots into it and adds Landlock; setpriv
+    drops the uid and prlimit sets the limits. It is not bubblewrap (not as widely reviewed), hence "weak"."""
 
     name = "subprocess"
     strong = False
@@ -184,22 +295,32 @@ class SubprocessBackend(Backend):
         for tool in ("unshare", "prlimit", "setpriv"):
             if not shutil.which(tool):
                 return f"{tool} is missing (it comes with util-linux)"
-        done = subprocess.run([*self.unshare_args(False), "/bin/true"], capture_output=True, text=True, timeout=10)
-        return f"unshare cannot create namespaces here: {done.stderr.strip()[:300]}" if done.returncode else None
+        with tempfile.TemporaryDirectory(prefix="agentd-probe-") as folder:
+            job = Job([], Path(folder), Limits(), network=False, uid=None, landlock=False)
+            done = subprocess.run([*self.launch(job).argv, "/bin/true"], capture_output=True, text=True,
+                                  timeout=10)
+        return f"cannot create the sandbox here: {done.stderr.strip()[:300]}" if done.returncode else None
 
     def launch(self, job: Job) -> Launch:
+        spec = {"mounts": fs_plan(job, 0 if job.uid is None else job.uid),
+                "chdir": INSIDE_WORKSPACE, "cgroup": str(job.cgroup_procs) if job.cgroup_procs else None}
+        if job.landlock and landlock_abi():
+            spec["landlock"] = landlock_rules(job)
+        # Under a non-root daemon the confinement step is root of its user namespace (to mount); the code then
+        # stays that (unprivileged outside) uid, without any capability.
+        drop = drop_privileges(job.uid) if job.uid is not None else [
+            "setpriv", "--no-new-privs", "--inh-caps=-all", "--bounding-set=-all", "--pdeathsig=KILL", "--"]
         # A shell as the namespace's pid 1 keeps the code from being pid 1, which would ignore SIGXCPU and a
         # `kill -9` from inside; like bwrap, it reports a signal death as 128+N.
-        argv = [*self.unshare_args(job.network), *drop_privileges(job.uid), "prlimit", *job.limits.prlimit_args(),
-                "--", "/bin/sh", "-c", '"$@"; exit $?', "sandbox-init", *job.argv]
-        # Popen enters cwd as root before the uid drop, so the code can use it even below a 0700 folder.
-        return Launch(argv=argv, cwd=job.workspace, workspace_inside=str(job.workspace))
+        argv = [*DIE_WITH_PARENT, *self.unshare_args(job.network), *confine_step(spec), *drop, "prlimit",
+                *job.limits.prlimit_args(), "--", "/bin/sh", "-c", '"$@"; exit $?', "sandbox-init", *job.argv]
+        return Launch(argv=argv, cwd=Path("/"))
 
     @staticmethod
     def unshare_args(network: bool) -> list[str]:
-        args = ["unshare", "--ipc", "--uts", "--pid", "--kill-child", "--mount-proc"]
+        args = ["unshare", "--ipc", "--uts", "--pid", "--kill-child", "--mount", "--propagation=private"]
         args += [] if network else ["--net"]
-        args += [] if os.geteuid() == 0 else ["--map-current-user"]
+        args += [] if os.geteuid() == 0 else ["--user", "--map-root-user"]
         return args + ["--"]
 
 
@@ -269,8 +390,8 @@ def _make_backend(name: str) -> Backend:
 def _warn_once(backend: Backend, why: str) -> None:
     if backend.name not in _warned:
         _warned.add(backend.name)
-        log.warning("code runs with WEAK isolation (backend %s; %s): the host file system is visible as far as "
-                    "permissions allow; install bubblewrap for the strong sandbox", backend.name, why)
+        log.warning("code runs with WEAK isolation (backend %s; %s): agentd's own confinement step builds the "
+                    "sandbox instead of bubblewrap; install bubblewrap for the strong sandbox", backend.name, why)
 
 
 def sandbox_uid(workspace: Path) -> int | None:
@@ -283,20 +404,25 @@ def sandbox_uid(workspace: Path) -> int | None:
 def prepare_workspace(workspace: Path, uid: int | None) -> None:
     """Hand the workspace to the sandbox uid; files the daemon wrote there would stay read-only otherwise.
 
-    Only entries with a single link are chowned: a hard link the code made to a file elsewhere must never make
-    the sandbox uid that file's owner. No sandbox process is alive meanwhile: every call kills its tree.
+    The walk goes by folder fds and chowns each entry relative to its folder without following symlinks (never
+    through a path the code could have swapped), and is bounded (WorkspaceWalk). Only entries with a single
+    link are chowned: a hard link the code made to a file elsewhere must never make the sandbox uid that
+    file's owner.
     """
     workspace.mkdir(parents=True, exist_ok=True)
     if uid is None:
         return
-    os.chown(workspace, uid, uid)
-    os.chmod(workspace, 0o700)  # other runs' uids must not look in
-    for folder, dirs, files in os.walk(workspace):
-        for name in dirs + files:
-            path = os.path.join(folder, name)
-            st = os.lstat(path)
-            if st.st_uid != uid and (name in dirs or st.st_nlink == 1):
-                os.lchown(path, uid, uid)
+    fd = os.open(workspace, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        os.fchown(fd, uid, uid)
+        os.fchmod(fd, 0o700)  # other runs' uids must not look in
+        for entry in WorkspaceWalk(fd, max_entries=WALK_LIMIT):
+            st = entry.stat
+            if st.st_uid != uid and (entry.is_dir or st.st_nlink == 1):
+                with contextlib.suppress(FileNotFoundError):
+                    os.chown(entry.name, uid, uid, dir_fd=entry.dir_fd, follow_symlinks=False)
+    finally:
+        os.close(fd)
 
 
 def clean_env(extra: dict[str, str] | None = None, path_prefix: Sequence[str] = ()) -> dict[str, str]:
@@ -320,12 +446,17 @@ def run_sandboxed(
     require_strong: bool = False,
     ro_paths: Sequence[Path] = (),
     path_prefix: Sequence[str] = (),
+    landlock: bool = True,
+    confine_by_command: bool = False,
 ) -> SandboxResult:
     """Run ``argv`` sandboxed, with ``workspace`` as its current and only writable folder.
 
     ``env`` adds to a clean environment; ``ro_paths`` are host paths readable at the same place inside (an
     interpreter's prefix, package folders); ``path_prefix`` goes in front of PATH. A timeout or ``cancel``
-    kills every process of the call. Raises SandboxUnavailable when no suitable backend can run.
+    kills every process of the call. The call runs in a memory cgroup of its own where the host allows one
+    (``limits.cgroup``), and under Landlock where the kernel has it (``landlock``). ``confine_by_command``: the
+    command applies the Landlock step itself from ``$AGENTD_CONFINE`` before running anything else (run_python's
+    runner does), which saves starting a Python for it; backends may still do it themselves. Raises SandboxUnavailable when no suitable backend can run.
     """
     limits = limits or Limits()
     chosen = backend if isinstance(backend, Backend) else select_backend(backend, require_strong)
@@ -338,12 +469,29 @@ def run_sandboxed(
     if cancel is not None and cancel.is_set():
         result.cancelled = True
         return result
-    launch = chosen.launch(Job(list(argv), workspace, limits, network, uid, [Path(p) for p in ro_paths]))
+    group = cgroup.create(limits.memory_mb * 1024 * 1024) if limits.cgroup else None
+    try:
+        job = Job(list(argv), workspace, limits, network, uid, [Path(p) for p in ro_paths], landlock=landlock,
+                  cgroup_procs=group.procs if group else None, confine_by_command=confine_by_command)
+        _launch_and_supervise(chosen.launch(job), env, path_prefix, stdin, cancel, limits, result)
+    finally:
+        if group is not None:
+            result.memory_exceeded = group.oom_killed()
+            cgroup.destroy(group)
+    if (result.timed_out or result.cancelled) and uid is not None:
+        reap_uid(uid)
+    return result
+
+
+def _launch_and_supervise(launch: Launch, env: dict[str, str] | None, path_prefix: Sequence[str],
+                          stdin: bytes | None, cancel: threading.Event | None, limits: Limits,
+                          result: SandboxResult) -> None:
     result.workspace_inside = launch.workspace_inside
     started = time.monotonic()
     try:
         proc = subprocess.Popen(
-            launch.argv, cwd=launch.cwd, env=clean_env(env, path_prefix), pass_fds=launch.pass_fds,
+            launch.argv, cwd=launch.cwd, env=clean_env({**(env or {}), **launch.env}, path_prefix),
+            pass_fds=launch.pass_fds,
             stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, start_new_session=True,
         )
@@ -353,10 +501,7 @@ def run_sandboxed(
         for fd in launch.pass_fds:
             os.close(fd)
     supervise(proc, stdin, started + limits.wall_s, cancel, result, limits.output_chars)
-    if (result.timed_out or result.cancelled) and uid is not None:
-        reap_uid(uid)
     result.duration_s = round(time.monotonic() - started, 4)
-    return result
 
 
 def _data_fd(text: str) -> int:

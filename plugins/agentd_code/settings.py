@@ -25,7 +25,8 @@ class LimitSettings(BaseModel):
     file_size_mb: int = Field(64, ge=1)
     max_procs: int = Field(64, ge=4)  # processes and threads of the sandbox uid
     max_open_files: int = Field(256, ge=16)
-    tmp_mb: int = Field(64, ge=1)  # size of the private /tmp and /dev/shm (bwrap only)
+    tmp_mb: int = Field(64, ge=1)  # size of each private /tmp, /var/tmp and /dev/shm
+    workspace_mb: int = Field(1024, ge=1)  # the workspace's size cap, checked after each call
 
 
 class CodeSettings(BaseModel):
@@ -43,6 +44,7 @@ class CodeSettings(BaseModel):
     python_packages: list[str] = Field(default_factory=list)  # import names that must be importable inside
     extra_ro_paths: list[str] = Field(default_factory=list)  # more host paths readable inside (bwrap)
     session: bool = False  # keep run_python state between calls of one run
+    landlock: bool = True  # add Landlock as a second layer where the kernel has it
     max_artifacts: int = Field(50, ge=0)
 
 

@@ -8,7 +8,9 @@ hop by hop (see fetcher.py).
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
+import json
 import socket
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -106,6 +108,13 @@ class AddressPolicy:
             except ValueError:
                 hosts.append(entry)
         return cls(settings.allow_private, networks, hosts, list(trusted_hosts))
+
+    def cache_tag(self) -> str:
+        """What of this policy decides which pages it may fetch; a cached page is served only to a policy with
+        the same tag (a page fetched from the LAN while ``allow_private`` was on is not served once it is off)."""
+        rules = json.dumps([self.allow_private, sorted(map(str, self.deny_networks)), sorted(self.deny_hosts),
+                            sorted(self.trusted_hosts)])
+        return hashlib.sha256(rules.encode()).hexdigest()[:16]
 
     def parse(self, url: str | httpx.URL) -> httpx.URL:
         """Checks that need no DNS: a valid http(s) URL with a host that no deny pattern names."""

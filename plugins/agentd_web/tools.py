@@ -141,7 +141,7 @@ class WebTools:
         policy = AddressPolicy.from_settings(settings)
         policy.parse(url)  # scheme and deny-list hold for cached pages too
         cache = self.cache(settings)
-        key = "fetch\n" + url
+        key = f"fetch\n{url}\npolicy {policy.cache_tag()}"  # a page is served only to the policy that fetched it
         page = cache.get(key)
         cached = page is not None
         if page is None:

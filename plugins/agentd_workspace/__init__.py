@@ -1,50 +1,61 @@
 """Workspace tools: read, write and list files inside the run's workspace, and give the final answer.
 
-Paths are relative to the workspace; absolute paths and escapes (``..``, symlinks out) are refused with a tool
-error the model can act on.
+Paths are relative to the workspace; absolute paths and escapes (``..``, symlinks) are refused with a tool
+error the model can act on. Every path is opened relative to the workspace folder's fd without following a
+symlink on any component, and a write goes to a new file renamed over the old one: sandboxed code that swaps
+a folder for a symlink, or hard-links a file from elsewhere, cannot make the daemon write or read outside.
 """
 
 from __future__ import annotations
 
+import os
+import stat
+
 from agentd import ToolContext, ToolError, ToolResult, hookimpl
+from agentd.tools import WorkspaceWalk, open_in_workspace, replace_in_workspace
 
 MAX_READ = 20_000
+LIST_LIMIT = 500
 
 
 def write_file(path: str, content: str, ctx: ToolContext) -> ToolResult:
     """Write text to a file in the workspace, replacing it if it exists."""
-    target = ctx.resolve(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        target.write_text(content, encoding="utf-8")
-    except OSError as exc:
-        raise ToolError(f"could not write {path}: {exc.strerror or exc}") from None
-    relative = str(target.relative_to(ctx.workspace.resolve()))
+    replace_in_workspace(ctx.workspace, path, content.encode("utf-8"))
+    relative = "/".join(p for p in path.split("/") if p not in ("", "."))
     return ToolResult(output=f"wrote {len(content)} characters to {relative}", artifacts=[relative])
 
 
 def read_file(path: str, ctx: ToolContext) -> str:
     """Read a text file from the workspace."""
-    target = ctx.resolve(path)
-    if not target.is_file():
-        raise ToolError(f"no file {path!r} in the workspace; list_files shows what is there")
-    data = target.read_bytes()
+    fd = open_in_workspace(ctx.workspace, path, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fh.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise ToolError(f"no file {path!r} in the workspace; list_files shows what is there")
+        if st.st_nlink > 1 and st.st_uid != os.stat(ctx.workspace).st_uid:
+            # a hard link the code made to a file it does not own: the daemon must not read it on its behalf
+            raise ToolError(f"{path} is a hard link to a file outside the workspace's owner; it is not read")
+        data = fh.read(MAX_READ * 4 + 1)
     if b"\0" in data[:4096]:
         raise ToolError(f"{path} is a binary file; only text files can be read")
     text = data.decode("utf-8", errors="replace")
     if len(text) > MAX_READ:
-        return text[:MAX_READ] + f"\n[... cut: {len(text) - MAX_READ} more characters]"
+        return text[:MAX_READ] + f"\n[... cut: {max(len(text), st.st_size) - MAX_READ} more characters]"
     return text
 
 
 def list_files(ctx: ToolContext, path: str = ".") -> str:
     """List the files in the workspace (or in one of its folders)."""
-    root = ctx.resolve(path)
-    if not root.is_dir():
-        raise ToolError(f"{path!r} is not a folder in the workspace")
-    base = ctx.workspace.resolve()
-    names = sorted(str(p.relative_to(base)) + ("/" if p.is_dir() else "") for p in root.rglob("*"))
-    return "\n".join(names[:500]) if names else "(the workspace is empty)"
+    fd = open_in_workspace(ctx.workspace, path, os.O_RDONLY | os.O_DIRECTORY)
+    prefix = "/".join(p for p in path.split("/") if p not in ("", "."))
+    walk = WorkspaceWalk(fd, max_entries=LIST_LIMIT)
+    try:
+        names = sorted(f"{prefix}/{e.path}".lstrip("/") + ("/" if e.is_dir else "") for e in walk)
+    finally:
+        os.close(fd)
+    if walk.truncated:
+        names.append(f"[... more entries not listed: the listing stops at {LIST_LIMIT}]")
+    return "\n".join(names) if names else "(the workspace is empty)"
 
 
 def final_answer(answer: str) -> ToolResult:

@@ -134,6 +134,18 @@ def test_doctor_names_the_active_isolation():
     ok, detail = checks["code sandbox"]
     assert ok and ("strong isolation" in detail or "WEAK isolation" in detail)
     assert checks["code sandbox python"][0], checks["code sandbox python"][1]
+    memory, landlock = checks["code sandbox memory"][1], checks["code sandbox landlock"][1]
+    assert "bounds each call as a whole" in memory or "bounds each process only" in memory
+    assert "Landlock ABI" in landlock or "no Landlock" in landlock
+
+
+def test_doctor_says_when_memory_is_per_process_only_and_landlock_is_missing(monkeypatch):
+    from agentd_code import cgroup, doctor
+
+    monkeypatch.setattr(cgroup, "parent", lambda: (None, "no cgroup file system is mounted"))
+    monkeypatch.setattr(doctor, "landlock_abi", lambda: 0)
+    assert "bounds each process only" in doctor.memory_check()[2]
+    assert "no Landlock" in doctor.landlock_check(True)[2]
 
 
 def test_doctor_fails_for_a_package_the_sandbox_lacks():
@@ -149,4 +161,4 @@ def test_doctor_hook_reaches_agentd_doctor(scripted):
     app, _ = scripted([])
     results = dict(app.host.call_each("doctor_checks", config=app.config))
     names = [name for name, _, _ in results["code"]]
-    assert names == ["code sandbox", "code sandbox python"]
+    assert names == ["code sandbox", "code sandbox memory", "code sandbox landlock", "code sandbox python"]

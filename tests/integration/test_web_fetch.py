@@ -144,6 +144,18 @@ def test_pages_are_cached(web):
     assert second.output == first.output and web.site.hits.count("/plain.txt") == hits
 
 
+def test_a_page_fetched_while_private_addresses_were_allowed_is_not_served_once_they_are_not(web, tmp_path):
+    url = f"{web.base}/plain.txt?policy-test"
+    shared = {"cache_ttl_s": 3600, "cache_dir": str(tmp_path / "shared-cache")}
+    first = web("fetch_url", shared, url=url)
+    again = web("fetch_url", {**shared, "timeout_s": 4}, url=url)  # another app, same policy: a cache hit
+    assert first.ok and again.ok and again.data["cached"]
+    hits = web.site.hits.count("/plain.txt")
+    after = web("fetch_url", {**shared, "allow_private": False}, url=url)
+    assert not after.ok and "allow_private" in after.error, after.output
+    assert web.site.hits.count("/plain.txt") == hits
+
+
 def test_cache_clear_makes_the_next_fetch_go_out(scripted, fixture_site):  # noqa: F811
     app, _ = scripted(settings={"plugins.web": {"allow_private": True}})
     ctx = ToolContext(run_id="t", workspace=app.config.workspaces, settings=app.config.plugin_settings("web"))

@@ -334,6 +334,31 @@ def test_hook_memory_store(home):
     assert notes.items == {}
 
 
+def test_hook_daemon_starting(home):
+    import asyncio
+
+    from agentd.config import load_config
+    from agentd.daemon.server import Daemon, DaemonSettings
+
+    write_scripted_config(home)
+    drop_in(home, "janitor", """
+        from agentd import hookimpl
+
+        @hookimpl
+        def daemon_starting(config):
+            (config.home / "swept.txt").write_text("before any run")
+    """)
+
+    async def start_and_stop() -> bool:
+        daemon = Daemon(load_config(home=home), DaemonSettings(workers=1))
+        await daemon.start()
+        seen = (home / "swept.txt").read_text() == "before any run"
+        await daemon.stop()
+        return seen
+
+    assert asyncio.run(start_and_stop())
+
+
 def test_hook_results_of_a_raising_plugin_are_isolated(tmp_path):
     """A loop hook that raises is logged and recorded on the plugin; the run goes on."""
 

@@ -112,9 +112,10 @@ def test_bwrap_launch_drops_to_the_sandbox_uid_inside(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "geteuid", lambda: 0)
     launch = BwrapBackend().launch(job(tmp_path))
     try:
-        assert launch.argv[0] == "prlimit"
-        cut = launch.argv.index("setpriv")
-        assert launch.argv[cut - 1] == "--" and "--reuid=2100000123" in launch.argv[cut:]
+        assert launch.argv[:3] == ["setpriv", "--pdeathsig=KILL", "--"] and "prlimit" in launch.argv
+        cut = launch.argv.index("--reuid=2100000123") - 1
+        assert launch.argv[cut] == "setpriv" and launch.argv[cut - 1] == "--"
+        assert launch.argv.index("bwrap") < cut and "--pdeathsig=KILL" in launch.argv[cut:]
         assert "--no-new-privs" in launch.argv and launch.argv[-3:] == ["python3", "-c", "pass"]
         passwd = os.read(launch.pass_fds[0], 1000).decode()
         assert "sandbox:x:2100000123:2100000123" in passwd
@@ -126,9 +127,12 @@ def test_bwrap_launch_drops_to_the_sandbox_uid_inside(tmp_path, monkeypatch):
 def test_fallback_launch_isolates_network_and_drops_privileges(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "geteuid", lambda: 0)
     launch = SubprocessBackend().launch(job(tmp_path))
-    assert launch.argv[0] == "unshare" and "--net" in launch.argv and "--pid" in launch.argv
-    assert launch.argv.index("setpriv") < launch.argv.index("prlimit") < launch.argv.index("python3")
-    assert launch.cwd == tmp_path and launch.workspace_inside == str(tmp_path)
+    assert launch.argv[:3] == ["setpriv", "--pdeathsig=KILL", "--"] and launch.argv[3] == "unshare"
+    assert {"--net", "--pid", "--mount", "--kill-child"} <= set(launch.argv)
+    drop = launch.argv.index("--reuid=2100000123")
+    assert launch.argv.index("unshare") < launch.argv.index("-I") < drop < launch.argv.index("prlimit")
+    assert launch.argv.index("prlimit") < launch.argv.index("python3")
+    assert launch.cwd == Path("/") and launch.workspace_inside == "/workspace"
     assert "--net" not in SubprocessBackend().launch(job(tmp_path, network=True)).argv
 
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import agentd_code
@@ -43,14 +41,14 @@ def test_snapshot_finds_created_changed_and_deleted_files(tmp_path):
     (tmp_path / "same.txt").write_text("a")
     (tmp_path / "edit.txt").write_text("a")
     (tmp_path / "gone.txt").write_text("a")
-    before = execution.snapshot(tmp_path)
+    before = execution.snapshot(tmp_path).files
     (tmp_path / "edit.txt").write_text("longer")
     (tmp_path / "gone.txt").unlink()
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "new.txt").write_text("n")
     (tmp_path / execution.SESSION_DIR).mkdir()
     (tmp_path / execution.SESSION_DIR / "state.pkl").write_bytes(b"x")
-    changed, deleted = execution.changes(before, execution.snapshot(tmp_path))
+    changed, deleted = execution.changes(before, execution.snapshot(tmp_path).files)
     assert changed == ["edit.txt", "sub/new.txt"] and deleted == ["gone.txt"]
 
 
@@ -104,13 +102,10 @@ def test_goal_phrases_match_whole_words_in_any_case(scripted):
     assert app.tools.requested_in("No shell please. Use Python to add 2 and 2") == ["run_python"]
 
 
-def test_interpreter_for_each_backend(monkeypatch):
-    strong = execution.choose_interpreter(CodeSettings(), BwrapBackend())
-    assert strong.executable == sys.executable and Path(sys.base_prefix) in strong.ro_paths
-    monkeypatch.setattr(execution, "world_reachable", lambda path: False)
-    if Path(execution.SYSTEM_PYTHON).exists():
-        weak = execution.choose_interpreter(CodeSettings(), SubprocessBackend())
-        assert weak.executable == execution.SYSTEM_PYTHON
+def test_interpreter_for_each_backend():
+    for backend in (BwrapBackend(), SubprocessBackend()):  # both mount the daemon's own interpreter read-only
+        chosen = execution.choose_interpreter(CodeSettings(), backend)
+        assert chosen.executable == sys.executable and Path(sys.base_prefix) in chosen.ro_paths
     extra = execution.choose_interpreter(CodeSettings(extra_ro_paths=["/opt/data"]), BwrapBackend())
     assert Path("/opt/data") in extra.ro_paths
 
@@ -123,19 +118,6 @@ def test_package_folders_outside_the_prefix_are_mounted_and_on_pythonpath(tmp_pa
     execution.package_folders.cache_clear()
     interp = execution.choose_interpreter(CodeSettings(python_packages=["mypkg_for_sandbox_test"]), BwrapBackend())
     assert tmp_path / "site" in interp.ro_paths and interp.pythonpath == [str(tmp_path / "site")]
-
-
-def test_world_reachable():
-    folder = Path(tempfile.mkdtemp(prefix="agentd-reach-"))  # /tmp is 1777: only our folder's mode decides
-    try:
-        (folder / "f").write_text("x")
-        (folder / "f").chmod(0o644)
-        folder.chmod(0o755)
-        assert execution.world_reachable(folder / "f")
-        folder.chmod(0o700)
-        assert not execution.world_reachable(folder / "f")
-    finally:
-        shutil.rmtree(folder)
 
 
 class Recorder:
