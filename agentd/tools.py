@@ -418,6 +418,18 @@ def open_in_workspace(workspace: Path, relative: str, flags: int = os.O_RDONLY, 
         raise workspace_error(relative, exc) from None
 
 
+def _umask() -> int:
+    """The process's umask, read without changing it (Linux: /proc/self/status)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o022
+
+
 def replace_in_workspace(workspace: Path, relative: str, data: bytes) -> None:
     """Write ``data`` to a new file beside ``relative`` and rename it over: never through a link (symbolic or
     hard) to a file outside, and a reader never sees half a file."""
@@ -431,7 +443,7 @@ def replace_in_workspace(workspace: Path, relative: str, data: bytes) -> None:
     except OSError as exc:
         raise workspace_error(relative, exc) from None
     try:
-        mode = 0o644
+        mode = 0o666 & ~_umask()  # a new file gets what the process's umask allows (owner-only in a home)
         with contextlib.suppress(FileNotFoundError):
             old = os.stat(name, dir_fd=parent, follow_symlinks=False)
             if stat.S_ISDIR(old.st_mode):

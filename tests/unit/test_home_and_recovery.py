@@ -152,7 +152,10 @@ def test_a_deleted_wal_leaves_workspaces_no_run_owns_and_check_reports_them(home
     (home / "agentd.db-shm").unlink()
     report = check_journal(home / "agentd.db", home / "workspaces")
     assert report.ok and report.runs == 1 and report.orphans == [lost_id], report
-    result = CliRunner().invoke(cli, ["journal", "check"])
+    # A separate process, as a user would run it: one that still held the deleted WAL open would see its rows.
+    result = subprocess.run([sys.executable, "-m", "agentd", "journal", "check"], capture_output=True, text=True,
+                            env={**os.environ, "AGENTD_HOME": str(home)})
+    result.output, result.exit_code = result.stdout + result.stderr, result.returncode
     assert result.exit_code == 1 and lost_id in result.output and kept not in result.output
 
 
