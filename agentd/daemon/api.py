@@ -207,6 +207,11 @@ async def _stream(daemon: Any, run_id: str, after: int, follow: bool) -> AsyncIt
             continue
         if not follow or daemon.stopping:
             return
+        failed = daemon.queue.journal_errors.get(run_id) if daemon.queue else None
+        if failed:  # its journal write failed (disk full): say so now rather than wait for events never written
+            data = json.dumps({"type": "run_error", "run_id": run_id, "error": failed[1]})
+            yield f"event: run_error\ndata: {data}\n\n"
+            return
         row = await asyncio.to_thread(journal.get_run, run_id)
         if row is None or row["status"] not in (RunStatus.queued.value, RunStatus.running.value):
             # The status is written just before the end event: give that event a moment, then stop.

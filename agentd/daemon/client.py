@@ -90,7 +90,7 @@ def events(config: Any, run_id: str, after: int = 0, retry_s: float = 30.0) -> I
                     deadline = None
                     for event in parse_sse(response.iter_lines()):
                         after = max(after, int(event.get("seq", after)))
-                        ended = event.get("type") in END_EVENTS
+                        ended = event.get("type") in (*END_EVENTS, "run_error")
                         yield event
                         if ended:
                             return
@@ -139,6 +139,8 @@ def follow(config: Any, run_id: str, on_event: Callable[[str, dict[str, Any]], N
     for event in events(config, run_id):
         type_ = str(event.pop("type", ""))
         on_event(type_, event)
+        if type_ == "run_error":  # the daemon could not journal the run (disk full); it resumes when it can
+            raise DaemonError(f"run {run_id} stopped: {event.get('error')}; `agentd runs show {run_id}` later")
         if type_ in END_EVENTS:
             outcome = event
     return outcome

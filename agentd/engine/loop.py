@@ -3,6 +3,9 @@
 Each phase is computed, journaled, then folded into the LoopState; a resumed run replays the journal and carries
 on from its last completed phase. Model mistakes and tool failures are data the next phase sees; only
 RunCancelled and the named errors leave the loop.
+
+A run is driven under its lease (journal.py): claimed before the first write, renewed by a heartbeat thread
+and by every fenced write, given back with the run's last event. A driver that loses it stops (LeaseLost).
 """
 
 from __future__ import annotations
@@ -15,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Config
-from ..errors import AgentdError, RunCancelled, StructuredOutputError
-from ..journal import Journal, JournalError
+from ..errors import AgentdError, RunCancelled, RunInterrupted, StructuredOutputError
+from ..journal import Journal, JournalError, Lease, LeaseLost, RunHeld, process_owner
 from ..policy import allowed
 from ..records import (
     Critique,
@@ -39,6 +42,43 @@ VALUE_CHARS = 100  # a tool's "value" longer than this is a document, not an ans
 Emit = Callable[[str, dict[str, Any]], None]
 
 
+class RunSignal(threading.Event):
+    """A run's stop flag (tools see it as ``ctx.cancel``) and why it was raised: ``cancel`` (a person) or
+    ``shutdown`` (the daemon stops; the run stays resumable)."""
+
+    reason = "cancel"
+
+    def stop(self, reason: str) -> None:
+        self.reason = reason
+        self.set()
+
+
+class LeaseKeeper:
+    """Renews a run's lease every third of its ttl; on loss it raises the run's stop flag and says so."""
+
+    def __init__(self, journal: Journal, lease: Lease, stop: threading.Event) -> None:
+        self.journal, self.lease, self.stop_flag = journal, lease, stop
+        self.lost = ""
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"lease-{lease.run_id}", daemon=True)
+        self._thread.start()
+
+    def _beat(self) -> None:
+        while not self._done.wait(self.lease.ttl_s / 3):
+            try:
+                self.journal.renew_lease(self.lease)
+            except LeaseLost as exc:
+                self.lost = str(exc)
+                self.stop_flag.set()
+                return
+            except JournalError:  # the next journal write of the run fails too, and ends its drive
+                log.warning("could not renew the lease on run %s", self.lease.run_id, exc_info=True)
+
+    def close(self) -> None:
+        self._done.set()
+        self._thread.join()
+
+
 class Engine:
     """Runs goals to an outcome. One engine serves many runs (the daemon shares it between workers)."""
 
@@ -50,8 +90,9 @@ class Engine:
         self.tools = tools
 
     # -- public ---------------------------------------------------------------------------------
-    def submit(self, goal: Goal, run_id: str | None = None) -> str:
-        """Persist a goal as a queued run with its own workspace; returns the run id."""
+    def submit(self, goal: Goal, run_id: str | None = None, hold: bool = False) -> str:
+        """Persist a goal as a queued run with its own workspace; returns the run id. ``hold``: the run is born
+        leased to this process (the in-process CLI), so no daemon can claim it before ``run`` does."""
         if not goal.text.strip():
             raise AgentdError("the goal is empty: say what you want done, e.g. agentd goal \"Create hello.txt\"")
         model_name, _ = self.config.model_config_for(goal.model)
@@ -60,7 +101,8 @@ class Engine:
         run_id = run_id or new_run_id()
         workspace = self.config.workspaces / run_id
         workspace.mkdir(parents=True, exist_ok=True)
-        return self.journal.create_run(goal, workspace, model_name, run_id=run_id)
+        lease = Lease(run_id, process_owner(), 1, self.config.loop.lease_ttl_s) if hold else None
+        return self.journal.create_run(goal, workspace, model_name, run_id=run_id, lease=lease)
 
     def decide(self, run_id: str, approved: bool, by: str = "user") -> None:
         """Record a person's answer to a parked run; approve lets the call run on resume, deny stops the run."""
@@ -73,21 +115,49 @@ class Engine:
             self.journal.add_phase(row["id"], "stop", data, time.time())
         self.journal.set_status(row["id"], RunStatus.queued)
 
-    def run(self, run_id: str, on_event: Emit | None = None, cancel: threading.Event | None = None) -> dict:
-        """Drive a run to its end (or resume it) and return its outcome."""
+    def run(
+        self, run_id: str, on_event: Emit | None = None, cancel: threading.Event | None = None, owner: str = ""
+    ) -> dict:
+        """Drive a run to its end (or resume it) under its lease and return its outcome.
+
+        RunHeld: another live process drives it. LeaseLost: it was taken over mid-run; this process stopped."""
         row = self.journal.get_run(run_id)
         if row is None:
             raise AgentdError(f"no run {run_id!r} in the journal")
+        owner = owner or process_owner()
+        lease = self.journal.claim_run(row["id"], owner, self.config.loop.lease_ttl_s)
+        if lease is None:
+            raise RunHeld(f"run {row['id']} is being driven by another process ({row['lease_owner']}); not here")
+        cancel = cancel or threading.Event()
+        keeper = LeaseKeeper(self.journal, lease, cancel)
+        try:
+            return self._drive(row, lease, keeper, on_event, cancel)
+        except JournalError:
+            # Nothing more can be recorded (disk full?): give the run back, resumable, as far as the disk allows.
+            try:
+                self.journal.release_lease(lease)
+            except JournalError:
+                log.warning("could not release run %s; its lease expires in %gs", run_id, lease.ttl_s)
+            raise
+        finally:
+            keeper.close()
+
+    def _drive(self, row: dict, lease: Lease, keeper: LeaseKeeper, on_event: Emit | None, cancel: Any) -> dict:
         goal = Goal.from_dict(row["goal_spec"])
         state = LoopState(run_id=row["id"], goal=goal)
-        run = _RunContext(self, state, Path(row["workspace"]), on_event, cancel or threading.Event())
+        run = _RunContext(self, state, Path(row["workspace"]), on_event, cancel, lease, keeper)
         for phase in self.journal.phases(row["id"]):
             state.apply(phase["kind"], phase)
         resumed = bool(state.observations or state.plan or state.memories is not None)
-        self.journal.set_status(state.run_id, RunStatus.running)
+        self.journal.set_status(state.run_id, RunStatus.running, lease=lease)
         run.emit("run_started", {"goal": goal.text, "workspace": str(run.workspace), "resumed": resumed})
         try:
             run.drive()
+        except LeaseLost:
+            log.warning("run %s: lease lost; another process drives it now", state.run_id)
+            raise
+        except RunInterrupted:
+            return run.interrupted()
         except (RunCancelled, KeyboardInterrupt):
             # Ctrl-C in-process or a cancel from the daemon: the run ends as cancelled, fully journaled.
             run.stop(StopReason.cancelled, "cancelled by the user")
@@ -95,17 +165,25 @@ class Engine:
             raise  # nothing more can be recorded; what was journaled stays, and a restart resumes it
         except AgentdError as exc:  # e.g. the model became unavailable mid-run
             run.stop(StopReason.model_error, str(exc))
-        outcome = run.finish()
-        return outcome
+        return run.finish()
 
 
 class _RunContext:
     """One run in flight: the state plus the plumbing each phase needs."""
 
     def __init__(
-        self, engine: Engine, state: LoopState, workspace: Path, on_event: Emit | None, cancel: threading.Event
+        self,
+        engine: Engine,
+        state: LoopState,
+        workspace: Path,
+        on_event: Emit | None,
+        cancel: threading.Event,
+        lease: Lease,
+        keeper: LeaseKeeper,
     ) -> None:
         self.engine = engine
+        self.lease = lease
+        self.keeper = keeper
         self.config = engine.config
         self.state = state
         self.workspace = workspace
@@ -115,15 +193,15 @@ class _RunContext:
         self.budgets = state.goal.budgets
 
     # -- plumbing -------------------------------------------------------------------------------
-    def emit(self, type_: str, data: dict[str, Any]) -> None:
-        seq = self.engine.journal.add_event(self.state.run_id, type_, data)
+    def emit(self, type_: str, data: dict[str, Any], release: bool = False) -> None:
+        seq = self.engine.journal.add_event(self.state.run_id, type_, data, lease=self.lease, release=release)
         if self.on_event is not None:
             self.on_event(type_, data | {"seq": seq, "run_id": self.state.run_id})
 
     def record(self, kind: str, data: dict[str, Any], started: float | None = None) -> None:
         """Journal a phase, then fold it into the state: the order that makes resume exact."""
         started = started or time.time()
-        self.engine.journal.add_phase(self.state.run_id, kind, data, started)
+        self.engine.journal.add_phase(self.state.run_id, kind, data, started, lease=self.lease)
         self.state.apply(kind, data | {"started_at": started, "finished_at": time.time()})
 
     def stop(self, reason: StopReason, detail: str = "", final_answer: str = "") -> None:
@@ -168,10 +246,18 @@ class _RunContext:
         self._recover_interrupted_call()
         while (phase := self.state.next_phase()) is not None:
             if self.cancel.is_set():
-                raise RunCancelled()
+                raise self._stop_signal()
             if self._over_budget(phase):
                 continue
             getattr(self, f"do_{phase}")()
+
+    def _stop_signal(self) -> AgentdError:
+        """Why the stop flag is up: a lost lease, a shutdown (resumable), or a person's cancel."""
+        if self.keeper.lost:
+            return LeaseLost(self.keeper.lost)
+        if getattr(self.cancel, "reason", "cancel") == "shutdown":
+            return RunInterrupted()
+        return RunCancelled()
 
     def _over_budget(self, phase: str) -> bool:
         s, b = self.state, self.budgets
@@ -193,7 +279,7 @@ class _RunContext:
             return
         for call in reversed(self.engine.journal.tool_calls(self.state.run_id)):
             if call["status"] == "started":
-                self.engine.journal.tool_call_finished(call["id"], {}, status="interrupted")
+                self.engine.journal.tool_call_finished(call["id"], {}, status="interrupted", lease=self.lease)
                 result = ToolResult(
                     error="this call was interrupted by a daemon restart; it may or may not have taken effect. "
                     "Check its effect before repeating it."
@@ -304,7 +390,9 @@ class _RunContext:
         if veto:
             self._observe(call, ToolResult(error=f"not allowed: {veto}"), 0.0, started)
             return
-        call_id = self.engine.journal.tool_call_started(self.state.run_id, self.state.step, call.tool, call.args)
+        call_id = self.engine.journal.tool_call_started(
+            self.state.run_id, self.state.step, call.tool, call.args, lease=self.lease
+        )
         ctx = ToolContext(
             run_id=self.state.run_id,
             workspace=self.workspace,
@@ -317,9 +405,9 @@ class _RunContext:
             result = execute(tool, call.args, ctx)
         except BaseException:  # Ctrl-C while the tool ran: say so in the journal, then let it propagate
             ctx.cancel.set()
-            self.engine.journal.tool_call_finished(call_id, {}, status="interrupted")
+            self.engine.journal.tool_call_finished(call_id, {}, status="interrupted", lease=self.lease)
             raise
-        self.engine.journal.tool_call_finished(call_id, result.to_dict())
+        self.engine.journal.tool_call_finished(call_id, result.to_dict(), lease=self.lease)
         self.engine.host.call_each("after_tool_call", call=call, result=result, run_id=self.state.run_id)
         self._observe(call, result, time.time() - started, started)
 
@@ -394,6 +482,14 @@ class _RunContext:
         return value if isinstance(value, str) and 0 < len(value) <= VALUE_CHARS and "\n" not in value else ""
 
     # -- the end --------------------------------------------------------------------------------
+    def interrupted(self) -> dict[str, Any]:
+        """Shutdown: the run goes back to the queue unowned, with its journal as it is; the next start resumes
+        it. Not a stop: only a person's cancel cancels."""
+        detail = "interrupted by a daemon shutdown; resumed at the next start"
+        self.emit("run_interrupted", {"detail": detail})
+        self.engine.journal.release_lease(self.lease, RunStatus.queued)
+        return {"run_id": self.state.run_id, "status": RunStatus.queued.value, "detail": detail}
+
     def finish(self) -> dict[str, Any]:
         s = self.state
         outcome = {
@@ -408,11 +504,17 @@ class _RunContext:
             "usage": s.usage.to_dict() | {"seconds": round(s.seconds, 3)},
         }
         self.engine.journal.set_status(
-            s.run_id, s.status, stop_reason=s.stop_reason, final_answer=s.final_answer, usage=outcome["usage"]
+            s.run_id,
+            s.status,
+            lease=self.lease,
+            stop_reason=s.stop_reason,
+            final_answer=s.final_answer,
+            usage=outcome["usage"],
         )
         if s.status.finished:
             self.engine.host.call_each("run_finished", run_id=s.run_id, goal=s.goal, outcome=outcome, state=s)
-        self.emit("run_finished" if s.status.finished else "run_parked", outcome)
+        # The last event gives the lease back in its own transaction: a crash before it leaves the run claimable.
+        self.emit("run_finished" if s.status.finished else "run_parked", outcome, release=True)
         return outcome
 
 
