@@ -10,7 +10,7 @@ One owner per run: a worker drives a run only under its lease (Engine.run claims
 drives (an in-process ``agentd goal``, another daemon) are left alone; a sweep every half lease re-queues runs
 whose lease expired or whose holder died, and completes runs that ended without their last event. A run
 whose journal write failed (disk full) is given back resumable; its followers get a ``run_error`` event, and
-the sweep retries it after ``RETRY_AFTER_JOURNAL_ERROR_S``.
+the sweep retries it a lease later.
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ log = logging.getLogger(__name__)
 
 OPEN = (RunStatus.queued.value, RunStatus.running.value)
 ENDED = tuple(s.value for s in RunStatus if s.value not in OPEN)
-RETRY_AFTER_JOURNAL_ERROR_S = 30.0
 
 
 class NotCancellable(AgentdError):
@@ -228,7 +227,7 @@ class RunQueue:
         now, queued = time.monotonic(), []
         for row in self.journal.claimable_runs(OPEN):
             failed = self.journal_errors.get(row["id"])
-            if failed and now - failed[0] < RETRY_AFTER_JOURNAL_ERROR_S:
+            if failed and now - failed[0] < self.engine.config.loop.lease_ttl_s:
                 continue
             if row["id"] not in self.pending and row["id"] not in self.running:
                 self.enqueue_threadsafe(row["id"])
