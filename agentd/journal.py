@@ -207,6 +207,8 @@ class Journal:
         """Owner and token still match (the write renews the lease), or, without a lease, no live one exists."""
         now = time.time()
         if lease is not None:
+            if run_id is not None and run_id != lease.run_id:
+                raise ValueError(f"a lease on run {lease.run_id} cannot write run {run_id}")
             cur = self._db.execute(
                 "UPDATE runs SET lease_heartbeat_at = ?, lease_expires_at = ?"
                 " WHERE id = ? AND lease_owner = ? AND lease_token = ?",
@@ -220,7 +222,7 @@ class Journal:
             (run_id, now),
         )
         if cur.rowcount != 1 and self._db.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone():
-            raise RunHeld(f"run {run_id} is being driven by another process ({self._holder(run_id)})")
+            raise RunHeld(f"run {run_id} is being driven by another process ({self._holder(str(run_id))})")
 
     def _holder(self, run_id: str) -> str:
         row = self._db.execute(

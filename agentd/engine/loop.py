@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -53,30 +54,68 @@ class RunSignal(threading.Event):
         self.set()
 
 
-class LeaseKeeper:
-    """Renews a run's lease every third of its ttl; on loss it raises the run's stop flag and says so."""
+@dataclass(eq=False)
+class HeldLease:
+    """A lease this process is driving a run under; ``lost`` says why, once another process took the run."""
 
-    def __init__(self, journal: Journal, lease: Lease, stop: threading.Event) -> None:
-        self.journal, self.lease, self.stop_flag = journal, lease, stop
-        self.lost = ""
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._beat, name=f"lease-{lease.run_id}", daemon=True)
-        self._thread.start()
+    journal: Journal
+    lease: Lease
+    stop: threading.Event
+    renewed: float = field(default_factory=time.monotonic)
+    lost: str = ""
+
+
+class LeaseKeeper:
+    """The heartbeat: one thread per process renews every held lease each third of its ttl (a thread per run
+    would cost its start-up on every run); a lease found lost raises its run's stop flag."""
+
+    def __init__(self) -> None:
+        self._held: set[HeldLease] = set()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def hold(self, journal: Journal, lease: Lease, stop: threading.Event) -> HeldLease:
+        held = HeldLease(journal, lease, stop)
+        with self._lock:
+            self._held.add(held)
+            if self._thread is None or not self._thread.is_alive():  # first use, or after a fork
+                self._thread = threading.Thread(target=self._beat, name="lease-keeper", daemon=True)
+                self._thread.start()
+        self._wake.set()
+        return held
+
+    def drop(self, held: HeldLease) -> None:
+        with self._lock:
+            self._held.discard(held)
 
     def _beat(self) -> None:
-        while not self._done.wait(self.lease.ttl_s / 3):
-            try:
-                self.journal.renew_lease(self.lease)
-            except LeaseLost as exc:
-                self.lost = str(exc)
-                self.stop_flag.set()
-                return
-            except JournalError:  # the next journal write of the run fails too, and ends its drive
-                log.warning("could not renew the lease on run %s", self.lease.run_id, exc_info=True)
+        while True:
+            with self._lock:
+                held = list(self._held)
+            now = time.monotonic()
+            for h in held:
+                if now - h.renewed >= h.lease.ttl_s / 3:
+                    self._renew(h)
+            pause = min((h.lease.ttl_s / 3 - (time.monotonic() - h.renewed) for h in held), default=60.0)
+            self._wake.wait(max(pause, 0.01))
+            self._wake.clear()
 
-    def close(self) -> None:
-        self._done.set()
-        self._thread.join()
+    def _renew(self, held: HeldLease) -> None:
+        try:
+            held.journal.renew_lease(held.lease)
+            held.renewed = time.monotonic()
+        except LeaseLost as exc:
+            held.lost = str(exc)
+            held.stop.set()
+            self.drop(held)
+        except JournalError:  # the next journal write of the run fails too, and ends its drive
+            log.warning("could not renew the lease on run %s", held.lease.run_id, exc_info=True)
+        except Exception:  # a closed journal (its run already ended) must not end the heartbeat
+            self.drop(held)
+
+
+KEEPER = LeaseKeeper()
 
 
 class Engine:
@@ -129,7 +168,7 @@ class Engine:
         if lease is None:
             raise RunHeld(f"run {row['id']} is being driven by another process ({row['lease_owner']}); not here")
         cancel = cancel or threading.Event()
-        keeper = LeaseKeeper(self.journal, lease, cancel)
+        keeper = KEEPER.hold(self.journal, lease, cancel)
         try:
             return self._drive(row, lease, keeper, on_event, cancel)
         except JournalError:
@@ -140,9 +179,9 @@ class Engine:
                 log.warning("could not release run %s; its lease expires in %gs", run_id, lease.ttl_s)
             raise
         finally:
-            keeper.close()
+            KEEPER.drop(keeper)
 
-    def _drive(self, row: dict, lease: Lease, keeper: LeaseKeeper, on_event: Emit | None, cancel: Any) -> dict:
+    def _drive(self, row: dict, lease: Lease, keeper: HeldLease, on_event: Emit | None, cancel: Any) -> dict:
         goal = Goal.from_dict(row["goal_spec"])
         state = LoopState(run_id=row["id"], goal=goal)
         run = _RunContext(self, state, Path(row["workspace"]), on_event, cancel, lease, keeper)
@@ -179,7 +218,7 @@ class _RunContext:
         on_event: Emit | None,
         cancel: threading.Event,
         lease: Lease,
-        keeper: LeaseKeeper,
+        keeper: HeldLease,
     ) -> None:
         self.engine = engine
         self.lease = lease

@@ -266,11 +266,14 @@ def test_kill_9_torture_every_run_finishes_once_and_no_call_runs_twice(tmp_path)
         if daemon is not None and daemon.proc.poll() is None:
             daemon.stop()
     lines = effects.read_text().splitlines() if effects.exists() else []
-    problems = {}
+    problems, seen = {}, {"resumed": 0, "takeovers": 0, "interrupted_calls": 0}
     for run_id in submitted:
         record = read_journal(home, run_id)
         types = [e["type"] for e in record["events"]]
         kinds = [p["kind"] for p in record["phases"]]
+        seen["resumed"] += types.count("run_started") > 1
+        seen["takeovers"] += types.count("lease_takeover")
+        seen["interrupted_calls"] += [c["status"] for c in record["tool_calls"]].count("interrupted")
         found = {
             "status": record["run"]["status"],
             "run_finished": types.count("run_finished"),
@@ -288,6 +291,6 @@ def test_kill_9_torture_every_run_finishes_once_and_no_call_runs_twice(tmp_path)
             or found["lease_owner"] is not None
         ):
             problems[run_id] = found
-    print(f"torture: {kills} kill points ({killed}), {len(submitted)} runs, {len(lines)} effects")
+    print(f"torture: {kills} kill points ({killed}), {len(submitted)} runs, {len(lines)} effects, {seen}")
     assert len(set(submitted)) == len(submitted) == 2 * kills
     assert problems == {}
