@@ -167,6 +167,11 @@ class Engine:
         lease = self.journal.claim_run(row["id"], owner, self.config.loop.lease_ttl_s)
         if lease is None:
             raise RunHeld(f"run {row['id']} is being driven by another process ({row['lease_owner']}); not here")
+        row = self.journal.get_run(row["id"]) or row  # as of the claim: another driver may have ended it since
+        if row["status"] not in (RunStatus.queued.value, RunStatus.running.value):
+            self.journal.release_lease(lease)  # nothing to drive: ended (or parked) by its last owner
+            ended = {"stop_reason": row["stop_reason"], "final_answer": row["final_answer"] or ""}
+            return {"run_id": row["id"], "status": row["status"], "detail": "nothing to drive"} | ended
         cancel = cancel or threading.Event()
         keeper = KEEPER.hold(self.journal, lease, cancel)
         try:

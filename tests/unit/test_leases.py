@@ -187,3 +187,18 @@ def test_the_sweep_requeues_expired_runs_and_completes_unfinished_endings(tmp_pa
         asyncio.run(asyncio.wait_for(work(), 30))
     finally:
         app.close()
+
+
+def test_a_run_ended_by_its_last_owner_is_not_driven_again(tmp_path):
+    """A second driver that read the run as open just before its owner ended it claims an ended run."""
+    app, model = make_test_app(tmp_path, rules=RULES, settings={"plugins.load": ["workspace"]})
+    try:
+        run_id = app.engine.submit(Goal(text="make a.txt"))
+        assert app.engine.run(run_id)["status"] == "succeeded"
+        calls = len(model.calls)
+        again = app.engine.run(run_id)
+        assert (again["status"], again["detail"]) == ("succeeded", "nothing to drive")
+        assert [e["type"] for e in app.journal.events(run_id)].count("run_finished") == 1
+        assert len(model.calls) == calls and app.journal.get_run(run_id)["lease_owner"] is None
+    finally:
+        app.close()

@@ -241,6 +241,7 @@ def test_resume_replays_the_journal_and_continues(scripted, home):
     assert out["status"] == "cancelled"
     # Simulate a crash instead of a cancel: remove the stop phase as if the process died before it.
     app.journal._db.execute("DELETE FROM phases WHERE run_id = ? AND kind = 'stop'", (run_id,))
+    app.journal._db.execute("UPDATE runs SET status = 'running' WHERE id = ?", (run_id,))  # as a crash leaves it
     model.enqueue([feedback("done", final_answer="resumed")])
     calls_before = len(model.calls)
     out = engine.run(run_id)
