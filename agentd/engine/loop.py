@@ -289,10 +289,11 @@ class _RunContext:
     def drive(self) -> None:
         self._recover_interrupted_call()
         while (phase := self.state.next_phase()) is not None:
-            if self.cancel.is_set():
-                raise self._stop_signal()
-            if self._over_budget(phase):
-                continue
+            if phase != "conclude":  # a decided run ends as decided
+                if self.cancel.is_set():
+                    raise self._stop_signal()
+                if self._over_budget(phase):
+                    continue
             getattr(self, f"do_{phase}")()
 
     def _stop_signal(self) -> AgentdError:
@@ -508,12 +509,18 @@ class _RunContext:
             data["answer_lead"] = lead
         self.record("feedback", data, started)
         self.emit("feedback", feedback.to_dict())
-        if feedback.decision.value == "done":
-            self.stop(StopReason.done, feedback.summary, final_answer=self.state.final_answer)
-        elif feedback.decision.value == "give_up":
-            self.stop(StopReason.gave_up, feedback.summary)
-        elif feedback.decision.value == "replan":
+        if feedback.decision.value == "replan":
             self.emit("replan", {"reason": feedback.summary})
+        # done and give_up end in do_conclude, the next phase: live and resumed runs alike
+
+    def do_conclude(self) -> None:
+        """The stop a done or give_up decision calls for."""
+        decided = self.state.concluded
+        assert decided is not None
+        if decided.decision.value == "done":
+            self.stop(StopReason.done, decided.summary, final_answer=self.state.final_answer)
+        else:
+            self.stop(StopReason.gave_up, decided.summary)
 
     def _answer_lead(self, last: Any) -> str:
         """The short value the last step produced (``ToolResult.data["value"]``), which a grammar-decoded
