@@ -80,6 +80,9 @@ class LoopConfig(_Strict):
     ground_answers: bool = True
     # How many characters of a tool's output the model sees.
     observation_chars: int = Field(1500, ge=100)
+    # A run's lease (one owner drives a run): renewed every third of this; a process silent this long (a crash,
+    # a pause) loses the run to whoever claims it next, and stops at its next journal write.
+    lease_ttl_s: float = Field(30.0, ge=0.5)
 
     def budgets(self, **overrides: Any) -> Budgets:
         """A run's Budgets: these defaults, replaced by every override that is not None (CLI, API, schedule)."""

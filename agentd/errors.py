@@ -23,6 +23,10 @@ class RunCancelled(AgentdError):
     """Raised at a safe point when a run's cancel flag is set."""
 
 
+class RunInterrupted(AgentdError):
+    """Raised at a safe point when the daemon shuts down: the run stops where it is and stays resumable."""
+
+
 class StructuredOutputError(AgentdError):
     """The model's output did not parse or validate after every repair and retry."""
 

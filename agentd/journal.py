@@ -2,6 +2,13 @@
 
 It is the source of truth for what happened; a run's loop state is rebuilt from its phases on resume.
 Migrations are small named functions, each recorded once applied.
+
+One owner per run: whoever drives a run (the in-process CLI, a daemon worker) holds its lease: an owner id, a
+fencing token that grows with every claim, a heartbeat and an expiry, in the ``runs`` row. Every write of a
+run checks the fence in its own transaction: with a Lease, owner and token must still match (and the write
+renews the expiry); without one, nobody may hold a live lease. A process whose lease was taken over gets
+LeaseLost and stops driving. The lease SQL is plain enough for SQLite and PostgreSQL alike (a conditional
+UPDATE locks the row in both), so a shared journal with several daemons builds on the same operations.
 """
 
 from __future__ import annotations
@@ -10,11 +17,13 @@ import contextlib
 import json
 import os
 import secrets
+import socket
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -94,7 +103,63 @@ def m001_initial(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [m001_initial]
+class LeaseLost(AgentdError):
+    """This process no longer owns the run: another one took its lease over. Stop driving it; write nothing."""
+
+
+class RunHeld(AgentdError):
+    """Another live process holds the run's lease: it is being driven elsewhere."""
+
+
+def m002_run_leases(db: sqlite3.Connection) -> None:
+    _run_script(
+        db,
+        """
+        ALTER TABLE runs ADD COLUMN lease_owner TEXT;
+        ALTER TABLE runs ADD COLUMN lease_token BIGINT NOT NULL DEFAULT 0;
+        ALTER TABLE runs ADD COLUMN lease_heartbeat_at DOUBLE PRECISION;
+        ALTER TABLE runs ADD COLUMN lease_expires_at DOUBLE PRECISION;
+        CREATE INDEX runs_lease ON runs(status, lease_expires_at)
+        """,
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [m001_initial, m002_run_leases]
+
+
+@dataclass(frozen=True)
+class Lease:
+    """The right to drive (and write) one run, until another claim raises the token past ``token``."""
+
+    run_id: str
+    owner: str
+    token: int
+    ttl_s: float
+
+
+_OWNER: tuple[int, str] | None = None
+
+
+def process_owner(kind: str = "cli") -> str:
+    """This process's owner id, ``kind:host:pid:random``; the first call's ``kind`` names it for good."""
+    global _OWNER
+    if _OWNER is None or _OWNER[0] != os.getpid():  # a forked child is another owner
+        _OWNER = (os.getpid(), f"{kind}:{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}")
+    return _OWNER[1]
+
+
+def owner_is_dead(owner: str | None) -> bool:
+    """True only when ``owner`` is a process on this host that no longer exists (a reused pid reads alive)."""
+    parts = (owner or "").split(":")
+    if len(parts) != 4 or parts[1] != socket.gethostname() or not parts[2].isdigit():
+        return False
+    try:
+        os.kill(int(parts[2]), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # exists, owned by another user
+        return False
+    return False
 
 
 def new_run_id() -> str:
@@ -126,14 +191,18 @@ class Journal:
 
     # -- plumbing ---------------------------------------------------------------------------------
     @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction: committed whole or rolled back whole, even when Ctrl-C lands inside it."""
+    def _tx(self, run_id: str | None = None, lease: Lease | None = None) -> Iterator[sqlite3.Connection]:
+        """One write transaction: committed whole or rolled back whole, even when Ctrl-C lands inside it.
+
+        A write of run ``run_id`` (or of ``lease.run_id``) checks the fence first, inside the transaction."""
         with self._lock:
             try:
                 if self._db.in_transaction:  # a write interrupted before its rollback ran: drop it now
                     self._db.execute("ROLLBACK")
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
+                    if lease is not None or run_id is not None:
+                        self._fence(run_id, lease)
                     yield self._db
                     self._db.execute("COMMIT")
                 except BaseException:
@@ -142,6 +211,36 @@ class Journal:
                     raise
             except sqlite3.Error as exc:
                 raise JournalError(f"journal write failed ({self.path}): {exc}; {_advice(exc)}") from None
+
+    def _fence(self, run_id: str | None, lease: Lease | None) -> None:
+        """Owner and token still match (the write renews the lease), or, without a lease, no live one exists."""
+        now = time.time()
+        if lease is not None:
+            if run_id is not None and run_id != lease.run_id:
+                raise ValueError(f"a lease on run {lease.run_id} cannot write run {run_id}")
+            cur = self._db.execute(
+                "UPDATE runs SET lease_heartbeat_at = ?, lease_expires_at = ?"
+                " WHERE id = ? AND lease_owner = ? AND lease_token = ?",
+                (now, now + lease.ttl_s, lease.run_id, lease.owner, lease.token),
+            )
+            if cur.rowcount != 1:
+                raise LeaseLost(f"{lease.owner} lost the lease on run {lease.run_id}: {self._holder(lease.run_id)}")
+            return
+        cur = self._db.execute(  # a no-op UPDATE: it takes the row's write lock where the database has them
+            "UPDATE runs SET lease_token = lease_token WHERE id = ? AND (lease_owner IS NULL OR lease_expires_at < ?)",
+            (run_id, now),
+        )
+        if cur.rowcount != 1 and self._db.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone():
+            raise RunHeld(f"run {run_id} is being driven by another process ({self._holder(str(run_id))})")
+
+    def _holder(self, run_id: str) -> str:
+        row = self._db.execute(
+            "SELECT lease_owner, lease_token, lease_expires_at FROM runs WHERE id = ?", (run_id,)
+        ).fetchone()
+        if row is None or row["lease_owner"] is None:
+            return "nobody holds it now"
+        left = row["lease_expires_at"] - time.time()
+        return f"held by {row['lease_owner']} (token {row['lease_token']}, expires in {left:.1f}s)"
 
     def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         with self._lock:
@@ -166,13 +265,74 @@ class Journal:
     def migrations(self) -> list[str]:
         return [row[0] for row in self._query("SELECT name FROM migrations ORDER BY name")]
 
-    # -- runs -------------------------------------------------------------------------------------
-    def create_run(self, goal: Goal, workspace: Path, model: str, run_id: str | None = None) -> str:
-        run_id = run_id or new_run_id()
+    # -- leases: claim, renew, release (the fence is in _tx) ----------------------------------------
+    def claim_run(self, run_id: str, owner: str, ttl_s: float, take_from_dead: bool = True) -> Lease | None:
+        """Take the run's lease when nobody holds it, it expired, or (``take_from_dead``) its holder is a dead
+        process on this host; the token grows, fencing every earlier holder out. None: a live owner holds it."""
+        now = time.time()
+        with self._lock:
+            rows = self._query("SELECT lease_owner FROM runs WHERE id = ?", (run_id,))
+        dead = rows[0]["lease_owner"] if rows and take_from_dead and owner_is_dead(rows[0]["lease_owner"]) else None
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE runs SET lease_owner = ?, lease_token = lease_token + 1, lease_heartbeat_at = ?,"
+                " lease_expires_at = ? WHERE id = ?"
+                " AND (lease_owner IS NULL OR lease_expires_at < ? OR lease_owner = ? OR lease_owner = ?)",
+                (owner, now, now + ttl_s, run_id, now, owner, dead),
+            )
+            if cur.rowcount != 1:
+                return None
+            (token,) = db.execute("SELECT lease_token FROM runs WHERE id = ?", (run_id,)).fetchone()
+            if rows and rows[0]["lease_owner"] not in (None, owner):  # recorded by the new owner, not the old
+                data = {"from": rows[0]["lease_owner"], "to": owner, "token": token}
+                db.execute(
+                    "INSERT INTO events (run_id, type, data_json, ts) VALUES (?, ?, ?, ?)",
+                    (run_id, "lease_takeover", json.dumps(data), now),
+                )
+        return Lease(run_id, owner, int(token), ttl_s)
+
+    def renew_lease(self, lease: Lease) -> None:
+        """The heartbeat; LeaseLost when another process took the run over."""
+        with self._tx(lease=lease):
+            pass
+
+    def release_lease(self, lease: Lease, status: RunStatus | None = None) -> None:
+        """Give the run back (optionally with a new status); nothing happens if it was already lost."""
         with self._tx() as db:
             db.execute(
-                "INSERT INTO runs (id, goal, goal_json, status, workspace, model, schedule, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "UPDATE runs SET lease_owner = NULL, lease_expires_at = NULL, status = COALESCE(?, status)"
+                " WHERE id = ? AND lease_owner = ? AND lease_token = ?",
+                (status.value if status else None, lease.run_id, lease.owner, lease.token),
+            )
+
+    def claimable_runs(self, statuses: tuple[str, ...], held_only: bool = False) -> list[dict[str, Any]]:
+        """Runs in ``statuses`` whose lease is free (unless ``held_only``), expired, or held by a dead process
+        here, oldest first."""
+        marks = ", ".join("?" * len(statuses))
+        rows = self._query(
+            "SELECT id, status, lease_owner, lease_expires_at FROM runs"
+            f" WHERE status IN ({marks}) AND (lease_owner IS NOT NULL OR ? = 0) ORDER BY created_at",
+            (*statuses, int(held_only)),
+        )
+        now = time.time()
+        return [
+            dict(r)
+            for r in rows
+            if r["lease_owner"] is None or r["lease_expires_at"] < now or owner_is_dead(r["lease_owner"])
+        ]
+
+    # -- runs -------------------------------------------------------------------------------------
+    def create_run(
+        self, goal: Goal, workspace: Path, model: str, run_id: str | None = None, lease: Lease | None = None
+    ) -> str:
+        """A queued run; with ``lease`` (its run_id, owner, ttl; token 1) it is born held by that owner."""
+        run_id = lease.run_id if lease else run_id or new_run_id()
+        now = time.time()
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO runs (id, goal, goal_json, status, workspace, model, schedule, created_at,"
+                " lease_owner, lease_token, lease_heartbeat_at, lease_expires_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     run_id,
                     goal.text,
@@ -181,12 +341,16 @@ class Journal:
                     str(workspace),
                     model,
                     goal.schedule,
-                    time.time(),
+                    now,
+                    lease.owner if lease else None,
+                    lease.token if lease else 0,
+                    now if lease else None,
+                    now + lease.ttl_s if lease else None,
                 ),
             )
         return run_id
 
-    def set_status(self, run_id: str, status: RunStatus, **fields: Any) -> None:
+    def set_status(self, run_id: str, status: RunStatus, lease: Lease | None = None, **fields: Any) -> None:
         sets = ["status = ?"]
         values: list[Any] = [status.value]
         if status == RunStatus.running:
@@ -203,7 +367,7 @@ class Journal:
         if "usage" in fields:
             sets.append("usage_json = ?")
             values.append(json.dumps(fields["usage"]))
-        with self._tx() as db:
+        with self._tx(run_id, lease) as db:
             db.execute(f"UPDATE runs SET {', '.join(sets)} WHERE id = ?", (*values, run_id))
 
     def get_run(self, run_id: str) -> dict[str, Any] | None:
@@ -234,8 +398,10 @@ class Journal:
         return [_run_row(r) for r in self._query(sql, tuple(params))]
 
     # -- phases, tool calls, events ---------------------------------------------------------------
-    def add_phase(self, run_id: str, kind: str, data: dict[str, Any], started_at: float) -> int:
-        with self._tx() as db:
+    def add_phase(
+        self, run_id: str, kind: str, data: dict[str, Any], started_at: float, lease: Lease | None = None
+    ) -> int:
+        with self._tx(run_id, lease) as db:
             (seq,) = db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM phases WHERE run_id = ?", (run_id,)).fetchone()
             db.execute(
                 "INSERT INTO phases VALUES (?, ?, ?, ?, ?, ?)",
@@ -251,16 +417,21 @@ class Journal:
             for r in rows
         ]
 
-    def tool_call_started(self, run_id: str, step: int, tool: str, args: dict[str, Any]) -> int:
-        with self._tx() as db:
+    def tool_call_started(
+        self, run_id: str, step: int, tool: str, args: dict[str, Any], lease: Lease | None = None
+    ) -> int:
+        with self._tx(run_id, lease) as db:
             cur = db.execute(
                 "INSERT INTO tool_calls (run_id, step, tool, args_json, status, started_at) VALUES (?, ?, ?, ?, ?, ?)",
                 (run_id, step, tool, json.dumps(args, default=str), "started", time.time()),
             )
             return int(cur.lastrowid or 0)
 
-    def tool_call_finished(self, call_id: int, result: dict[str, Any], status: str = "finished") -> None:
-        with self._tx() as db:
+    def tool_call_finished(
+        self, call_id: int, result: dict[str, Any], status: str = "finished", lease: Lease | None = None
+    ) -> None:
+        rows = [] if lease else self._query("SELECT run_id FROM tool_calls WHERE id = ?", (call_id,))
+        with self._tx(rows[0]["run_id"] if rows else None, lease) as db:
             db.execute(
                 "UPDATE tool_calls SET status = ?, result_json = ?, finished_at = ? WHERE id = ?",
                 (status, json.dumps(result, default=str), time.time(), call_id),
@@ -273,12 +444,17 @@ class Journal:
             for r in rows
         ]
 
-    def add_event(self, run_id: str, type_: str, data: dict[str, Any]) -> int:
-        with self._tx() as db:
+    def add_event(
+        self, run_id: str, type_: str, data: dict[str, Any], lease: Lease | None = None, release: bool = False
+    ) -> int:
+        """Journal an event; ``release`` gives the lease back in the same transaction (a run's last event)."""
+        with self._tx(run_id, lease) as db:
             cur = db.execute(
                 "INSERT INTO events (run_id, type, data_json, ts) VALUES (?, ?, ?, ?)",
                 (run_id, type_, json.dumps(data, default=str), time.time()),
             )
+            if release and lease is not None:
+                db.execute("UPDATE runs SET lease_owner = NULL, lease_expires_at = NULL WHERE id = ?", (run_id,))
             return int(cur.lastrowid or 0)
 
     def events(self, run_id: str, after: int = 0) -> list[dict[str, Any]]:

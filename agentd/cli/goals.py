@@ -51,7 +51,7 @@ def run_in_process(config: Any, goal: Any, as_json: bool = False) -> int:
     try:
         app.models.get(goal.model)  # a missing model file or bad endpoint config fails here, clearly
         engine = app.engine
-        run_id = engine.submit(goal)
+        run_id = engine.submit(goal, hold=True)  # born leased to this process: no daemon may drive it too
         outcome = engine.run(run_id, on_event=on_event)
     finally:
         on_event.close()

@@ -265,6 +265,11 @@ async def _stream(daemon: Any, run_id: str, after: int, follow: bool) -> AsyncIt
             continue
         if not follow or daemon.stopping:
             return
+        failed = daemon.queue.journal_errors.get(run_id) if daemon.queue else None
+        if failed:  # its journal write failed (disk full): say so now rather than wait for events never written
+            data = json.dumps({"type": "run_error", "run_id": run_id, "error": failed[1]})
+            yield f"event: run_error\ndata: {data}\n\n"
+            return
         progress = daemon.queue.progress.get(run_id) if daemon.queue is not None else None
         if progress is not None and progress is not sent_progress:  # live, not journaled: no id, no replay
             sent_progress = progress

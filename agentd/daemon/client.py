@@ -132,7 +132,7 @@ def events(
                     deadline = None
                     for event in parse_sse(response.iter_lines()):
                         after = max(after, int(event.get("seq", after)))
-                        ended = event.get("type") in END_EVENTS
+                        ended = event.get("type") in (*END_EVENTS, "run_error")
                         yield event
                         if ended:
                             return
@@ -189,6 +189,8 @@ def follow(
         seen[0] = max(seen[0], int(event.get("seq", 0)))
         type_ = str(event.pop("type", ""))
         on_event(type_, event)
+        if type_ == "run_error":  # the daemon could not journal the run (disk full); it resumes when it can
+            raise DaemonError(f"run {run_id} stopped: {event.get('error')}; `agentd runs show {run_id}` later")
         if type_ in END_EVENTS:
             outcome = event
     return outcome

@@ -5,6 +5,12 @@ which queued run to start next, so after a crash the journal alone rebuilds it (
 executes in a thread of the queue's own pool (``loop.run_in_executor``: ``asyncio.to_thread`` with a pool
 sized to the workers): model inference and tools never block the API, and long runs never starve the default
 pool the API's event streams use.
+
+One owner per run: a worker drives a run only under its lease (Engine.run claims it). Runs another process
+drives (an in-process ``agentd goal``, another daemon) are left alone; a sweep every half lease re-queues runs
+whose lease expired or whose holder died, and completes runs that ended without their last event. A run
+whose journal write failed (disk full) is given back resumable; its followers get a ``run_error`` event, and
+the sweep retries it a lease later.
 """
 
 from __future__ import annotations
@@ -20,12 +26,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..engine.loop import RunSignal
 from ..errors import AgentdError
+from ..journal import JournalError, LeaseLost, RunHeld, process_owner
 from ..records import Goal, RunStatus, StopReason
 
 log = logging.getLogger(__name__)
 
 OPEN = (RunStatus.queued.value, RunStatus.running.value)
+ENDED = tuple(s.value for s in RunStatus if s.value not in OPEN)
 
 
 class NotCancellable(AgentdError):
@@ -40,7 +49,9 @@ class RunQueue:
     workers: int = 2
     queue: asyncio.Queue = field(default_factory=asyncio.Queue)
     pending: set[str] = field(default_factory=set)  # queued in memory, not started yet
-    running: dict[str, threading.Event] = field(default_factory=dict)
+    running: dict[str, RunSignal] = field(default_factory=dict)
+    journal_errors: dict[str, tuple[float, str]] = field(default_factory=dict)  # run id -> (when, error)
+    owner: str = field(default_factory=lambda: process_owner("daemon"))
     accepting: bool = True
     finished_count: int = 0
     progress: dict[str, dict[str, Any]] = field(default_factory=dict)  # run id -> its latest progress event
@@ -60,12 +71,14 @@ class RunQueue:
         self._loop = asyncio.get_running_loop()
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="run")
         self._tasks = [asyncio.create_task(self._work(i), name=f"worker-{i}") for i in range(self.workers)]
+        self._tasks.append(asyncio.create_task(self._sweep(), name="lease-sweep"))
 
     def recover(self, resume: bool = True) -> dict[str, list[str]]:
-        """After a crash or restart: each queued or running run is re-queued (resume) or failed; none lost."""
+        """After a crash or restart: each queued or running run nobody live holds is re-queued (resume) or
+        failed; none lost. Runs another live process drives stay with it."""
         found: dict[str, list[str]] = {"resumed": [], "failed": []}
-        rows = [r for s in OPEN for r in self.journal.list_runs(limit=1_000_000, status=s)]
-        for row in sorted(rows, key=lambda r: r["created_at"]):
+        self.complete_endings()
+        for row in self.journal.claimable_runs(OPEN):
             if resume or row["status"] == RunStatus.queued.value:
                 self.enqueue(row["id"])
                 found["resumed"].append(row["id"])
@@ -85,9 +98,9 @@ class RunQueue:
         if threads:
             _, late = await asyncio.wait(threads, timeout=timeout_s)
             if late:
-                log.warning("drain deadline reached: cancelling %d running run(s)", len(late))
-                for cancel in list(self.running.values()):
-                    cancel.set()
+                log.warning("drain deadline reached: interrupting %d running run(s)", len(late))
+                for signal in list(self.running.values()):
+                    signal.stop("shutdown")  # resumable at the next start: only a person's cancel cancels
                 await asyncio.wait(late, timeout=grace_s)
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._pool is not None:
@@ -122,7 +135,7 @@ class RunQueue:
             raise NotCancellable(f"no run {run_id!r}")
         run_id = row["id"]
         if run_id in self.running:
-            self.running[run_id].set()
+            self.running[run_id].stop("cancel")
             return "cancelling"
         if row["status"] in (
             RunStatus.queued.value,
@@ -141,7 +154,10 @@ class RunQueue:
         self.enqueue_threadsafe(row["id"] if row else run_id)
 
     def _end_unstarted(self, run_id: str, status: RunStatus, reason: StopReason, detail: str) -> None:
-        end_run(self.journal, run_id, status, reason, detail)
+        lease = self.journal.claim_run(run_id, self.owner, self.engine.config.loop.lease_ttl_s)
+        if lease is None:
+            raise RunHeld(f"run {run_id} is being driven by another process; cancel it there")
+        end_run(self.journal, run_id, status, reason, detail, lease)
         self.on_change()
 
     # -- the workers ---------------------------------------------------------------------------------
@@ -154,7 +170,7 @@ class RunQueue:
             row = self.journal.get_run(run_id)
             if row is None or row["status"] not in OPEN:
                 continue
-            cancel = threading.Event()
+            cancel = RunSignal()
             self.running[run_id] = cancel
             assert self._loop is not None
             future = self._loop.run_in_executor(self._pool, self._run_one, run_id, cancel)
@@ -174,12 +190,22 @@ class RunQueue:
     def _run_one(self, run_id: str, cancel: threading.Event) -> None:
         goal = (self.journal.get_run(run_id) or {}).get("goal", "")
         log.info("run %s started: goal=%s", run_id, json.dumps(goal, ensure_ascii=False))
-        outcome: dict[str, Any] = {"run_id": run_id, "status": RunStatus.failed.value,
-                                   "stop_reason": StopReason.daemon_crash.value, "detail": "the run crashed in the daemon"}
+        outcome: dict[str, Any] | None = None  # stays None when the run is left to another owner or given back
         try:
-            outcome = self.engine.run(run_id, on_event=self._on_event, cancel=cancel)
+            self.journal_errors.pop(run_id, None)
+            outcome = self.engine.run(run_id, on_event=self._on_event, cancel=cancel, owner=self.owner)
+        except RunHeld as exc:
+            log.info("%s; left to its owner", exc)
+        except LeaseLost as exc:
+            log.warning("stopped driving run %s: %s", run_id, exc)
+        except JournalError as exc:
+            # Given back resumable (Engine.run); followers hear why, the sweep retries once writes may work.
+            log.error("run %s stopped: %s", run_id, exc)
+            self.journal_errors[run_id] = (time.monotonic(), str(exc))
         except Exception:  # the daemon's job runner: one broken run must not take a worker down
             log.exception("run %s crashed", run_id)
+            outcome = {"run_id": run_id, "status": RunStatus.failed.value,
+                       "stop_reason": StopReason.daemon_crash.value, "detail": "the run crashed in the daemon"}
             try:
                 self._end_unstarted(
                     run_id, RunStatus.failed, StopReason.daemon_crash, "the run crashed in the daemon"
@@ -189,6 +215,11 @@ class RunQueue:
         finally:
             self.finished_count += 1
             self.on_change()
+        if outcome is None:
+            return
+        if outcome.get("status") == RunStatus.queued.value:  # interrupted by a shutdown: resumed at the next start
+            log.info("run %s interrupted: %s", run_id, outcome.get("detail"))
+            return
         log.info("run %s ended: %s (%s) goal=%s", run_id, outcome.get("status"), outcome.get("stop_reason") or "-",
                  json.dumps(goal, ensure_ascii=False))
         try:
@@ -201,24 +232,65 @@ class RunQueue:
             self.progress[data["run_id"]] = data
         self.on_change()
 
+    # -- the lease sweep -----------------------------------------------------------------------------
+    async def _sweep(self) -> None:
+        """Every half lease: queue runs whose owner went away (lease expired, or a dead process here)."""
+        interval = self.engine.config.loop.lease_ttl_s / 2
+        while self.accepting:
+            await asyncio.sleep(interval)
+            try:
+                await asyncio.to_thread(self.sweep_once)
+            except JournalError as exc:
+                log.warning("lease sweep: %s", exc)
 
-def end_run(journal: Any, run_id: str, status: RunStatus, reason: StopReason, detail: str) -> None:
-    """End a run no worker holds: a stop phase, the status, and the closing event that streams wait for."""
-    journal.add_phase(run_id, "stop", {"stop_reason": reason.value, "detail": detail}, time.time())
-    journal.set_status(run_id, status, stop_reason=reason)
-    row = journal.get_run(run_id) or {}
-    outcome = {
-        "run_id": run_id,
-        "status": status.value,
-        "stop_reason": reason.value,
-        "detail": detail,
+    def sweep_once(self) -> list[str]:
+        """One pass of the sweep (callable from any thread); returns the run ids it queued."""
+        self.complete_endings()
+        now, queued = time.monotonic(), []
+        for row in self.journal.claimable_runs(OPEN):
+            failed = self.journal_errors.get(row["id"])
+            if failed and now - failed[0] < self.engine.config.loop.lease_ttl_s:
+                continue
+            if row["id"] not in self.pending and row["id"] not in self.running:
+                self.enqueue_threadsafe(row["id"])
+                queued.append(row["id"])
+        return queued
+
+    def complete_endings(self) -> None:
+        """Runs whose driver died between their final status and their last event: write that event now."""
+        for row in self.journal.claimable_runs(ENDED, held_only=True):
+            lease = self.journal.claim_run(row["id"], self.owner, self.engine.config.loop.lease_ttl_s)
+            if lease is not None:
+                end = "run_parked" if row["status"] == RunStatus.awaiting_approval.value else "run_finished"
+                run = self.journal.get_run(row["id"]) or {}
+                self.journal.add_event(row["id"], end, _outcome(run), lease=lease, release=True)
+                self.on_change()
+
+
+def end_run(
+    journal: Any, run_id: str, status: RunStatus, reason: StopReason, detail: str, lease: Any = None
+) -> None:
+    """End a run no worker drives: a stop phase, the status, and the closing event that streams wait for.
+    Under ``lease`` (given back with the event), or with no live lease on the run at all."""
+    journal.add_phase(run_id, "stop", {"stop_reason": reason.value, "detail": detail}, time.time(), lease=lease)
+    journal.set_status(run_id, status, lease=lease, stop_reason=reason)
+    outcome = _outcome(journal.get_run(run_id) or {}) | {"detail": detail}
+    journal.add_event(run_id, "run_finished", outcome, lease=lease, release=True)
+
+
+def _outcome(row: dict[str, Any]) -> dict[str, Any]:
+    """A run's outcome event from its journal row, for ends no engine wrote."""
+    return {
+        "run_id": row.get("id"),
+        "status": row.get("status"),
+        "stop_reason": row.get("stop_reason"),
+        "detail": "",
         "final_answer": row.get("final_answer") or "",
         "workspace": row.get("workspace", ""),
         "steps": 0,
         "replans": 0,
         "usage": row.get("usage") or {},
     }
-    journal.add_event(run_id, "run_finished", outcome)
 
 
 def _in_loop(loop: asyncio.AbstractEventLoop) -> bool:

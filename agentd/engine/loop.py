@@ -3,6 +3,9 @@
 Each phase is computed, journaled, then folded into the LoopState; a resumed run replays the journal and carries
 on from its last completed phase. Model mistakes and tool failures are data the next phase sees; only
 RunCancelled and the named errors leave the loop.
+
+A run is driven under its lease (journal.py): claimed before the first write, renewed by a heartbeat thread
+and by every fenced write, given back with the run's last event. A driver that loses it stops (LeaseLost).
 """
 
 from __future__ import annotations
@@ -11,12 +14,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..config import Config
-from ..errors import AgentdError, RunCancelled, StructuredOutputError
-from ..journal import Journal, JournalError
+from ..errors import AgentdError, RunCancelled, RunInterrupted, StructuredOutputError
+from ..journal import Journal, JournalError, Lease, LeaseLost, RunHeld, process_owner
 from ..policy import allowed
 from ..records import (
     Critique,
@@ -40,6 +44,81 @@ VALUE_CHARS = 100  # a tool's "value" longer than this is a document, not an ans
 Emit = Callable[[str, dict[str, Any]], None]
 
 
+class RunSignal(threading.Event):
+    """A run's stop flag (tools see it as ``ctx.cancel``) and why it was raised: ``cancel`` (a person) or
+    ``shutdown`` (the daemon stops; the run stays resumable)."""
+
+    reason = "cancel"
+
+    def stop(self, reason: str) -> None:
+        self.reason = reason
+        self.set()
+
+
+@dataclass(eq=False)
+class HeldLease:
+    """A lease this process is driving a run under; ``lost`` says why, once another process took the run."""
+
+    journal: Journal
+    lease: Lease
+    stop: threading.Event
+    renewed: float = field(default_factory=time.monotonic)
+    lost: str = ""
+
+
+class LeaseKeeper:
+    """The heartbeat: one thread per process renews every held lease each third of its ttl (a thread per run
+    would cost its start-up on every run); a lease found lost raises its run's stop flag."""
+
+    def __init__(self) -> None:
+        self._held: set[HeldLease] = set()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def hold(self, journal: Journal, lease: Lease, stop: threading.Event) -> HeldLease:
+        held = HeldLease(journal, lease, stop)
+        with self._lock:
+            self._held.add(held)
+            if self._thread is None or not self._thread.is_alive():  # first use, or after a fork
+                self._thread = threading.Thread(target=self._beat, name="lease-keeper", daemon=True)
+                self._thread.start()
+        self._wake.set()
+        return held
+
+    def drop(self, held: HeldLease) -> None:
+        with self._lock:
+            self._held.discard(held)
+
+    def _beat(self) -> None:
+        while True:
+            with self._lock:
+                held = list(self._held)
+            now = time.monotonic()
+            for h in held:
+                if now - h.renewed >= h.lease.ttl_s / 3:
+                    self._renew(h)
+            pause = min((h.lease.ttl_s / 3 - (time.monotonic() - h.renewed) for h in held), default=60.0)
+            self._wake.wait(max(pause, 0.01))
+            self._wake.clear()
+
+    def _renew(self, held: HeldLease) -> None:
+        try:
+            held.journal.renew_lease(held.lease)
+            held.renewed = time.monotonic()
+        except LeaseLost as exc:
+            held.lost = str(exc)
+            held.stop.set()
+            self.drop(held)
+        except JournalError:  # the next journal write of the run fails too, and ends its drive
+            log.warning("could not renew the lease on run %s", held.lease.run_id, exc_info=True)
+        except Exception:  # a closed journal (its run already ended) must not end the heartbeat
+            self.drop(held)
+
+
+KEEPER = LeaseKeeper()
+
+
 class Engine:
     """Runs goals to an outcome. One engine serves many runs (the daemon shares it between workers)."""
 
@@ -51,8 +130,9 @@ class Engine:
         self.tools = tools
 
     # -- public ---------------------------------------------------------------------------------
-    def submit(self, goal: Goal, run_id: str | None = None) -> str:
-        """Persist a goal as a queued run with its own workspace; returns the run id."""
+    def submit(self, goal: Goal, run_id: str | None = None, hold: bool = False) -> str:
+        """Persist a goal as a queued run with its own workspace; returns the run id. ``hold``: the run is born
+        leased to this process (the in-process CLI), so no daemon can claim it before ``run`` does."""
         if not goal.text.strip():
             raise AgentdError("the goal is empty: say what you want done, e.g. agentd goal \"Create hello.txt\"")
         model_name, _ = self.config.model_config_for(goal.model)
@@ -61,7 +141,8 @@ class Engine:
         run_id = run_id or new_run_id()
         workspace = self.config.workspaces / run_id
         workspace.mkdir(parents=True, exist_ok=True)
-        return self.journal.create_run(goal, workspace, model_name, run_id=run_id)
+        lease = Lease(run_id, process_owner(), 1, self.config.loop.lease_ttl_s) if hold else None
+        return self.journal.create_run(goal, workspace, model_name, run_id=run_id, lease=lease)
 
     def decide(self, run_id: str, approved: bool, by: str = "user") -> None:
         """Record a person's answer to a parked run; approve lets the call run on resume, deny stops the run."""
@@ -74,21 +155,54 @@ class Engine:
             self.journal.add_phase(row["id"], "stop", data, time.time())
         self.journal.set_status(row["id"], RunStatus.queued)
 
-    def run(self, run_id: str, on_event: Emit | None = None, cancel: threading.Event | None = None) -> dict:
-        """Drive a run to its end (or resume it) and return its outcome."""
+    def run(
+        self, run_id: str, on_event: Emit | None = None, cancel: threading.Event | None = None, owner: str = ""
+    ) -> dict:
+        """Drive a run to its end (or resume it) under its lease and return its outcome.
+
+        RunHeld: another live process drives it. LeaseLost: it was taken over mid-run; this process stopped."""
         row = self.journal.get_run(run_id)
         if row is None:
             raise AgentdError(f"no run {run_id!r} in the journal")
+        owner = owner or process_owner()
+        lease = self.journal.claim_run(row["id"], owner, self.config.loop.lease_ttl_s)
+        if lease is None:
+            raise RunHeld(f"run {row['id']} is being driven by another process ({row['lease_owner']}); not here")
+        row = self.journal.get_run(row["id"]) or row  # as of the claim: another driver may have ended it since
+        if row["status"] not in (RunStatus.queued.value, RunStatus.running.value):
+            self.journal.release_lease(lease)  # nothing to drive: ended (or parked) by its last owner
+            ended = {"stop_reason": row["stop_reason"], "final_answer": row["final_answer"] or ""}
+            return {"run_id": row["id"], "status": row["status"], "detail": "nothing to drive"} | ended
+        cancel = cancel or threading.Event()
+        keeper = KEEPER.hold(self.journal, lease, cancel)
+        try:
+            return self._drive(row, lease, keeper, on_event, cancel)
+        except JournalError:
+            # Nothing more can be recorded (disk full?): give the run back, resumable, as far as the disk allows.
+            try:
+                self.journal.release_lease(lease)
+            except JournalError:
+                log.warning("could not release run %s; its lease expires in %gs", run_id, lease.ttl_s)
+            raise
+        finally:
+            KEEPER.drop(keeper)
+
+    def _drive(self, row: dict, lease: Lease, keeper: HeldLease, on_event: Emit | None, cancel: Any) -> dict:
         goal = Goal.from_dict(row["goal_spec"])
         state = LoopState(run_id=row["id"], goal=goal)
-        run = _RunContext(self, state, Path(row["workspace"]), on_event, cancel or threading.Event())
+        run = _RunContext(self, state, Path(row["workspace"]), on_event, cancel, lease, keeper)
         for phase in self.journal.phases(row["id"]):
             state.apply(phase["kind"], phase)
         resumed = bool(state.observations or state.plan or state.memories is not None)
-        self.journal.set_status(state.run_id, RunStatus.running)
+        self.journal.set_status(state.run_id, RunStatus.running, lease=lease)
         run.emit("run_started", {"goal": goal.text, "workspace": str(run.workspace), "resumed": resumed})
         try:
             run.drive()
+        except LeaseLost:
+            log.warning("run %s: lease lost; another process drives it now", state.run_id)
+            raise
+        except RunInterrupted:
+            return run.interrupted()
         except (RunCancelled, KeyboardInterrupt):
             # Ctrl-C in-process or a cancel from the daemon: the run ends as cancelled, fully journaled; the
             # interrupted phase's time counts, so the summary shows how long the run really went on.
@@ -97,17 +211,25 @@ class Engine:
             raise  # nothing more can be recorded; what was journaled stays, and a restart resumes it
         except AgentdError as exc:  # e.g. the model became unavailable mid-run
             run.stop(StopReason.model_error, str(exc))
-        outcome = run.finish()
-        return outcome
+        return run.finish()
 
 
 class _RunContext:
     """One run in flight: the state plus the plumbing each phase needs."""
 
     def __init__(
-        self, engine: Engine, state: LoopState, workspace: Path, on_event: Emit | None, cancel: threading.Event
+        self,
+        engine: Engine,
+        state: LoopState,
+        workspace: Path,
+        on_event: Emit | None,
+        cancel: threading.Event,
+        lease: Lease,
+        keeper: HeldLease,
     ) -> None:
         self.engine = engine
+        self.lease = lease
+        self.keeper = keeper
         self.config = engine.config
         self.state = state
         self.workspace = workspace
@@ -119,8 +241,8 @@ class _RunContext:
         self.phase_started: float | None = None  # set while a phase runs
 
     # -- plumbing -------------------------------------------------------------------------------
-    def emit(self, type_: str, data: dict[str, Any]) -> None:
-        seq = self.engine.journal.add_event(self.state.run_id, type_, data)
+    def emit(self, type_: str, data: dict[str, Any], release: bool = False) -> None:
+        seq = self.engine.journal.add_event(self.state.run_id, type_, data, lease=self.lease, release=release)
         if self.on_event is not None:
             self.on_event(type_, data | {"seq": seq, "run_id": self.state.run_id})
 
@@ -136,7 +258,7 @@ class _RunContext:
     def record(self, kind: str, data: dict[str, Any], started: float | None = None) -> None:
         """Journal a phase, then fold it into the state: the order that makes resume exact."""
         started = started or time.time()
-        self.engine.journal.add_phase(self.state.run_id, kind, data, started)
+        self.engine.journal.add_phase(self.state.run_id, kind, data, started, lease=self.lease)
         self.state.apply(kind, data | {"started_at": started, "finished_at": time.time()})
 
     def stop(self, reason: StopReason, detail: str = "", final_answer: str = "", started: float | None = None) -> None:
@@ -181,13 +303,22 @@ class _RunContext:
     def drive(self) -> None:
         self._recover_interrupted_call()
         while (phase := self.state.next_phase()) is not None:
-            if self.cancel.is_set():
-                raise RunCancelled()
-            if self._over_budget(phase):
-                continue
+            if phase != "conclude":  # a decided run ends as decided
+                if self.cancel.is_set():
+                    raise self._stop_signal()
+                if self._over_budget(phase):
+                    continue
             self.phase_started = time.time()
             getattr(self, f"do_{phase}")()
             self.phase_started = None
+
+    def _stop_signal(self) -> AgentdError:
+        """Why the stop flag is up: a lost lease, a shutdown (resumable), or a person's cancel."""
+        if self.keeper.lost:
+            return LeaseLost(self.keeper.lost)
+        if getattr(self.cancel, "reason", "cancel") == "shutdown":
+            return RunInterrupted()
+        return RunCancelled()
 
     def _over_budget(self, phase: str) -> bool:
         s, b = self.state, self.budgets
@@ -209,7 +340,7 @@ class _RunContext:
             return
         for call in reversed(self.engine.journal.tool_calls(self.state.run_id)):
             if call["status"] == "started":
-                self.engine.journal.tool_call_finished(call["id"], {}, status="interrupted")
+                self.engine.journal.tool_call_finished(call["id"], {}, status="interrupted", lease=self.lease)
                 result = ToolResult(
                     error="this call was interrupted by a daemon restart; it may or may not have taken effect. "
                     "Check its effect before repeating it."
@@ -320,7 +451,9 @@ class _RunContext:
         if veto:
             self._observe(call, ToolResult(error=f"not allowed: {veto}"), 0.0, started)
             return
-        call_id = self.engine.journal.tool_call_started(self.state.run_id, self.state.step, call.tool, call.args)
+        call_id = self.engine.journal.tool_call_started(
+            self.state.run_id, self.state.step, call.tool, call.args, lease=self.lease
+        )
         ctx = ToolContext(
             run_id=self.state.run_id,
             workspace=self.workspace,
@@ -333,9 +466,9 @@ class _RunContext:
             result = execute(tool, call.args, ctx)
         except BaseException:  # Ctrl-C while the tool ran: say so in the journal, then let it propagate
             ctx.cancel.set()
-            self.engine.journal.tool_call_finished(call_id, {}, status="interrupted")
+            self.engine.journal.tool_call_finished(call_id, {}, status="interrupted", lease=self.lease)
             raise
-        self.engine.journal.tool_call_finished(call_id, result.to_dict())
+        self.engine.journal.tool_call_finished(call_id, result.to_dict(), lease=self.lease)
         self.engine.host.call_each("after_tool_call", call=call, result=result, run_id=self.state.run_id)
         self._observe(call, result, time.time() - started, started)
 
@@ -392,12 +525,18 @@ class _RunContext:
             data["answer_lead"] = lead
         self.record("feedback", data, started)
         self.emit("feedback", feedback.to_dict())
-        if feedback.decision.value == "done":
-            self.stop(StopReason.done, feedback.summary, final_answer=self.state.final_answer)
-        elif feedback.decision.value == "give_up":
-            self.stop(StopReason.gave_up, feedback.summary)
-        elif feedback.decision.value == "replan":
+        if feedback.decision.value == "replan":
             self.emit("replan", {"reason": feedback.summary})
+        # done and give_up end in do_conclude, the next phase: live and resumed runs alike
+
+    def do_conclude(self) -> None:
+        """The stop a done or give_up decision calls for."""
+        decided = self.state.concluded
+        assert decided is not None
+        if decided.decision.value == "done":
+            self.stop(StopReason.done, decided.summary, final_answer=self.state.final_answer)
+        else:
+            self.stop(StopReason.gave_up, decided.summary)
 
     def _answer_lead(self, last: Any) -> str:
         """The short value the last step produced (``ToolResult.data["value"]``), which a grammar-decoded
@@ -410,6 +549,14 @@ class _RunContext:
         return value if isinstance(value, str) and 0 < len(value) <= VALUE_CHARS and "\n" not in value else ""
 
     # -- the end --------------------------------------------------------------------------------
+    def interrupted(self) -> dict[str, Any]:
+        """Shutdown: the run goes back to the queue unowned, with its journal as it is; the next start resumes
+        it. Not a stop: only a person's cancel cancels."""
+        detail = "interrupted by a daemon shutdown; resumed at the next start"
+        self.emit("run_interrupted", {"detail": detail})
+        self.engine.journal.release_lease(self.lease, RunStatus.queued)
+        return {"run_id": self.state.run_id, "status": RunStatus.queued.value, "detail": detail}
+
     def finish(self) -> dict[str, Any]:
         s = self.state
         outcome = {
@@ -424,11 +571,17 @@ class _RunContext:
             "usage": s.usage.to_dict() | {"seconds": round(s.seconds, 3)},
         }
         self.engine.journal.set_status(
-            s.run_id, s.status, stop_reason=s.stop_reason, final_answer=s.final_answer, usage=outcome["usage"]
+            s.run_id,
+            s.status,
+            lease=self.lease,
+            stop_reason=s.stop_reason,
+            final_answer=s.final_answer,
+            usage=outcome["usage"],
         )
         if s.status.finished:
             self.engine.host.call_each("run_finished", run_id=s.run_id, goal=s.goal, outcome=outcome, state=s)
-        self.emit("run_finished" if s.status.finished else "run_parked", outcome)
+        # The last event gives the lease back in its own transaction: a crash before it leaves the run claimable.
+        self.emit("run_finished" if s.status.finished else "run_parked", outcome, release=True)
         return outcome
 
 

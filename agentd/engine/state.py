@@ -52,6 +52,7 @@ class LoopState:
     awaiting_approval: bool = False  # parked: the pending call needs a person's yes or no
     approved_call: dict[str, Any] | None = None  # the pending call a person approved
     final_answer: str = ""
+    concluded: Feedback | None = None  # a done/give_up decision whose stop is not journaled yet
     stop_reason: StopReason | None = None
     stop_detail: str = ""
 
@@ -77,6 +78,8 @@ class LoopState:
     def next_phase(self) -> str | None:
         if self.stop_reason is not None:
             return None
+        if self.concluded is not None:
+            return "conclude"  # a crash between the decision and its stop must not run the step again
         if self.memories is None:
             return "context"
         if self.plan is None:
@@ -145,6 +148,8 @@ class LoopState:
             self._replan(feedback.summary or "The last step showed the plan must change.")
         elif feedback.decision == Decision.done:
             self.final_answer = feedback.final_answer or feedback.summary
+        if feedback.decision in (Decision.done, Decision.give_up):
+            self.concluded = feedback
 
     def _apply_replan(self, data: dict[str, Any]) -> None:
         self.awaiting_feedback = False

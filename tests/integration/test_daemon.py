@@ -317,7 +317,7 @@ def test_resume_false_fails_interrupted_runs_with_daemon_crash(make_daemon):
     assert (Path(run["workspace"]) / "calls.log").read_text() == "start\n"
 
 
-def test_sigterm_drains_then_cancels_and_keeps_queued_runs(make_daemon):
+def test_sigterm_drains_then_interrupts_resumably_and_keeps_queued_runs(make_daemon):
     d = make_daemon({"workers": 1, "drain_timeout_s": 0.5})
     (d.home / "hold").touch()
     slow = d.submit("SLOW job")
@@ -329,10 +329,20 @@ def test_sigterm_drains_then_cancels_and_keeps_queued_runs(make_daemon):
 
     journal = Journal(d.home / "agentd.db")
     try:
-        assert journal.get_run(slow)["status"] == "cancelled"
+        row = journal.get_run(slow)
+        # A shutdown is not a person's cancel: the run is back in the queue, unowned, with nothing thrown away.
+        assert (row["status"], row["stop_reason"], row["lease_owner"]) == ("queued", None, None)
+        assert [e["type"] for e in journal.events(slow)][-1] == "run_interrupted"
         assert journal.get_run(waiting)["status"] == "queued"  # kept for the next start
     finally:
         journal.close()
+    d2 = make_daemon(home=d.home)
+    assert sorted(d2.get("/status").json()["recovered"]["resumed"]) == sorted([slow, waiting])
+    d2.wait([slow, waiting])
+    run = d2.run(slow)
+    assert run["status"] == "succeeded" and [c["status"] for c in run["tool_calls"]] == ["finished"]
+    assert (Path(run["workspace"]) / "calls.log").read_text() == "start\n"  # resumed after it, not re-run
+    assert d2.run(waiting)["status"] == "succeeded"
 
 
 def test_one_daemon_per_home(make_daemon):

@@ -9,14 +9,14 @@ import pytest
 
 from agentd import Goal, ToolResult
 from agentd.engine.structured import Invalid, extract_json
-from agentd.journal import Journal, JournalError
+from agentd.journal import MIGRATIONS, Journal, JournalError
 from agentd.tools import Tool, ToolContext, ToolError, execute, resolve_in_workspace
 
 
 def test_journal_migrations_are_recorded_once(tmp_path):
     Journal(tmp_path / "a.db").close()
     journal = Journal(tmp_path / "a.db")
-    assert journal.migrations() == ["m001_initial"]
+    assert journal.migrations() == sorted(m.__name__ for m in MIGRATIONS)
     mode = journal._db.execute("PRAGMA journal_mode").fetchone()[0]
     assert mode == "wal"
 

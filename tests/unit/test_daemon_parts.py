@@ -177,7 +177,7 @@ class SlowPlugin:
         register(wait_for_cancel)
 
 
-def test_drain_stops_taking_runs_then_cancels_the_running_one(tmp_path):
+def test_drain_stops_taking_runs_then_interrupts_the_running_one_resumably(tmp_path):
     slow = SlowPlugin()
     rules = [
         ("Write the plan", plan(("wait", "wait_for_cancel"))),
@@ -202,9 +202,15 @@ def test_drain_stops_taking_runs_then_cancels_the_running_one(tmp_path):
     try:
         running, waiting = asyncio.run(scenario())
         row = app.journal.get_run(running)
-        assert (row["status"], row["stop_reason"]) == ("cancelled", "cancelled")
+        # Not cancelled: back in the queue, unowned, its journal intact; the next start resumes it.
+        assert (row["status"], row["stop_reason"], row["lease_owner"]) == ("queued", None, None)
+        assert "stop" not in [p["kind"] for p in app.journal.phases(running)]
+        assert [e["type"] for e in app.journal.events(running)][-1] == "run_interrupted"
         assert app.journal.get_run(waiting)["status"] == "queued"  # left for the next start
         assert [c["status"] for c in app.journal.tool_calls(running)] == ["finished"]
+        outcome = app.engine.run(running)  # the next start: resumed after the tool, not re-run
+        assert outcome["stop_reason"] == "gave_up" and len(app.journal.tool_calls(running)) == 1
+        assert [p["kind"] for p in app.journal.phases(running)].count("plan") == 1
     finally:
         app.close()
 

@@ -241,12 +241,29 @@ def test_resume_replays_the_journal_and_continues(scripted, home):
     assert out["status"] == "cancelled"
     # Simulate a crash instead of a cancel: remove the stop phase as if the process died before it.
     app.journal._db.execute("DELETE FROM phases WHERE run_id = ? AND kind = 'stop'", (run_id,))
+    app.journal._db.execute("UPDATE runs SET status = 'running' WHERE id = ?", (run_id,))  # as a crash leaves it
     model.enqueue([feedback("done", final_answer="resumed")])
     calls_before = len(model.calls)
     out = engine.run(run_id)
     assert out["status"] == "succeeded" and out["final_answer"] == "resumed"
     assert len(model.calls) == calls_before + 1  # only the feedback was asked; plan and act were replayed
     assert [c["status"] for c in app.journal.tool_calls(run_id)] == ["finished"]
+
+
+def test_a_crash_between_the_done_decision_and_its_stop_does_not_run_the_step_again(scripted):
+    """Found by the kill -9 torture (issue 15): resumed after a `done` feedback whose stop was never journaled,
+    the run went back to `act` and executed its step a second time."""
+    app, model = scripted([WRITE, call("write_file", path="a.txt", content="x"), feedback("done", final_answer="ok")])
+    run_id = app.engine.submit(Goal(text="x"))
+    assert app.engine.run(run_id)["status"] == "succeeded"
+    # What a kill -9 right after the feedback phase leaves: no stop phase, the run still `running`.
+    app.journal._db.execute("DELETE FROM phases WHERE run_id = ? AND kind = 'stop'", (run_id,))
+    app.journal._db.execute("UPDATE runs SET status = 'running' WHERE id = ?", (run_id,))
+    calls_before = len(model.calls)
+    out = app.engine.run(run_id)
+    assert (out["status"], out["final_answer"]) == ("succeeded", "ok")
+    assert len(model.calls) == calls_before and len(app.journal.tool_calls(run_id)) == 1
+    assert [p["kind"] for p in app.journal.phases(run_id)][-2:] == ["feedback", "stop"]
 
 
 def test_resume_does_not_rerun_an_interrupted_tool_call(scripted):
