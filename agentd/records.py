@@ -220,6 +220,7 @@ class Goal(Record):
     memory: bool = True
     schedule: str | None = None
     allowed_tools: list[str] | None = None  # None: every tool; unattended runs get a list
+    profile: str | None = None  # loop profile ([profiles]); None: chosen from the model when it is submitted
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Goal:

@@ -50,6 +50,7 @@ class GoalIn(BaseModel):
     memory: bool = True
     schedule: str | None = Field(None, max_length=200)
     allowed_tools: list[str] | None = Field(None, max_length=500)
+    profile: str | None = Field(None, max_length=100)
 
     def to_goal(self, loop: Any) -> Goal:
         return Goal(
@@ -59,6 +60,7 @@ class GoalIn(BaseModel):
             memory=self.memory,
             schedule=self.schedule,
             allowed_tools=self.allowed_tools,
+            profile=self.profile,
         )
 
 

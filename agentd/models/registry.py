@@ -95,6 +95,11 @@ def bundled_model_path() -> Path | None:
     return None
 
 
+def model_file(cfg: ModelConfig) -> Path | None:
+    """The GGUF a llamacpp model loads: its ``path``, or the bundled file when that is empty (None if missing)."""
+    return Path(cfg.path).expanduser() if cfg.path else bundled_model_path()
+
+
 class ModelRegistry:
     """Providers by name (``register_models``) and loaded handles by model name (cached per process)."""
 
