@@ -19,6 +19,7 @@ MAGIC = b"GGUF"
 _SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
 _STRING, _ARRAY = 8, 9
 MAX_KEYS = 1_000_000  # far above any real file: a bigger count means the header is garbage
+MAX_COUNT = 1 << 40  # no length or count in a real file comes near this; a cut file fails on reading instead
 KEEP_ARRAY = 64  # arrays longer than this (token lists) are skipped, only their length is kept
 
 # ggml tensor types: (elements per block, bytes per block); from ggml.h / gguf-py's GGML_QUANT_SIZES.
@@ -136,8 +137,8 @@ class _Reader:
 
     def count(self, what: str) -> int:
         n = self.unpack("<Q")
-        if n > self.size:  # every element takes at least a byte
-            raise GGUFError(f"corrupt header: {what} count {n} is larger than the file")
+        if n > MAX_COUNT:
+            raise GGUFError(f"corrupt header: a {what} of {n}")
         return n
 
     def string(self) -> str:
