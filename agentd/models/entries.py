@@ -18,8 +18,11 @@ from .registry import model_file
 NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # a bare TOML key, usable as --model NAME
 
 
-def server_models(url: str, timeout_s: float = 10.0) -> tuple[str, list[str]]:
-    """The server's OpenAI base URL (ending in /v1) and the model ids its ``/v1/models`` lists."""
+SIZE = re.compile(r"^\s*([\d.]+)\s*([MBT])\s*$", re.I)  # Ollama's parameter_size: "135M", "3.2B"
+
+
+def server_models(url: str, timeout_s: float = 10.0) -> tuple[str, dict[str, dict[str, Any]]]:
+    """The server's OpenAI base URL (ending in /v1) and the models its ``/v1/models`` lists, by id."""
     import httpx
 
     base = url.rstrip("/")
@@ -27,24 +30,46 @@ def server_models(url: str, timeout_s: float = 10.0) -> tuple[str, list[str]]:
     try:
         response = httpx.get(f"{base}/models", timeout=timeout_s)
         response.raise_for_status()
-        ids = [str(m["id"]) for m in response.json()["data"]]
+        listed = {str(m["id"]): m for m in response.json()["data"]}
     except httpx.HTTPError as exc:
         raise ConfigError(f"cannot list the models of {base}: {exc}; is the server running at that address?") from None
     except (ValueError, KeyError, TypeError):
         raise ConfigError(f"{base}/models did not answer with an OpenAI model list ({{'data': [{{'id': ...}}]}})") from None
-    return base, ids
+    return base, listed
+
+
+def served_size_b(base: str, model_id: str, listed: dict[str, Any], timeout_s: float = 10.0) -> float | None:
+    """The model's size as the server tells it: llama.cpp's ``meta.n_params`` in the list, else Ollama's
+    ``/api/show`` ``parameter_size``; None when the server does not say."""
+    import httpx
+
+    n_params = (listed.get("meta") or {}).get("n_params")
+    if isinstance(n_params, int | float) and n_params > 0:
+        return round(n_params / 1e9, 3)
+    try:
+        response = httpx.post(base[: -len("/v1")] + "/api/show", json={"model": model_id}, timeout=timeout_s)
+        found = SIZE.match(str(response.json()["details"]["parameter_size"])) if response.is_success else None
+    except (httpx.HTTPError, ValueError, KeyError, TypeError):
+        return None
+    if found is None:
+        return None
+    return round(float(found.group(1)) * {"m": 1e-3, "b": 1.0, "t": 1e3}[found.group(2).lower()], 3)
 
 
 def server_entry(url: str, model: str | None) -> tuple[dict[str, Any], str]:
-    """The table for one model a server serves: the one named, or the only one it has."""
-    base, ids = server_models(url)
-    if model is None and len(ids) == 1:
-        model = ids[0]
-    if model is None or model not in ids:
-        listed = ", ".join(ids) or "none"
+    """The table for one model a server serves: the one named, or the only one it has, with its size when the
+    server tells it (so the profile follows it)."""
+    base, listed = server_models(url)
+    if model is None and len(listed) == 1:
+        model = next(iter(listed))
+    if model is None or model not in listed:
         hint = f"{model!r} is not among them" if model else "pick one with --model"
-        raise ConfigError(f"{base} serves: {listed}; {hint}")
-    return {"provider": "openai", "base_url": base, "model": model}, f"{model} served at {base}"
+        raise ConfigError(f"{base} serves: {', '.join(listed) or 'none'}; {hint}")
+    table: dict[str, Any] = {"provider": "openai", "base_url": base, "model": model}
+    size = served_size_b(base, model, listed[model])
+    if size:
+        table["params_b"] = size
+    return table, f"{model} served at {base}"
 
 
 def file_entry(found: FoundModel) -> tuple[dict[str, Any], str]:

@@ -4,7 +4,8 @@ The loop's defaults (three plan steps, the planned tool only, grounded paths, si
 bundled 135M model. A profile (``[profiles.NAME]`` in the config) replaces some of those [loop] settings for a
 size class. Which one applies, first match wins: the goal's ``profile``, the model's ``profile``, the model's
 size (``params_b`` as declared, else the GGUF's parameter count) against each profile's ``below_params_b``; a
-model of unknown size gets the unbounded profile if it is an API model (``openai``), else the smallest one.
+model of unknown size (an API model that declares nothing) gets the smallest profile: [loop] as configured, so
+an existing config behaves as before until it says more.
 """
 
 from __future__ import annotations
@@ -68,9 +69,8 @@ def choose_profile(config: Config, model_name: str | None, goal_profile: str | N
     elif size is not None:
         choice = ProfileChoice(profile_for_size(config, size), f"{_size_text(size)} parameters ({source})", size)
     else:
-        ordered = sorted(config.profiles, key=lambda n: (_bound(config, n), n))
-        name = ordered[-1] if model.provider == "openai" else ordered[0]
-        choice = ProfileChoice(name, f"size unknown for a {model.provider} model (set params_b or profile)")
+        smallest = min(config.profiles, key=lambda n: (_bound(config, n), n))
+        choice = ProfileChoice(smallest, f"size unknown for a {model.provider} model (set params_b or profile)")
     if choice.name not in config.profiles:
         raise ConfigError(
             f"unknown profile {choice.name!r}; profiles: {', '.join(sorted(config.profiles))} "

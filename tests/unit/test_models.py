@@ -167,13 +167,27 @@ def test_models_add_refuses_bad_input_and_leaves_the_config_alone(model_caches, 
 
 
 class _ModelList(BaseHTTPRequestHandler):
-    ids: list[str] = []
+    """/v1/models as Ollama and llama.cpp's server answer it (llama.cpp adds meta.n_params), and Ollama's
+    /api/show with the model's parameter_size."""
+
+    models: list[dict] = []
+    sizes: dict[str, str] = {}
 
     def do_GET(self):  # noqa: N802 - http.server's name
-        body = json.dumps({"object": "list", "data": [{"id": i, "object": "model"} for i in self.ids]}).encode()
-        status = 200 if self.path == "/v1/models" else 404
+        self._send(200 if self.path == "/v1/models" else 404, {"object": "list", "data": self.models})
+
+    def do_POST(self):  # noqa: N802
+        asked = json.loads(self.rfile.read(int(self.headers["Content-Length"])))["model"]
+        if self.path == "/api/show" and asked in self.sizes:
+            self._send(200, {"details": {"parameter_size": self.sizes[asked]}})
+        else:
+            self._send(404, {"error": "not found"})
+
+    def _send(self, status, data):
+        body = json.dumps(data).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
 
@@ -193,16 +207,21 @@ def model_server():
 
 
 def test_models_add_from_a_running_servers_model_list(home, tmp_path, model_server):
-    _ModelList.ids = ["qwen2.5:3b", "llama3.1:8b"]
+    _ModelList.models = [{"id": "qwen2.5:3b"}, {"id": "big", "meta": {"n_params": 8_030_261_248}}, {"id": "x"}]
+    _ModelList.sizes = {"qwen2.5:3b": "3.1B"}
     url = f"http://127.0.0.1:{model_server.server_address[1]}"
     result = cli_run(home, tmp_path, "models", "add", "q", url)
-    assert result.exit_code == 2 and "serves: qwen2.5:3b, llama3.1:8b; pick one with --model" in result.output
-    result = cli_run(home, tmp_path, "models", "add", "q", url, "--model", "qwen2.5:3b", "--params-b", "3.1")
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 2 and "serves: qwen2.5:3b, big, x; pick one with --model" in result.output
+    for name, model in (("q", "qwen2.5:3b"), ("b", "big"), ("x", "x")):
+        result = cli_run(home, tmp_path, "models", "add", name, url + "/v1", "--model", model)
+        assert result.exit_code == 0, result.output
+    result = cli_run(home, tmp_path, "models", "add", "d", url, "--model", "x", "--params-b", "20")
     config = load_config(home=home, env={})
     assert config.models["q"].provider == "openai" and config.models["q"].base_url == url + "/v1"
-    assert config.models["q"].model == "qwen2.5:3b"
-    assert choose_profile(config, "q").name == "small"  # declared 3.1B
+    assert config.models["q"].model == "qwen2.5:3b" and config.models["q"].params_b == 3.1  # Ollama's /api/show
+    assert config.models["b"].params_b == 8.03  # llama.cpp's meta.n_params
+    profiles = {name: choose_profile(config, name).name for name in ("q", "b", "x", "d")}
+    assert profiles == {"q": "small", "b": "large", "x": "tiny", "d": "large"}  # x: size unknown
     result = cli_run(home, tmp_path, "models", "add", "gone", "http://127.0.0.1:9")
     assert result.exit_code == 2 and "is the server running" in result.output
 
@@ -231,7 +250,7 @@ def test_profile_follows_size_and_declarations(home):
         "models.api": {"provider": "openai", "model": "gpt"}, "models.mini": {"provider": "openai", "params_b": 0.5},
         "models.fixed": {"provider": "openai", "profile": "small"}, "models.script": {"provider": "scripted"}})
     assert choose_profile(config, "local").name == "tiny"  # the bundled GGUF: 135M
-    assert choose_profile(config, "api").name == "large"  # an API model of unknown size
+    assert choose_profile(config, "api").name == "tiny"  # unknown size: [loop] as configured, as before
     assert choose_profile(config, "mini").name == "tiny"
     assert choose_profile(config, "fixed").name == "small"
     assert choose_profile(config, "script").name == "tiny"
