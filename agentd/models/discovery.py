@@ -157,9 +157,8 @@ def discover(config: Config, env: Mapping[str, str] | None = None, everywhere: b
             found += scan_lmstudio(folder)
         for folder in ollama_dirs(env):
             found += scan_ollama(folder)
-    for folder in config.model_dirs:
-        root = Path(folder).expanduser()
-        found += (examine(str(path), "model_dirs", path) for path in _gguf_files(root))
+    for listed in config.model_dirs:
+        found += (examine(str(path), "model_dirs", path) for path in _gguf_files(Path(listed).expanduser()))
     seen: set[str] = set()
     unique = []
     for item in found:
