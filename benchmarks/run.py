@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SUITES = ["bench_sandbox.py", "bench_scheduler.py", "bench_daemon.py", "bench_image.py", "bench_memory.py"]
+SUITES = ["bench_sandbox.py", "bench_scheduler.py", "bench_daemon.py", "bench_image.py", "bench_memory.py",
+          "bench_models.py"]
 REAL_GOALS = [
     "Create a file named hello.txt containing the word hello",
     "Write the numbers 1 to 5, one per line, into numbers.txt",

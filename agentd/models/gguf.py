@@ -8,12 +8,12 @@ whether the data section is all there (a partial download is the common broken f
 
 from __future__ import annotations
 
-import os
+import mmap
 import struct
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 MAGIC = b"GGUF"
 _SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
@@ -72,11 +72,11 @@ class GGUFInfo:
         file_type = self.metadata.get("general.file_type")
         if file_type is None:
             return ""
-        return FILE_TYPES.get(int(file_type), f"type {file_type}")
+        return FILE_TYPES.get(_int(file_type), f"type {file_type}")
 
     @property
     def context_length(self) -> int:
-        return int(self.arch_key("context_length", 0) or 0)
+        return _int(self.arch_key("context_length"))
 
     @property
     def chat_template(self) -> str:
@@ -89,13 +89,13 @@ class GGUFInfo:
 
     def kv_bytes_per_token(self) -> int:
         """The f16 K and V cache llama.cpp allocates per context token (0 when the metadata lacks the shape)."""
-        layers = int(self.arch_key("block_count", 0) or 0)
-        heads = int(self.arch_key("attention.head_count", 0) or 0)
-        kv_heads = int(self.arch_key("attention.head_count_kv", heads) or heads)
-        key_len = int(self.arch_key("attention.key_length", 0) or 0)
-        value_len = int(self.arch_key("attention.value_length", 0) or 0)
+        layers = _int(self.arch_key("block_count"))
+        heads = _int(self.arch_key("attention.head_count"))
+        kv_heads = _int(self.arch_key("attention.head_count_kv")) or heads  # a per-layer list: not read here
+        key_len = _int(self.arch_key("attention.key_length"))
+        value_len = _int(self.arch_key("attention.value_length"))
         if not (key_len and value_len):
-            embedding = int(self.arch_key("embedding_length", 0) or 0)
+            embedding = _int(self.arch_key("embedding_length"))
             key_len = value_len = embedding // heads if heads else 0
         return layers * kv_heads * (key_len + value_len) * 2
 
@@ -114,26 +114,40 @@ class GGUFInfo:
         }
 
 
+def _int(value: Any) -> int:
+    """A metadata number as an int; 0 when the file stores something else there."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
 class _Reader:
-    def __init__(self, f: BinaryIO, size: int) -> None:
-        self.f, self.size = f, size
+    """Walks the header in a memory map: token lists have 100k+ strings, so no read call per item."""
+
+    def __init__(self, buf: Any, size: int) -> None:
+        self.buf, self.size, self.pos = buf, size, 0
+
+    def _need(self, n: int) -> None:
+        if self.pos + n > self.size:
+            raise GGUFError(
+                f"truncated: the file ends inside its header (it needs byte {self.pos + n}, the file has "
+                f"{self.size}; a partial download?)"
+            )
 
     def take(self, n: int) -> bytes:
-        data = self.f.read(n)
-        if len(data) < n:
-            raise GGUFError(
-                f"truncated: the file ends inside its header at byte {self.f.tell()} of {self.size} "
-                "(a partial download?)"
-            )
-        return data
+        self._need(n)
+        data = self.buf[self.pos : self.pos + n]
+        self.pos += n
+        return bytes(data)
 
     def skip(self, n: int) -> None:
-        if self.f.tell() + n > self.size:
-            raise GGUFError(f"truncated: the header needs byte {self.f.tell() + n} but the file has {self.size}")
-        self.f.seek(n, os.SEEK_CUR)
+        self._need(n)
+        self.pos += n
 
     def unpack(self, fmt: str) -> Any:
-        return struct.unpack(fmt, self.take(struct.calcsize(fmt)))[0]
+        size = struct.calcsize(fmt)
+        self._need(size)
+        value = struct.unpack_from(fmt, self.buf, self.pos)[0]
+        self.pos += size
+        return value
 
     def count(self, what: str) -> int:
         n = self.unpack("<Q")
@@ -161,8 +175,14 @@ class _Reader:
         if kind in _SCALARS:
             self.skip(struct.calcsize(_SCALARS[kind]) * n)
         elif kind == _STRING:
+            buf, pos, size, unpack_from = self.buf, self.pos, self.size, struct.unpack_from
             for _ in range(n):
-                self.skip(self.count("string length"))
+                if pos + 8 > size:
+                    pos = size + 1  # cut inside the list
+                    break
+                pos += 8 + unpack_from("<Q", buf, pos)[0]
+            self.pos = min(pos, size + 1)  # past the end: _need reports the truncation
+            self._need(0)
         else:
             for _ in range(n):
                 self.value(kind)
@@ -180,15 +200,20 @@ def read_gguf(path: str | Path) -> GGUFInfo:
 
 @lru_cache(maxsize=256)
 def _read_cached(path: str, size: int, mtime_ns: int) -> GGUFInfo:
+    if size < len(MAGIC):
+        raise GGUFError(f"not a GGUF file (it has {size} bytes)")
     try:
-        with open(path, "rb") as f:
-            return _parse(_Reader(f, size), path)
-    except OSError as exc:
-        raise GGUFError(f"cannot read it: {exc.strerror or exc}") from None
+        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+            return _parse(_Reader(buf, size), path)
+    except (OSError, ValueError) as exc:  # ValueError: mmap of a file that shrank to nothing
+        raise GGUFError(f"cannot read it: {getattr(exc, 'strerror', None) or exc}") from None
+    except RecursionError:
+        raise GGUFError("corrupt header: arrays nested without end") from None
 
 
 def _parse(r: _Reader, path: str) -> GGUFInfo:
-    head = r.f.read(4)
+    head = bytes(r.buf[:4])
+    r.pos = 4
     if head != MAGIC:
         raise GGUFError(f"not a GGUF file (it starts with {head!r}, not {MAGIC!r})")
     version = r.unpack("<I")
@@ -217,8 +242,8 @@ def _parse(r: _Reader, path: str) -> GGUFInfo:
             data_end = max(data_end, offset + elements // per_block * block_bytes)
         else:
             known = False
-    alignment = int(metadata.get("general.alignment", 32) or 32)
-    data_start = -(-r.f.tell() // alignment) * alignment
+    alignment = _int(metadata.get("general.alignment")) or 32
+    data_start = -(-r.pos // alignment) * alignment
     expected = data_start + data_end if known else None
     if expected is not None and r.size < expected:
         raise GGUFError(

@@ -62,6 +62,28 @@ def test_reader_names_what_is_wrong(tmp_path, content, reason):
         read_gguf(path)
 
 
+@needs_bundled
+def test_a_corrupted_header_is_an_error_never_a_crash(tmp_path):
+    """Random bytes flipped in the metadata: every read ends in GGUFInfo or GGUFError, never anything else."""
+    import random
+
+    rng = random.Random(23)
+    head = bytearray(BUNDLED.read_bytes()[: 1 << 21])
+    outcomes = set()
+    for i in range(60):
+        bad = bytearray(head)
+        for _ in range(3):
+            bad[rng.randrange(4, 1200)] = rng.randrange(256)
+        path = tmp_path / f"bad{i}.gguf"
+        path.write_bytes(bytes(bad))
+        try:
+            read_gguf(path).summary()
+            outcomes.add("read")
+        except GGUFError:
+            outcomes.add("error")
+    assert "error" in outcomes
+
+
 # -- discovery -----------------------------------------------------------------------------------
 def test_discovery_finds_each_cache_and_lists_broken_files_with_the_reason(model_caches, tmp_path):
     home, expected = model_caches
