@@ -372,3 +372,32 @@ def test_goal_profile_flag_and_runs_show(home, tmp_path):
     assert "profile: large" in shown
     bad = cli_run(home, tmp_path, "goal", "make a.txt", "--profile", "huge")
     assert bad.exit_code == 2 and "unknown profile 'huge'" in bad.output
+
+
+def test_the_daemon_api_takes_a_goals_profile(scripted):
+    import asyncio
+
+    import httpx
+
+    from agentd.daemon.api import create_api
+    from agentd.daemon.server import Daemon, DaemonSettings
+    from agentd.daemon.worker import RunQueue
+
+    app, _ = scripted([plan(("write the file", "write_file")), APPROVE,
+                       call("write_file", path="a.txt", content="x"), feedback("done")])
+
+    async def scenario() -> None:
+        daemon = Daemon(app.config, DaemonSettings(workers=1))
+        daemon.app, daemon._loop, daemon._changed = app, asyncio.get_running_loop(), asyncio.Event()
+        daemon.queue = RunQueue(app.engine, workers=1, on_change=daemon.notify)
+        daemon.queue.start()
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(create_api(daemon)), base_url="http://t") as c:
+            bad = await c.post("/runs", json={"text": "make a.txt", "profile": "huge"})
+            assert bad.status_code == 400 and "unknown profile 'huge'" in bad.text
+            sent = Goal(text="make a.txt", profile="large").to_dict()  # what `agentd goal` sends to a daemon
+            run_id = (await c.post("/runs", json=sent)).json()["run_id"]
+            body = (await c.get(f"/runs/{run_id}/events")).text
+            assert '"profile": "large"' in body and '"status": "succeeded"' in body
+        await daemon.queue.drain(1.0)
+
+    asyncio.run(scenario())
