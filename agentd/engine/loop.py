@@ -7,6 +7,7 @@ RunCancelled and the named errors leave the loop.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -58,7 +59,8 @@ class Engine:
         from ..journal import new_run_id
         from ..models.profiles import choose_profile
 
-        goal.profile = choose_profile(self.config, model_name, goal.profile).name  # journaled with the goal
+        profile = choose_profile(self.config, model_name, goal.profile).name
+        goal = dataclasses.replace(goal, profile=profile)  # journaled with the goal; the caller's stays as it was
 
         run_id = run_id or new_run_id()
         workspace = self.config.workspaces / run_id
