@@ -18,6 +18,7 @@ from typing import Any
 from ..config import Config
 from ..errors import AgentdError, RunCancelled, StructuredOutputError
 from ..journal import Journal, JournalError
+from ..models.registry import BUNDLED_N_CTX
 from ..policy import allowed
 from ..records import (
     Critique,
@@ -150,8 +151,9 @@ class _RunContext:
         """A structured model call; returns (value or None, journal data). Failures are data, not exceptions."""
         _, model_config = self.config.model_config_for(self.state.goal.model)
         # ~3 characters a token, leaving room for the reply: older turns go before the context overflows.
-        n_ctx = self.model().info.get("n_ctx") or model_config.n_ctx  # the window the provider opened
-        budget = (n_ctx - model_config.max_tokens) * 3 if model_config.provider == "llamacpp" and n_ctx else None
+        # The window the provider opened (n_ctx 0 is auto: only the provider knows the figure).
+        n_ctx = self.model().info.get("n_ctx") or model_config.n_ctx or BUNDLED_N_CTX
+        budget = (n_ctx - model_config.max_tokens) * 3 if model_config.provider == "llamacpp" else None
         messages = phases.messages(
             self.tools, self.state.transcript, request, budget_chars=budget, examples=self.loop.worked_examples
         )

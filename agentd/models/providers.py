@@ -20,7 +20,7 @@ from ..engine import gbnf
 from ..errors import ConfigError, ModelUnavailable
 from ..hookspecs import hookimpl
 from .gguf import GGUFError, GGUFInfo, read_gguf
-from .registry import ModelHandle, model_file
+from .registry import BUNDLED_N_CTX, ModelHandle, model_file
 
 PLUGIN_NAME = "builtin_models"  # the name `agentd plugins list` has always shown
 
@@ -72,9 +72,6 @@ def llamacpp_model(cfg: ModelConfig) -> ModelHandle:
     return ModelHandle(
         name="", chat=chat, structured=mode, info=info, grammar_kwargs=_checked_grammars(chat.client)
     )
-
-
-BUNDLED_N_CTX = 4096  # the window the bundled model's prompts and tests were tuned with
 
 
 def context_size(cfg: ModelConfig, meta: GGUFInfo, available: int | None = None) -> int:

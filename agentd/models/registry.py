@@ -20,6 +20,7 @@ from ..errors import ConfigError, ModelUnavailable
 from ..records import Usage
 
 BUNDLED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+BUNDLED_N_CTX = 4096  # the window the bundled model's prompts and tests were tuned with
 
 Factory = Callable[[ModelConfig], "ModelHandle"]
 
