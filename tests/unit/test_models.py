@@ -4,6 +4,7 @@ automatic context size, and loop profiles (chosen by size, per model, per goal) 
 from __future__ import annotations
 
 import json
+import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -290,6 +291,19 @@ def test_a_profile_table_changes_only_the_keys_it_names(home):
     assert large.critic == "model" and large.act_tools == "all" and large.observation_chars == 900
     assert loop_settings(config, "tiny") == config.loop
     assert loop_settings(config, "mine").max_plan_steps == 2 and "small" in config.profiles
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [("[models.x]\nn_ctx = 100\n", "models.x.n_ctx: Value error, use 0 (auto) or a window of at least 256"),
+     ("[models.x]\nprofile = 'huge'\n", "models.x.profile = 'huge' is not a profile (large, small, tiny)"),
+     ("[profiles.small]\ncritic = 'loud'\n", "profiles.small.critic")],
+)
+def test_model_and_profile_mistakes_are_named(home, table, message):
+    (home / "configs").mkdir()
+    (home / "configs" / "agentd.toml").write_text(table)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(home=home, env={})
 
 
 def test_documented_profiles_are_the_defaults():
