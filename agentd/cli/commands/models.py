@@ -90,8 +90,12 @@ def models_info(name: str, as_json: bool) -> None:
     profile = data.pop("profile")
     meta = data.pop("metadata", {})
     template = data.pop("chat_template", None)
+    if "n_ctx" in data:
+        data["n_ctx"] = f"{data['n_ctx']} ({data.pop('n_ctx_source')})"
     for key, value in data.items():
         click.echo(f"{key}: {value}")
+    if meta:
+        click.echo("metadata (GGUF header):")
     for key, value in meta.items():
         click.echo(f"  {key}: {value}")
     if template is not None:
