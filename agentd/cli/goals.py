@@ -18,7 +18,8 @@ def build_goal(text: str, options: dict[str, Any], config: Any) -> Any:
         max_tokens=options.get("max_tokens"),
         max_seconds=options.get("max_seconds"),
     )
-    return Goal(text=text, model=options.get("model"), budgets=budgets, memory=not options.get("no_memory"))
+    return Goal(text=text, model=options.get("model"), budgets=budgets, memory=not options.get("no_memory"),
+                profile=options.get("profile"))
 
 
 def run_goal(text: str, options: dict[str, Any], as_json: bool = False, detach: bool = False) -> int:

@@ -70,6 +70,7 @@ class GoalIn(BaseModel):
     schedule: Text | None = Field(None, max_length=200)
     allowed_tools: list[Annotated[Text, Field(max_length=200)]] | None = Field(None, max_length=500)
     notify: list[Annotated[Text, Field(max_length=2000)]] = Field(default_factory=list, max_length=50)  # Apprise URLs
+    profile: str | None = Field(None, max_length=100)
 
     def to_goal(self, loop: Any) -> Goal:
         return Goal(
@@ -80,6 +81,7 @@ class GoalIn(BaseModel):
             schedule=self.schedule,
             allowed_tools=self.allowed_tools,
             notify=list(self.notify),
+            profile=self.profile,
         )
 
 

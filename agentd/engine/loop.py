@@ -10,6 +10,7 @@ and by every fenced write, given back with the run's last event. A driver that l
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -21,6 +22,7 @@ from typing import Any
 from ..config import Config
 from ..errors import AgentdError, RunCancelled, RunInterrupted, StructuredOutputError
 from ..journal import Journal, JournalError, Lease, LeaseLost, RunHeld, process_owner
+from ..models.registry import BUNDLED_N_CTX
 from ..policy import allowed
 from ..records import (
     Critique,
@@ -137,6 +139,10 @@ class Engine:
             raise AgentdError("the goal is empty: say what you want done, e.g. agentd goal \"Create hello.txt\"")
         model_name, _ = self.config.model_config_for(goal.model)
         from ..journal import new_run_id
+        from ..models.profiles import choose_profile
+
+        profile = choose_profile(self.config, model_name, goal.profile).name
+        goal = dataclasses.replace(goal, profile=profile)  # journaled with the goal; the caller's stays as it was
 
         run_id = run_id or new_run_id()
         workspace = self.config.workspaces / run_id
@@ -195,7 +201,8 @@ class Engine:
             state.apply(phase["kind"], phase)
         resumed = bool(state.observations or state.plan or state.memories is not None)
         self.journal.set_status(state.run_id, RunStatus.running, lease=lease)
-        run.emit("run_started", {"goal": goal.text, "workspace": str(run.workspace), "resumed": resumed})
+        started = {"goal": goal.text, "workspace": str(run.workspace), "resumed": resumed, "profile": run.profile}
+        run.emit("run_started", started | {"loop": run.loop.model_dump()})
         try:
             run.drive()
         except LeaseLost:
@@ -239,6 +246,11 @@ class _RunContext:
         self.budgets = state.goal.budgets
         self._reporter: ProgressReporter | None = None
         self.phase_started: float | None = None  # set while a phase runs
+        from ..models.profiles import choose_profile, loop_settings
+
+        # [loop] under the run's profile; a goal journaled before profiles existed gets the model's one now.
+        self.profile = state.goal.profile or choose_profile(self.config, state.goal.model).name
+        self.loop = loop_settings(self.config, self.profile)
 
     # -- plumbing -------------------------------------------------------------------------------
     def emit(self, type_: str, data: dict[str, Any], release: bool = False) -> None:
@@ -274,12 +286,16 @@ class _RunContext:
         """A structured model call; returns (value or None, journal data). Failures are data, not exceptions."""
         _, model_config = self.config.model_config_for(self.state.goal.model)
         # ~3 characters a token, leaving room for the reply: older turns go before the context overflows.
-        budget = (model_config.n_ctx - model_config.max_tokens) * 3 if model_config.provider == "llamacpp" else None
-        messages = phases.messages(self.tools, self.state.transcript, request, budget_chars=budget)
+        # The window the provider opened (n_ctx 0 is auto: only the provider knows the figure).
+        n_ctx = self.model().info.get("n_ctx") or model_config.n_ctx or BUNDLED_N_CTX
+        budget = (n_ctx - model_config.max_tokens) * 3 if model_config.provider == "llamacpp" else None
+        messages = phases.messages(
+            self.tools, self.state.transcript, request, budget_chars=budget, examples=self.loop.worked_examples
+        )
         data: dict[str, Any] = {"prompt": [list(m) for m in messages], "request": request}
         try:
             reply = structured.ask(
-                self.model(), messages, schema, validate, name=name, retries=self.config.loop.output_retries,
+                self.model(), messages, schema, validate, name=name, retries=self.loop.output_retries,
                 on_token=self._progress(name),
             )
         except StructuredOutputError as exc:
@@ -362,7 +378,7 @@ class _RunContext:
 
     def do_plan(self) -> None:
         started = time.time()
-        s, max_steps = self.state, self.config.loop.max_plan_steps
+        s, max_steps = self.state, self.loop.max_plan_steps
         request = phases.plan_request(s.goal.text, s.memories or [], s.notes[-2:], first=not s.transcript)
         requested = self.tools.requested_in(s.goal.text) if self._honour_requests() else []
         schema = phases.plan_schema(self.tools, max_steps, first=requested)
@@ -383,19 +399,20 @@ class _RunContext:
 
     def _honour_requests(self) -> bool:
         """Tools the goal names ("use python") bind the first plan only: a replan is free to change course."""
-        return self.config.loop.tool_requests == "first_step" and self.state.replans == 0
+        return self.loop.tool_requests == "first_step" and self.state.replans == 0
 
     def do_critique(self) -> None:
         started = time.time()
         plan, critiques = self.state.plan, []
         data: dict[str, Any] = {}
-        if self.config.loop.critic in ("rules", "both"):
+        if self.loop.critic in ("rules", "both"):
             for plugin, result in self.engine.host.call_each(
-                "critique_plan", goal=self.state.goal, plan=plan, tools=self.tools, config=self.config
+                "critique_plan", goal=self.state.goal, plan=plan, tools=self.tools,
+                config=self.config.model_copy(update={"loop": self.loop}),  # critics judge by the run's profile
             ):
                 if isinstance(result, Critique):
                     critiques.append(result if result.critic else Critique(result.verdict, result.reasons, plugin))
-        if self.config.loop.critic in ("model", "both"):
+        if self.loop.critic in ("model", "both"):
             request = phases.render("critique.j2")
             verdict, data = self.ask("critique", request, phases.CRITIQUE_SCHEMA, phases.parse_critique)
             if verdict is not None:
@@ -412,7 +429,7 @@ class _RunContext:
         started = time.time()
         step = self.state.plan.steps[self.state.step]  # type: ignore[union-attr]
         request = phases.act_request(self.state.step + 1, step.intent)
-        loop = self.config.loop
+        loop = self.loop
         choices = self.tools.subset([step.tool]) if loop.act_tools == "planned" and step.tool in self.tools else self.tools
         paths = phases.path_candidates(self.state.goal.text, self._known_files()) if loop.ground_paths else None
         schema = phases.act_schema(choices, preferred=step.tool, paths=paths)
@@ -510,7 +527,7 @@ class _RunContext:
         last = self.state.last_observation
         ok = last is not None and last.result.ok
         choices = phases.feedback_choices(self.state.remaining_steps, ok)
-        result = last.result.for_model(self.config.loop.observation_chars) if last else "(no result)"
+        result = last.result.for_model(self.loop.observation_chars) if last else "(no result)"
         request = phases.feedback_request(result, self.state.remaining_steps, choices, ok)
         lead = self._answer_lead(last)
         schema = phases.feedback_schema(choices, lead=lead)
@@ -541,7 +558,7 @@ class _RunContext:
     def _answer_lead(self, last: Any) -> str:
         """The short value the last step produced (``ToolResult.data["value"]``), which a grammar-decoded
         ``done`` answer must start with, so a small model reports what the tool found instead of retyping it."""
-        if not self.config.loop.ground_answers or last is None or not last.result.ok:
+        if not self.loop.ground_answers or last is None or not last.result.ok:
             return ""
         if self.model().structured != "grammar":
             return ""

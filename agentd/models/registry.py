@@ -20,6 +20,7 @@ from ..errors import ConfigError, ModelUnavailable
 from ..records import Usage
 
 BUNDLED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+BUNDLED_N_CTX = 4096  # the window the bundled model's prompts and tests were tuned with
 
 Factory = Callable[[ModelConfig], "ModelHandle"]
 
@@ -122,6 +123,11 @@ def bundled_model_path() -> Path | None:
         if candidate.is_file():
             return candidate
     return None
+
+
+def model_file(cfg: ModelConfig) -> Path | None:
+    """The GGUF a llamacpp model loads: its ``path``, or the bundled file when that is empty (None if missing)."""
+    return Path(cfg.path).expanduser() if cfg.path else bundled_model_path()
 
 
 class ModelRegistry:

@@ -13,7 +13,8 @@ log = logging.getLogger(__name__)
 # install still has a working CLI.
 GROUPS = {
     "runs": "runs",
-    "catalog": ("tools", "plugins", "models"),
+    "catalog": ("tools", "plugins"),
+    "models": "models",
     "system": ("doctor", "config"),
     "daemon": ("daemon", "logs"),
     "schedule": ("schedule", "report"),

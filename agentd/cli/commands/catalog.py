@@ -1,4 +1,4 @@
-"""`agentd tools`, `agentd plugins`, `agentd models`: what was discovered, from where, and what it offers."""
+"""`agentd tools`, `agentd plugins`: what was discovered, from where, and what it offers."""
 
 from __future__ import annotations
 
@@ -239,32 +239,3 @@ def _own_distribution() -> str | None:
 def _normalise(name: str) -> str:
     return name.lower().replace("_", "-").replace(".", "-")
 
-
-@click.group()
-def models() -> None:
-    """Configured models and GGUF files found on disk."""
-
-
-@models.command("list")
-@click.option("--json", "as_json", is_flag=True)
-def models_list(as_json: bool) -> None:
-    """The configured models (default marked) and .gguf files in the configured model_dirs."""
-    from pathlib import Path
-
-    from ...config import load_config
-    from ...models.registry import bundled_model_path
-
-    config = load_config()
-    rows = []
-    for name, m in config.models.items():
-        where = m.path or (str(bundled_model_path() or "bundled model missing") if m.provider == "llamacpp" else "")
-        where = where or m.base_url or m.script
-        rows.append({"name": name, "provider": m.provider, "default": name == config.default_model, "where": where})
-    found = sorted(str(p) for d in config.model_dirs for p in Path(d).expanduser().glob("**/*.gguf"))
-    if as_json:
-        click.echo(json.dumps({"models": rows, "gguf_files": found}, indent=1))
-        return
-    for r in rows:
-        click.echo(f"{'*' if r['default'] else ' '} {r['name']:<12} {r['provider']:<9} {r['where']}")
-    for path in found:
-        click.echo(f"  found: {path}")

@@ -61,6 +61,7 @@ def show_run(run_id: str, as_json: bool) -> None:
     click.echo(f"run {run['id']}  {run['status']} ({run['stop_reason'] or '-'})")
     click.echo(f"goal: {run['goal']}")
     click.echo(f"workspace: {run['workspace']}")
+    click.echo(f"model: {run['model']}  profile: {run['goal_spec'].get('profile') or '-'}")
     if run["final_answer"]:
         click.echo(f"answer: {run['final_answer']}")
     click.echo(f"usage: {usage_line(run['usage'] or {})}")
