@@ -28,7 +28,13 @@ API_VERSION = "1.0"
 ENTRY_POINT_GROUP = "agentd"
 # Built-in behaviour loads through the same hooks as third-party plugins, always (allow/block lists apply to
 # the others): model providers, the rule critic, the side-effect policy, LangChain tools from the config.
-DEFAULT_PLUGINS = ("agentd.models.providers", "agentd.engine.critics", "agentd.policy", "agentd.langchain.plugin")
+DEFAULT_PLUGINS = (
+    "agentd.models.providers",
+    "agentd.engine.critics",
+    "agentd.engine.verify",
+    "agentd.policy",
+    "agentd.langchain.plugin",
+)
 
 
 @dataclass

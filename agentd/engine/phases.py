@@ -197,6 +197,20 @@ def parse_critique(value: Any) -> Critique:
     return Critique(verdict=value["verdict"], reasons=[str(r) for r in reasons], critic="model")
 
 
+# -- verify (the optional model verifier) --------------------------------------------------------
+VERIFY_SCHEMA = {
+    "type": "object",
+    "properties": {"reached": {"type": "boolean"}, "reason": TEXT},
+    "required": ["reached", "reason"],
+}
+
+
+def parse_verify(value: Any) -> tuple[bool, str]:
+    if not isinstance(value, dict) or not isinstance(value.get("reached"), bool):
+        raise Invalid('expected {"reached": true | false, "reason": "..."}')
+    return value["reached"], str(value.get("reason", ""))
+
+
 # -- act ------------------------------------------------------------------------------------------
 _FILE_NAME = re.compile(r"[\w\-./]*\w\.[A-Za-z0-9]{1,8}\b")
 

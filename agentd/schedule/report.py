@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from ..engine.verify import verification_of
 from .store import FireStatus, ScheduleStore
 
 
@@ -33,12 +34,14 @@ def build_report(journal: Any, since: float, now: float | None = None) -> dict[s
     counts: dict[str, int] = {}
     for r in runs:
         counts[r["status"]] = counts.get(r["status"], 0) + 1
+    unverified = [r for r in runs if r["status"] == "succeeded" and r.get("verified") is False]
     return {
         "since": since,
         "until": now,
         "fires": len(fires),
         "runs": runs,
         "outcomes": counts,
+        "unverified_successes": unverified,  # succeeded, but the outcome checks lacked evidence: look at these
         "missed": [f for f in not_run if f["status"] == FireStatus.missed.value],
         "skipped": [f for f in not_run if f["status"] != FireStatus.missed.value],
         "awaiting_approval": waiting,
@@ -64,6 +67,7 @@ def _run_entry(journal: Any, run_id: str) -> dict[str, Any]:
         "created_at": row["created_at"],
         "finished_at": row["finished_at"],
     }
+    entry |= verification_of(journal.phases(row["id"]))
     if row["status"] == "awaiting_approval":
         asks = [p for p in journal.phases(row["id"]) if p["kind"] == "approval_needed"]
         if asks:
@@ -80,12 +84,17 @@ def render_text(report: dict[str, Any]) -> str:
     outcomes = ", ".join(f"{n} {s}" for s, n in sorted(report["outcomes"].items())) or "none"
     lines.append(f"{len(report['runs'])} run(s): {outcomes}; {len(report['missed'])} missed; "
                  f"{len(report['skipped'])} skipped; {len(report['awaiting_approval'])} awaiting approval")
+    if report["unverified_successes"]:
+        lines.append("\nSucceeded without evidence (verified: no) - check these:")
+    for r in report["unverified_successes"]:
+        lines.append(f"  {r['schedule']}  run {r['run_id']}: " + "; ".join(f["message"] for f in r["findings"]))
     if report["runs"]:
         lines.append("\nRan:")
     for r in report["runs"]:
         late = " (caught up after a miss)" if r["late"] else ""
+        verified = {True: "  verified", False: "  unverified"}.get(r.get("verified"), "")
         lines.append(f"  {r['schedule']}  run {r['run_id']}  {r['status']}"
-                     f"{' (' + r['stop_reason'] + ')' if r.get('stop_reason') else ''}  {r['kind']}{late}")
+                     f"{' (' + r['stop_reason'] + ')' if r.get('stop_reason') else ''}{verified}  {r['kind']}{late}")
         if r["final_answer"]:
             lines.append(f"      answer: {r['final_answer'][:300]}")
         if r["artifacts"]:

@@ -17,6 +17,7 @@ GROUPS = {
     "system": ("doctor", "config"),
     "daemon": "daemon",
     "schedule": ("schedule", "report"),
+    "evaluate": "evaluate",
 }
 
 

@@ -48,6 +48,7 @@ def list_runs(limit: int, status: str | None, as_json: bool) -> None:
 )
 def show_run(run_id: str, as_json: bool) -> None:
     """Show one run: its outcome, phases and tool calls."""
+    from ...engine.verify import verification_of
     from ...errors import AgentdError
 
     journal = _journal()
@@ -56,6 +57,7 @@ def show_run(run_id: str, as_json: bool) -> None:
         raise AgentdError(f"no run {run_id!r}; `agentd runs list` shows the ids")
     phases = journal.phases(run["id"])
     calls = journal.tool_calls(run["id"])
+    run |= verification_of(phases)
     if as_json:
         click.echo(json.dumps({"run": run, "phases": phases, "tool_calls": calls}, default=str, indent=1))
         return
@@ -64,6 +66,10 @@ def show_run(run_id: str, as_json: bool) -> None:
     click.echo(f"workspace: {run['workspace']}")
     if run["final_answer"]:
         click.echo(f"answer: {run['final_answer']}")
+    if run["verified"] is not None:
+        click.echo(f"verified: {'yes' if run['verified'] else 'no'}")
+    for finding in run["findings"]:
+        click.echo(f"  finding ({finding.get('kind', '?')}): {finding.get('message', '')}")
     click.echo(f"usage: {run['usage']}")
     for p in phases:
         summary = {
