@@ -492,7 +492,7 @@ class _RunContext:
             "steps": s.steps_taken,
             "replans": s.replans,
             "usage": s.usage.to_dict() | {"seconds": round(s.seconds, 3)},
-            "verified": bool(s.verified),
+            "verified": s.verified,  # None while the run is parked
             "findings": s.findings,
         }
         self.engine.journal.set_status(

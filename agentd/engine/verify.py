@@ -54,8 +54,8 @@ class Evidence:
             outputs.append(obs.result.output)
         ev.text = "\n".join(outputs)
         ev.numbers = numbers(ev.text) | {n for v in ev.values for n in numbers(v)}
-        last = state.last_observation
-        ev.last_failed = last is not None and not last.result.ok and last.call.tool != "final_answer"
+        steps = [o for o in state.observations if "final_answer" not in o.result.data and o.call.tool != "final_answer"]
+        ev.last_failed = bool(steps) and not steps[-1].result.ok  # the answer tool after a failure proves nothing
         return ev
 
 
