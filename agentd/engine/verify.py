@@ -137,7 +137,33 @@ def _check_files(goal: str, ev: Evidence, workspace: Path, tool_names: Any) -> l
             findings.append(Finding("files", f"{name} does not exist: the goal names it but no step created it"))
         elif name not in ev.written:
             findings.append(Finding("files", f"{name} exists but this run did not write it", MISSING))
+        else:
+            findings += _check_content(goal, name, workspace)
     return findings
+
+
+_VERBS = r"(?:write|put|save|store|and)"
+_LITERAL = r"(?:the\s+(?:word|words|text|line|number)\s+)?['\"]?([\w\- ]{1,40}?)['\"]?"
+_NOT_LITERAL = re.compile(r"\b(result|sum|answer|output|it|them|its|each|own|contents?|numbers|letters|of)\b", re.I)
+
+
+def _check_content(goal: str, name: str, workspace: Path) -> list[Finding]:
+    """A short literal the goal says goes into the file ("write kiwi to k.txt", "k.txt containing kiwi")."""
+    file = re.escape(name)
+    patterns = (rf"\b{_VERBS}\s+{_LITERAL}\s+(?:to|in|into)\s+(?:a\s+file\s+(?:named|called)\s+)?{file}\b",
+                rf"\b{file}\s+(?:containing|with|that says|saying)\s+{_LITERAL}(?:$|[.,;!?]|\s+and\b)")
+    try:
+        text = (workspace / name).read_text(encoding="utf-8", errors="replace").lower()
+    except OSError:
+        return []
+    for pattern in patterns:
+        for match in re.finditer(pattern, goal, re.IGNORECASE):
+            literal = match.group(1).strip()
+            if not literal or len(literal.split()) > 4 or _NOT_LITERAL.search(literal):
+                continue
+            if literal.lower() not in text:
+                return [Finding("files", f"{name} does not contain {literal!r}, which the goal asks for")]
+    return []
 
 
 def _check_value(goal: str, ev: Evidence, answer: str) -> list[Finding]:

@@ -162,7 +162,8 @@ def test_eval_checks_read_the_outcome_from_outside(tmp_path):
 def test_agentd_eval_counts_false_successes(tmp_path, monkeypatch):
     home = tmp_path / "home"
     (home / "configs").mkdir(parents=True)
-    # A model that always writes "kiwi" to k.txt: right for the first case, a false success for the second.
+    # A model that always writes "kiwi" to k.txt: right for the first case; the second case's outside check wants
+    # more than the goal says, so its run passes the rule checks and succeeds, wrongly: a false success.
     script = home / "script.json"
     script.write_text(json.dumps({"rules": [
         ["Write the plan", plan(("write", "write_file"))],
@@ -172,7 +173,7 @@ def test_agentd_eval_counts_false_successes(tmp_path, monkeypatch):
     suite = tmp_path / "suite.jsonl"
     suite.write_text(
         '{"id": "right", "goal": "Write kiwi to k.txt", "expect": {"files": {"k.txt": "kiwi"}}}\n'
-        '{"id": "wrong", "goal": "Write lime to k.txt", "expect": {"files": {"k.txt": "lime"}}}\n'
+        '{"id": "wrong", "goal": "Write kiwi to k.txt", "expect": {"files": {"k.txt": "kiwis"}}}\n'
     )
     monkeypatch.setenv("AGENTD_HOME", str(home))
     result = CliRunner().invoke(cli, ["eval", str(suite), "--json", "--set", "plugins.block=[\"memory\"]"])
