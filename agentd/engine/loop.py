@@ -465,9 +465,9 @@ class _RunContext:
         request = phases.render("verify.j2", goal=self.state.goal.text, answer=answer)
         verdict, data = self.ask("verify", request, phases.VERIFY_SCHEMA, phases.parse_verify)
         self.record("model_verify", data)  # its tokens count against the run's budget
-        if verdict is None or verdict[0]:
+        if verdict is None or verdict["reached"]:
             return []
-        return [verify.Finding("model", verdict[1] or "the model verifier says the goal is not reached")]
+        return [verify.Finding("model", verdict["reason"] or "the model verifier says the goal is not reached")]
 
     def _answer_lead(self, last: Any) -> str:
         """The short value the last step produced (``ToolResult.data["value"]``), which a grammar-decoded
@@ -523,4 +523,6 @@ def _canonical(value: Any) -> dict[str, Any]:
         return {"verdict": value.verdict.value, "reasons": value.reasons}
     if isinstance(value, Feedback):
         return {"decision": value.decision.value, "summary": value.summary, "final_answer": value.final_answer}
+    if isinstance(value, dict):  # the model verifier's verdict
+        return value
     return value.to_dict()

@@ -205,10 +205,10 @@ VERIFY_SCHEMA = {
 }
 
 
-def parse_verify(value: Any) -> tuple[bool, str]:
+def parse_verify(value: Any) -> dict[str, Any]:
     if not isinstance(value, dict) or not isinstance(value.get("reached"), bool):
         raise Invalid('expected {"reached": true | false, "reason": "..."}')
-    return value["reached"], str(value.get("reason", ""))
+    return {"reached": value["reached"], "reason": str(value.get("reason", ""))}
 
 
 # -- act ------------------------------------------------------------------------------------------

@@ -226,3 +226,15 @@ def test_report_and_runs_show_list_unverified_successes_apart(tmp_path, monkeypa
     assert "verified: no" in shown and "finding (missing): no tool observation" in shown
     as_json = json.loads(CliRunner().invoke(cli, ["runs", "show", run_id, "--json"]).output)
     assert as_json["run"]["verified"] is False and as_json["run"]["findings"]
+
+
+def test_the_model_verifier_can_refuse_what_the_rules_let_through(tmp_path):
+    done = [plan(("write", "write_file")), call("write_file", path="a.txt", content="cat"),
+            feedback("done", final_answer="Wrote a.txt.")]
+    no = {"reached": False, "reason": "the goal wanted a poem"}
+    app, model = make_test_app(tmp_path, [*done, no, *done[:1], call("write_file", path="a.txt", content="a cat"),
+                                          done[2], no], settings={"loop.verifier": "both"})
+    _, out = run(app, "Write a poem about a cat to a.txt")
+    assert out["stop_reason"] == "unverified" and out["findings"][-1] == {
+        "check": "model", "message": "the goal wanted a poem", "kind": "contradicted"}
+    assert "Proposed final answer: Wrote a.txt." in model.calls[3]["prompt"]
