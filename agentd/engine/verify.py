@@ -90,6 +90,22 @@ def file_names(text: str, tools: Any = ()) -> list[str]:
     return found
 
 
+_WRITES = re.compile(r"\b(write|writes|create|save|put|store|make|generat\w*|copy|duplicat\w*|produc\w*|append|"
+                     r"export|fill|dump|named|called|into)\b", re.IGNORECASE)
+
+
+def wanted_files(goal: str, tools: Any = ()) -> list[str]:
+    """Files the goal asks the run to write: named after a writing verb in the same clause ("write kiwi to
+    k.txt", "create three files x.txt, y.txt"), not merely mentioned ("reports go to r.md; remember that")."""
+    wanted = []
+    for name in file_names(goal, tools):
+        at = goal.find(name)
+        clause = re.split(r"[;.!?]\s", goal[:at])[-1] if at >= 0 else ""
+        if _WRITES.search(" ".join(clause.split()[-12:])):
+            wanted.append(name)
+    return wanted
+
+
 def numbers(text: str) -> set[str]:
     """Numbers in a text, normalised (``1,234.0`` → ``1234``) so that equal values compare equal."""
     found = set()
@@ -122,7 +138,7 @@ def check_outcome(goal: str, state: Any, answer: str, workspace: Path, tool_name
 def positive_evidence(goal: str, state: Any, workspace: Path, tool_names: Any = ()) -> bool:
     """Whether the goal asks for something checkable (files, a value) and the run's evidence shows it."""
     ev = Evidence.of(state)
-    wanted = [f for f in file_names(goal, tool_names) if f not in ev.files_at_start]
+    wanted = [f for f in wanted_files(goal, tool_names) if f not in ev.files_at_start]
     if asks_value(goal) and not wanted:
         return bool(ev.values)
     return bool(wanted) and not _check_files(goal, ev, workspace, tool_names)
@@ -130,7 +146,7 @@ def positive_evidence(goal: str, state: Any, workspace: Path, tool_names: Any = 
 
 def _check_files(goal: str, ev: Evidence, workspace: Path, tool_names: Any) -> list[Finding]:
     findings = []
-    for name in file_names(goal, tool_names):
+    for name in wanted_files(goal, tool_names):
         if name in ev.files_at_start or name in ev.read:
             continue  # an input the goal gives, not an output it asks for
         if not (workspace / name).exists():
@@ -144,7 +160,9 @@ def _check_files(goal: str, ev: Evidence, workspace: Path, tool_names: Any) -> l
 
 _VERBS = r"(?:write|put|save|store|and)"
 _LITERAL = r"(?:the\s+(?:word|words|text|line|number)\s+)?['\"]?([\w\- ]{1,40}?)['\"]?"
-_NOT_LITERAL = re.compile(r"\b(result|sum|answer|output|it|them|its|each|own|contents?|numbers|letters|of)\b", re.I)
+# A description, not the text itself: "write the team report to r.md", "write the result to out.txt".
+_NOT_LITERAL = re.compile(r"^(the|a|an|this|that|these|my|your|our|their)\b|"
+                          r"\b(result|sum|answer|output|it|them|its|each|own|contents?|numbers|letters|of)\b", re.I)
 
 
 def _check_content(goal: str, name: str, workspace: Path) -> list[Finding]:

@@ -104,6 +104,17 @@ def test_rule_checks_read_goals_and_answers():
         == ["notes.txt"]
     assert verify.file_names("pi is 3.14 and e.g. this") == []
     assert verify.numbers("it is 1,234.0 or 391") == {"1234", "391"}
+    # Files the goal asks for, not files it merely mentions; literals it gives, not descriptions.
+    assert verify.wanted_files("Write cat to a.txt and dog to b.txt") == ["a.txt", "b.txt"]
+    assert verify.wanted_files("From now on reports go to r/weekly.md; remember that") == []
+
+
+def test_a_file_must_hold_the_literal_the_goal_gives(tmp_path):
+    (tmp_path / "k.txt").write_text("12")
+    (tmp_path / "r.md").write_text("# Team report")
+    [finding] = verify._check_content("Write kiwi to k.txt", "k.txt", tmp_path)
+    assert finding.message == "k.txt does not contain 'kiwi', which the goal asks for"
+    assert verify._check_content("Write the team report to r.md", "r.md", tmp_path) == []
 
 
 # -- rule-decided feedback -------------------------------------------------------------------------
