@@ -223,7 +223,7 @@ class _RunContext:
         s, max_steps = self.state, self.config.loop.max_plan_steps
         request = phases.plan_request(s.goal.text, s.memories or [], s.notes[-2:], first=not s.transcript)
         offered = self._offer_tools()
-        requested = self.tools.requested_in(s.goal.text) if self._honour_requests() else []
+        requested = selection.named_tools(s.goal.text, self.tools) if self._honour_requests() else []
         schema = phases.plan_schema(self.tools, max_steps, first=requested)
         plan, data = self.ask(
             "plan", request, schema, lambda v: phases.parse_plan(v, self.tools, max_steps, first=requested)
@@ -253,7 +253,8 @@ class _RunContext:
         return offered
 
     def _honour_requests(self) -> bool:
-        """Tools the goal names ("use python") bind the first plan only: a replan is free to change course."""
+        """Tools the goal asks for ("use python", "use fs.read_text_file", even misspelt slightly) bind the first
+        plan only: a replan is free to change course."""
         return self.config.loop.tool_requests == "first_step" and self.state.replans == 0
 
     def do_critique(self) -> None:

@@ -249,3 +249,14 @@ def test_the_model_verifier_can_refuse_what_the_rules_let_through(tmp_path):
     assert out["stop_reason"] == "unverified" and out["findings"][-1] == {
         "check": "model", "message": "the goal wanted a poem", "kind": "contradicted"}
     assert "Proposed final answer: Wrote a.txt." in model.calls[3]["prompt"]
+
+
+def test_a_tool_the_goal_names_binds_the_first_step_even_misspelt(tmp_path):
+    replies = [plan(("write", "write_file")), plan(("look", "list_files")), call("list_files", path="."),
+               feedback("done", final_answer="nothing here")]
+    app, model = make_test_app(tmp_path, replies)
+    run_id, out = run(app, "use list_file to show what is here")
+    plan_phase = next(p for p in app.journal.phases(run_id) if p["kind"] == "plan")
+    assert plan_phase["requested_tools"] == ["list_files"]
+    assert "step 1 must use it" in model.calls[1]["messages"][-1].content  # the first plan was sent back
+    assert app.journal.tool_calls(run_id)[0]["tool"] == "list_files"
