@@ -137,7 +137,7 @@ def run_case(case: Case, base_config: Any, model: str | None, keep: bool = False
     try:
         goal = Goal(text=case.goal, model=model, budgets=config.loop.budgets(), allowed_tools=case.allowed_tools)
         run_id = app.engine.submit(goal)
-        workspace = Path(app.journal.get_run(run_id)["workspace"])
+        workspace = config.workspaces / run_id
         for name, text in case.files.items():
             (workspace / name).parent.mkdir(parents=True, exist_ok=True)
             (workspace / name).write_text(text, encoding="utf-8")

@@ -386,7 +386,9 @@ class _RunContext:
         feedback = self._feedback_by_rules(ok)
         if feedback is not None:
             # The turn still goes into the transcript, so the model sees the result as if it had decided.
-            data = {"request": request, "reply": phases.reply_text(_canonical(feedback)), "decided_by": "rules"}
+            data: dict[str, Any] = {
+                "request": request, "reply": phases.reply_text(_canonical(feedback)), "decided_by": "rules"
+            }
         else:
             schema = phases.feedback_schema(choices, lead=lead)
             feedback, data = self.ask("feedback", request, schema, lambda v: phases.parse_feedback(v, choices))
