@@ -185,8 +185,10 @@ def _check_content(goal: str, name: str, workspace: Path) -> list[Finding]:
 
 
 def _check_value(goal: str, ev: Evidence, answer: str) -> list[Finding]:
-    if not asks_value(goal) or file_names(goal) and not _NUMERIC.search(goal) and ev.written:
+    if not asks_value(goal):
         return []
+    if file_names(goal) and not _NUMERIC.search(goal) and ev.written:
+        return []  # "which file holds the list? save it in a.txt": the file is the answer, checked above
     if not answer.strip():
         return [Finding("value", "the goal asks for a value but the final answer is empty")]
     if _NUMERIC.search(goal):
@@ -217,6 +219,8 @@ def _check_answer_claims(ev: Evidence, answer: str, workspace: Path, tool_names:
             continue
         findings.append(Finding("answer_files", f"the answer names {name}, which this run did not write"))
     for tool in tool_names:
+        if not re.search(r"[_.]", tool):
+            continue  # a plain word ("recall", "remember") in an answer is English, not a claim about a tool
         if re.search(rf"\b{re.escape(tool)}\b", answer) and tool not in ev.tools:
             findings.append(Finding("answer_tools", f"the answer claims {tool}, which this run did not call"))
     if _LIBRARY.search(answer) and "run_python" not in ev.tools and re.search(r"\bpython\b", answer, re.I):

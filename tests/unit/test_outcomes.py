@@ -109,6 +109,20 @@ def test_rule_checks_read_goals_and_answers():
     assert verify.wanted_files("From now on reports go to r/weekly.md; remember that") == []
 
 
+def test_plain_words_that_are_tool_names_are_not_claims(tmp_path):
+    from agentd.engine.state import LoopState
+
+    app, _ = make_test_app(tmp_path)
+
+    empty = LoopState(run_id="r", goal=Goal(text="What is my locker number?"))
+    names = app.tools.names()
+    assert "recall" in names
+    found = verify.check_outcome("What is my locker number?", empty, "As I recall, it is 4417", tmp_path, names)
+    assert [f.check for f in found] == ["value"]  # no evidence for 4417, but no false claim about a tool
+    found = verify.check_outcome("Say hi", empty, "I used write_file", tmp_path, names)
+    assert [f.check for f in found] == ["answer_tools"]
+
+
 def test_a_file_must_hold_the_literal_the_goal_gives(tmp_path):
     (tmp_path / "k.txt").write_text("12")
     (tmp_path / "r.md").write_text("# Team report")
