@@ -49,6 +49,9 @@ class Evidence:
             if isinstance(path, str) and obs.call.tool != "write_file":
                 ev.read.add(_norm(path))
             value = obs.result.data.get("value")
+            line = obs.result.output.strip()
+            if not isinstance(value, str) and isinstance(value, (int, float)) and "\n" not in line and 0 < len(line) <= 100:
+                value = line  # a number with its context ("10 km = 6.214 mi") reads better than the bare float
             if isinstance(value, (str, int, float)) and str(value).strip() and len(str(value)) <= 100:
                 ev.values.append(str(value).strip())
             outputs.append(obs.result.output)
