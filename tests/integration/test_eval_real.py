@@ -1,8 +1,8 @@
 """`agentd eval` with the real bundled model (SmolLM2-135M-Instruct, temperature 0) on a slice of the shipped
 suite: whatever it gets right or wrong, no run may claim a success the outside checks refute.
 
-The slice (AGENTD_EVAL_SLICE: comma-separated case ids) defaults to a CI-sized mix of a file goal, arithmetic
-with Python, reading a given file and a held-out goal; the full figures are in docs/eval.md.
+The slice (AGENTD_EVAL_SLICE: comma-separated case ids) defaults to a CI-sized pair: the issue's own false
+success on main ("Write kiwi to k.txt") and a held-out file goal; the full figures are in docs/eval.md.
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ import pytest
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 ROOT = Path(__file__).parents[2]
-SLICE = os.environ.get("AGENTD_EVAL_SLICE", "file-kiwi,py-multiply,read-code,h-file-lemon").split(",")
+SLICE = os.environ.get("AGENTD_EVAL_SLICE", "file-kiwi,h-file-lemon").split(",")
 
 
+@pytest.mark.timeout(1200)  # two real runs of up to a few model calls each; slow, shared CI machines included
 def test_a_slice_of_the_suite_has_no_false_success(tmp_path):
     cases = [
         line for name in ("suite.jsonl", "holdout.jsonl")
