@@ -97,6 +97,15 @@ class LoopConfig(_Strict):
     lease_ttl_s: float = Field(30.0, ge=0.5)
     # Worked example runs (engine/prompts/examples.toml) shown before the goal: the first N, -1 = all.
     worked_examples: int = Field(-1, ge=-1)
+    # Who checks a run's claim to be done: "rules" (the verify_outcome checks, no model call), "model" (the rules,
+    # then the model when they found nothing to object to) or "both" (the rules and always the model).
+    verifier: Literal["rules", "model", "both"] = "rules"
+    # Who decides after a step: "rules" where it is unambiguous (a step that worked with more plan to go, a last
+    # step whose evidence shows the goal reached), the model otherwise; or "model" after every step.
+    feedback: Literal["rules", "model"] = "rules"
+    # How many tools the model is offered, ranked by relevance to the goal (tools the goal names always first);
+    # 0 = sized for the model: 6 for llamacpp (small local models), 24 for API models.
+    max_tools: int = Field(0, ge=0)
 
     def budgets(self, **overrides: Any) -> Budgets:
         """A run's Budgets: these defaults, replaced by every override that is not None (CLI, API, schedule)."""

@@ -54,6 +54,16 @@ def critique_plan(goal, plan, tools, config):
 
 
 @hookspec
+def rank_tools(goal, tools, config):
+    """Return ``{tool name: relevance}`` (higher is more relevant) for the goal's text, or None to abstain."""
+
+
+@hookspec
+def verify_outcome(goal, state, answer, workspace, tools):
+    """Check a run's claim to be done before it may succeed: return a list of ``Finding`` (empty: it holds)."""
+
+
+@hookspec
 def before_tool_call(call, tool, run_id, goal):
     """Return None to allow the call, or a string saying why it must not run (a veto the model is told about)."""
 

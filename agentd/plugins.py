@@ -31,6 +31,7 @@ ENTRY_POINT_GROUP = "agentd"
 DEFAULT_PLUGINS = (
     "agentd.models.providers",
     "agentd.engine.critics",
+    "agentd.engine.verify",
     "agentd.policy",
     "agentd.langchain.plugin",
     "agentd.core_settings",

@@ -45,6 +45,7 @@ class StopReason(str, Enum):
     cancelled = "cancelled"
     daemon_crash = "daemon_crash"
     denied = "denied"
+    unverified = "unverified"  # the run said done, but the outcome checks found the claim wrong
 
     @property
     def is_budget(self) -> bool:
@@ -199,6 +200,17 @@ class Feedback(Record):
 
     def __post_init__(self) -> None:
         self.decision = Decision(self.decision)
+
+
+@dataclass
+class Finding(Record):
+    """One failed outcome check (``verify_outcome``): which check, what is wrong, and how bad: ``contradicted``
+    (the evidence says the claim is wrong; the run may not succeed) or ``missing`` (nothing shows it either way;
+    the run may succeed, marked ``verified: false``)."""
+
+    check: str
+    message: str
+    kind: str = "contradicted"
 
 
 @dataclass

@@ -114,7 +114,9 @@ def make_test_app(
 ) -> tuple[Any, ScriptedChatModel]:
     """An App on ``home`` whose default model is a ScriptedChatModel; returns (app, model).
 
-    ``settings`` are dotted config overrides, e.g. ``{"loop.max_steps": 3, "plugins.web": {...}}``.
+    ``settings`` are dotted config overrides, e.g. ``{"loop.max_steps": 3, "plugins.web": {...}}``; the
+    feedback phase asks the (scripted) model after every step and every tool is offered, unless they set
+    ``loop.feedback`` or ``loop.max_tools``.
     """
     from pathlib import Path
 
@@ -122,7 +124,10 @@ def make_test_app(
     from .config import load_config
     from .models.registry import ModelHandle
 
-    config = load_config(home=Path(home), env=env or {}, overrides=settings or {})
+    # A script answers every feedback turn and names its tools, so the model decides every feedback and sees
+    # every tool, unless a test sets ``loop.feedback`` / ``loop.max_tools`` itself.
+    overrides = {"loop.feedback": "model", "loop.max_tools": 64} | (settings or {})
+    config = load_config(home=Path(home), env=env or {}, overrides=overrides)
     app = make_app(config, extra_plugins=extra_plugins)
     model = ScriptedChatModel(replies=list(replies or []), rules=list(rules or []))
     name, _ = config.model_config_for(None)

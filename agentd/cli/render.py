@@ -152,8 +152,16 @@ class LiveTrace:
             self.console.print(f"[dim]{d['detail']}[/]")
         if d.get("final_answer"):
             self.console.print(f"[bold]answer:[/] {d['final_answer']}")
+        if d["status"] == "succeeded" and d.get("verified") is False:
+            self.console.print("[yellow]not verified[/]: the checks found no evidence either way")
+        for finding in d.get("findings") or []:
+            self.console.print(f"  [yellow]{finding.get('kind', '')}[/]: {finding.get('message', '')}")
         # Never wrapped: the id and the path stay whole for copy and paste, whatever the terminal's width.
         self.console.print(f"run {d['run_id']}  workspace {d['workspace']}", soft_wrap=True, markup=False)
+
+    def on_verify(self, d: dict[str, Any]) -> None:
+        problems = "; ".join(f.get("message", "") for f in d.get("findings", []))
+        self.console.print(f"[yellow]not done yet[/] (one repair round): {problems}")
 
 
 def print_table(columns: list[str], rows: list[list[str]], prose: tuple[str, ...] = ()) -> None:

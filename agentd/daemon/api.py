@@ -170,10 +170,14 @@ def create_api(daemon: Any) -> FastAPI:
 
     @api.get("/runs/{run_id}")
     def get_run(run_id: str, detail: bool = False) -> dict[str, Any]:
-        """One run; ``detail=true`` adds its phases and tool calls."""
+        """One run with its verification (``verified``, ``findings``); ``detail=true`` adds phases and tool calls."""
+        from ..engine.verify import verification_of
+
         row = get_run_or_404(run_id)
+        phases = journal.phases(row["id"])
+        row |= verification_of(phases)
         if detail:
-            row = row | {"phases": journal.phases(row["id"]), "tool_calls": journal.tool_calls(row["id"])}
+            row = row | {"phases": phases, "tool_calls": journal.tool_calls(row["id"])}
         return row
 
     @api.post("/runs/{run_id}/cancel", response_model=CancelOut)

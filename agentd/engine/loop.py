@@ -26,6 +26,7 @@ from ..models.registry import BUNDLED_N_CTX
 from ..policy import allowed
 from ..records import (
     Critique,
+    Decision,
     Feedback,
     Goal,
     Observation,
@@ -37,7 +38,7 @@ from ..records import (
     Verdict,
 )
 from ..tools import ToolContext, ToolRegistry, execute
-from . import phases, structured
+from . import phases, selection, structured, verify
 from .progress import ProgressReporter
 from .state import LoopState, call_key
 
@@ -242,7 +243,6 @@ class _RunContext:
         self.workspace = workspace
         self.on_event = on_event
         self.cancel = cancel
-        self.tools = engine.tools
         self.budgets = state.goal.budgets
         self._reporter: ProgressReporter | None = None
         self.phase_started: float | None = None  # set while a phase runs
@@ -251,6 +251,11 @@ class _RunContext:
         # [loop] under the run's profile; a goal journaled before profiles existed gets the model's one now.
         self.profile = state.goal.profile or choose_profile(self.config, state.goal.model).name
         self.loop = loop_settings(self.config, self.profile)
+
+    @property
+    def tools(self) -> ToolRegistry:
+        """The tools this run offers the model: the set its plan phase chose (all, before that)."""
+        return self.engine.tools.subset(self.state.offered_tools)
 
     # -- plumbing -------------------------------------------------------------------------------
     def emit(self, type_: str, data: dict[str, Any], release: bool = False) -> None:
@@ -273,8 +278,9 @@ class _RunContext:
         self.engine.journal.add_phase(self.state.run_id, kind, data, started, lease=self.lease)
         self.state.apply(kind, data | {"started_at": started, "finished_at": time.time()})
 
-    def stop(self, reason: StopReason, detail: str = "", final_answer: str = "", started: float | None = None) -> None:
-        data: dict[str, Any] = {"stop_reason": reason.value, "detail": detail}
+    def stop(self, reason: StopReason, detail: str = "", final_answer: str = "", started: float | None = None,
+             **verification: Any) -> None:
+        data: dict[str, Any] = {"stop_reason": reason.value, "detail": detail} | verification
         if final_answer:
             data["final_answer"] = final_answer
         self.record("stop", data, started)
@@ -372,7 +378,7 @@ class _RunContext:
                 "extend_context", goal=self.state.goal, run_id=self.state.run_id, config=self.config
             ):
                 memories.extend(str(x) for x in (extra or []))
-        self.record("context", {"memories": memories}, started)
+        self.record("context", {"memories": memories, "files_at_start": self._known_files()}, started)
         if memories:
             self.emit("context", {"memories": memories})
 
@@ -380,13 +386,16 @@ class _RunContext:
         started = time.time()
         s, max_steps = self.state, self.loop.max_plan_steps
         request = phases.plan_request(s.goal.text, s.memories or [], s.notes[-2:], first=not s.transcript)
-        requested = self.tools.requested_in(s.goal.text) if self._honour_requests() else []
+        offered = self._offer_tools()
+        requested = selection.named_tools(s.goal.text, self.tools) if self._honour_requests() else []
         schema = phases.plan_schema(self.tools, max_steps, first=requested)
         plan, data = self.ask(
             "plan", request, schema, lambda v: phases.parse_plan(v, self.tools, max_steps, first=requested)
         )
         if requested:
             data["requested_tools"] = requested
+        if offered is not None:
+            data["offered_tools"] = offered
         if plan is None:
             self.record("plan", data, started)
             reason = StopReason.model_error if data.get("model_failure") else StopReason.invalid_model_output
@@ -397,8 +406,19 @@ class _RunContext:
         event = {"steps": [s.to_dict() for s in plan.steps], "replan": self.state.replans}
         self.emit("plan", event | ({"requested_tools": requested} if requested else {}))
 
+    def _offer_tools(self) -> list[str] | None:
+        """Choose the tools the model sees for this run, once (resume and replans keep the set)."""
+        if self.state.offered_tools is not None:
+            return None
+        _, model_config = self.config.model_config_for(self.state.goal.model)
+        cap = self.loop.max_tools or (6 if model_config.provider == "llamacpp" else 24)
+        offered = selection.select_tools(self.state.goal.text, self.engine.tools, self.engine.host, self.config, cap)
+        self.state.offered_tools = offered  # the plan phase journals it, so a resumed run folds the same set
+        return offered
+
     def _honour_requests(self) -> bool:
-        """Tools the goal names ("use python") bind the first plan only: a replan is free to change course."""
+        """Tools the goal asks for ("use python", "use fs.read_text_file", even misspelt slightly) bind the first
+        plan only: a replan is free to change course."""
         return self.loop.tool_requests == "first_step" and self.state.replans == 0
 
     def do_critique(self) -> None:
@@ -512,7 +532,7 @@ class _RunContext:
              "artifacts": result.artifacts},
         )
         if result.data.get("final_answer") and result.ok:
-            self.stop(StopReason.done, "final_answer tool called", final_answer=str(result.data["final_answer"]))
+            self.conclude(str(result.data["final_answer"]), "final_answer tool called")
             return
         repeats = self.state.seen_calls.get(call_key(observation), 0)
         if repeats >= 3:
@@ -530,8 +550,15 @@ class _RunContext:
         result = last.result.for_model(self.loop.observation_chars) if last else "(no result)"
         request = phases.feedback_request(result, self.state.remaining_steps, choices, ok)
         lead = self._answer_lead(last)
-        schema = phases.feedback_schema(choices, lead=lead)
-        feedback, data = self.ask("feedback", request, schema, lambda v: phases.parse_feedback(v, choices))
+        feedback = self._feedback_by_rules(ok)
+        if feedback is not None:
+            # The turn still goes into the transcript, so the model sees the result as if it had decided.
+            data: dict[str, Any] = {
+                "request": request, "reply": phases.reply_text(_canonical(feedback)), "decided_by": "rules"
+            }
+        else:
+            schema = phases.feedback_schema(choices, lead=lead)
+            feedback, data = self.ask("feedback", request, schema, lambda v: phases.parse_feedback(v, choices))
         if feedback is None:
             self.record("feedback", data | {"feedback": {"decision": "replan", "summary": data["error"]}}, started)
             if data.get("model_failure"):
@@ -551,9 +578,72 @@ class _RunContext:
         decided = self.state.concluded
         assert decided is not None
         if decided.decision.value == "done":
-            self.stop(StopReason.done, decided.summary, final_answer=self.state.final_answer)
+            self.conclude(self.state.final_answer, decided.summary)  # checked against the evidence first
         else:
             self.stop(StopReason.gave_up, decided.summary)
+
+    def _feedback_by_rules(self, ok: bool) -> Feedback | None:
+        """Decide without a model call where it is unambiguous: a step that worked with more of the plan to go
+        continues; a last step whose evidence shows the goal reached is done, its answer composed from that
+        evidence. A failed step, or a last step without evidence, is left to the model."""
+        if self.loop.feedback != "rules" or not ok:
+            return None
+        if self.state.remaining_steps:
+            return Feedback(Decision.continue_, "step done")
+        goal, names = self.state.goal.text, self.engine.tools.names()
+        if not verify.positive_evidence(goal, self.state, self.workspace, names):
+            return None
+        answer = verify.compose_answer(goal, self.state, "", names)
+        if not answer or verify.check_outcome(goal, self.state, answer, self.workspace, names):
+            return None
+        return Feedback(Decision.done, "the checks show the goal reached", answer)
+
+    def conclude(self, answer: str, summary: str) -> None:
+        """The run says it is done: check the claim against the evidence before it may succeed.
+
+        An answer the evidence contradicts is rebuilt from the evidence; a claim still contradicted gets one
+        repair round (the findings become the next plan's notes), then ends ``unverified``. Evidence that is
+        merely missing lets the run succeed, marked ``verified: false``.
+        """
+        findings = self._verify(answer)
+        if findings:
+            composed = verify.compose_answer(self.state.goal.text, self.state, answer, self.engine.tools.names())
+            if composed != answer:
+                recheck = self._verify(composed)
+                if len(recheck) < len(findings):
+                    answer, findings = composed, recheck
+        shown = [f.to_dict() for f in findings]
+        if any(f.kind == verify.CONTRADICTED for f in findings):
+            if self.state.repairs < 1:
+                self.record("verify", {"answer": answer, "findings": shown})
+                self.emit("verify", {"verified": False, "findings": shown, "repair": True})
+                return
+            detail = "; ".join(f.message for f in findings)
+            self.stop(StopReason.unverified, detail, final_answer=answer, verified=False, findings=shown)
+            return
+        self.stop(StopReason.done, summary, final_answer=answer, verified=not findings, findings=shown)
+
+    def _verify(self, answer: str) -> list[verify.Finding]:
+        """Every ``verify_outcome`` check (the rules always), plus the model verifier when configured."""
+        findings: list[verify.Finding] = []
+        for plugin, result in self.engine.host.call_each(
+            "verify_outcome", goal=self.state.goal, state=self.state, answer=answer, workspace=self.workspace,
+            tools=self.engine.tools,
+        ):
+            for f in result or []:
+                findings.append(f if isinstance(f, verify.Finding) else verify.Finding(plugin, str(f)))
+        mode = self.loop.verifier
+        if mode == "both" or (mode == "model" and not findings):
+            findings += self._model_verdict(answer)
+        return findings
+
+    def _model_verdict(self, answer: str) -> list[verify.Finding]:
+        request = phases.render("verify.j2", goal=self.state.goal.text, answer=answer)
+        verdict, data = self.ask("verify", request, phases.VERIFY_SCHEMA, phases.parse_verify)
+        self.record("model_verify", data)  # its tokens count against the run's budget
+        if verdict is None or verdict["reached"]:
+            return []
+        return [verify.Finding("model", verdict["reason"] or "the model verifier says the goal is not reached")]
 
     def _answer_lead(self, last: Any) -> str:
         """The short value the last step produced (``ToolResult.data["value"]``), which a grammar-decoded
@@ -586,6 +676,8 @@ class _RunContext:
             "steps": s.steps_taken,
             "replans": s.replans,
             "usage": s.usage.to_dict() | {"seconds": round(s.seconds, 3)},
+            "verified": s.verified,  # None while the run is parked
+            "findings": s.findings,
         }
         self.engine.journal.set_status(
             s.run_id,
@@ -629,4 +721,6 @@ def _canonical(value: Any) -> dict[str, Any]:
         return {"verdict": value.verdict.value, "reasons": value.reasons}
     if isinstance(value, Feedback):
         return {"decision": value.decision.value, "summary": value.summary, "final_answer": value.final_answer}
+    if isinstance(value, dict):  # the model verifier's verdict
+        return value
     return value.to_dict()

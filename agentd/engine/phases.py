@@ -203,6 +203,20 @@ def parse_critique(value: Any) -> Critique:
     return Critique(verdict=value["verdict"], reasons=[str(r) for r in reasons], critic="model")
 
 
+# -- verify (the optional model verifier) --------------------------------------------------------
+VERIFY_SCHEMA = {
+    "type": "object",
+    "properties": {"reached": {"type": "boolean"}, "reason": TEXT},
+    "required": ["reached", "reason"],
+}
+
+
+def parse_verify(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict) or not isinstance(value.get("reached"), bool):
+        raise Invalid('expected {"reached": true | false, "reason": "..."}')
+    return {"reached": value["reached"], "reason": str(value.get("reason", ""))}
+
+
 # -- act ------------------------------------------------------------------------------------------
 _FILE_NAME = re.compile(r"[\w\-./]*\w\.[A-Za-z0-9]{1,8}\b")
 

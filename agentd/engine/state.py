@@ -55,6 +55,11 @@ class LoopState:
     concluded: Feedback | None = None  # a done/give_up decision whose stop is not journaled yet
     stop_reason: StopReason | None = None
     stop_detail: str = ""
+    files_at_start: list[str] = field(default_factory=list)  # the workspace when the run began: inputs, not outputs
+    offered_tools: list[str] | None = None  # the tools the plan phase offered the model (None: all)
+    repairs: int = 0  # rounds the outcome checks sent the run back to work
+    verified: bool | None = None  # set when the run ends: did its claim pass the outcome checks?
+    findings: list[dict[str, Any]] = field(default_factory=list)
 
     # -- derived --------------------------------------------------------------------------------
     @property
@@ -107,8 +112,11 @@ class LoopState:
 
     def _apply_context(self, data: dict[str, Any]) -> None:
         self.memories = list(data.get("memories", []))
+        self.files_at_start = list(data.get("files_at_start", []))
 
     def _apply_plan(self, data: dict[str, Any]) -> None:
+        if "offered_tools" in data:
+            self.offered_tools = list(data["offered_tools"])
         if data.get("plan"):
             self.plan = Plan.from_dict(data["plan"])
             self.approved = False
@@ -155,6 +163,18 @@ class LoopState:
         self.awaiting_feedback = False
         self._replan(data.get("reason", ""))
 
+    def _apply_verify(self, data: dict[str, Any]) -> None:
+        """The outcome checks refused a ``done``: one repair round, with the findings as the next plan's notes."""
+        self.awaiting_feedback = False
+        self.concluded = None  # the done claim was refused: back to work, not to its stop
+        self.repairs += 1
+        self.plan = None
+        self.approved = False
+        self.notes.append("The goal is not reached yet: " + "; ".join(f["message"] for f in data.get("findings", [])))
+
+    def _apply_model_verify(self, data: dict[str, Any]) -> None:
+        """The model verifier's call: only its usage and turn matter (folded in ``apply``)."""
+
     def _apply_approval_needed(self, data: dict[str, Any]) -> None:
         self.awaiting_approval = True
 
@@ -167,6 +187,8 @@ class LoopState:
         self.stop_reason = StopReason(data["stop_reason"])
         self.stop_detail = data.get("detail", "")
         self.final_answer = data.get("final_answer", self.final_answer) or self.final_answer
+        self.verified = bool(data.get("verified", False))
+        self.findings = list(data.get("findings", []))
 
     def _replan(self, reason: str) -> None:
         self.plan = None

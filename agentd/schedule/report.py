@@ -11,6 +11,7 @@ import time
 from datetime import datetime
 from typing import Any
 
+from ..engine.verify import verification_of
 from ..errors import ConfigError
 from .spec import zone
 from .store import Fire, FireStatus, ScheduleStore
@@ -40,6 +41,7 @@ def build_report(journal: Any, since: float, now: float | None = None) -> dict[s
     counts: dict[str, int] = {}
     for r in runs:
         counts[r["status"]] = counts.get(r["status"], 0) + 1
+    unverified = [r for r in runs if r["status"] == "succeeded" and r.get("verified") is False]
     return {
         "since": since,
         "until": now,
@@ -47,6 +49,7 @@ def build_report(journal: Any, since: float, now: float | None = None) -> dict[s
         "runs": runs,
         "outcomes": counts,
         "late": [_fire_entry(f, zones) for f in fires if f.missed and f.kind != "manual"],
+        "unverified_successes": unverified,  # succeeded, but the outcome checks lacked evidence: look at these
         "missed": [f for f in not_run if f["status"] == FireStatus.missed.value],
         "skipped": [f for f in not_run if f["status"] != FireStatus.missed.value],
         "awaiting_approval": waiting,
@@ -87,6 +90,7 @@ def _run_entry(journal: Any, run_id: str) -> dict[str, Any]:
         "created_at": row["created_at"],
         "finished_at": row["finished_at"],
     }
+    entry |= verification_of(journal.phases(row["id"]))
     if row["status"] == "awaiting_approval":
         asks = [p for p in journal.phases(row["id"]) if p["kind"] == "approval_needed"]
         if asks:
@@ -105,12 +109,17 @@ def render_text(report: dict[str, Any]) -> str:
     lines.append(f"{len(report['runs'])} run(s): {outcomes}; {len(report['late'])} late ({caught_up} caught up); "
                  f"{len(report['missed'])} missed; {len(report['skipped'])} skipped; "
                  f"{len(report['awaiting_approval'])} awaiting approval")
+    if report["unverified_successes"]:
+        lines.append("\nSucceeded without evidence (verified: no) - check these:")
+    for r in report["unverified_successes"]:
+        lines.append(f"  {r['schedule']}  run {r['run_id']}: " + "; ".join(f["message"] for f in r["findings"]))
     if report["runs"]:
         lines.append("\nRan:")
     for r in report["runs"]:
         late = " (late: caught up)" if r["late"] else ""
+        verified = {True: "  verified", False: "  unverified"}.get(r.get("verified"), "")
         lines.append(f"  {r['schedule']}  due {r['due']}  run {r['run_id']}  {r['status']}"
-                     f"{' (' + r['stop_reason'] + ')' if r.get('stop_reason') else ''}  {r['kind']}{late}")
+                     f"{' (' + r['stop_reason'] + ')' if r.get('stop_reason') else ''}{verified}  {r['kind']}{late}")
         if r["final_answer"]:
             lines.append(f"      answer: {r['final_answer'][:300]}")
         if r["artifacts"]:

@@ -51,7 +51,8 @@ class McpManager:
         built = []
         for name, conn in self.connections.items():
             for mcp_tool in conn.status.tools or []:
-                built.append(self._tool(name, conn, mcp_tool))
+                if conn.settings.offers(mcp_tool.name):
+                    built.append(self._tool(name, conn, mcp_tool))
         return built
 
     def problems(self) -> list[str]:

@@ -35,6 +35,15 @@ def _models() -> tuple[Any, Any]:
         timeout_s: float = Field(default=10.0, gt=0)  # start + tool listing
         call_timeout_s: float | None = Field(default=None, gt=0)  # None: the run's tool timeout
         enabled: bool = True
+        # Which of the server's tools agentd registers: None = all of them, else only these names (as the
+        # server lists them, without the "server." prefix); disabled_tools are left out either way.
+        tools: list[str] | None = None
+        disabled_tools: list[str] = Field(default_factory=list)
+
+        def offers(self, tool_name: str) -> bool:
+            """Whether the allow list and the deny list let this server tool through."""
+            allowed = self.tools is None or tool_name in self.tools
+            return allowed and tool_name not in self.disabled_tools
 
         @field_validator("side_effects")
         @classmethod

@@ -184,6 +184,47 @@ def extend_context(goal, run_id, config):
 
 
 @hookimpl
+def rank_tools(goal, tools, config):
+    """Tools by embedding similarity of the goal and their name and description (the memory's embedder)."""
+    if config is None or not _settings(config).enabled:
+        return None
+    from agentd_memory.embeddings import EmbeddingError
+
+    try:
+        embed = _embedder(config)
+        texts = [f"{t.name.replace('_', ' ')}: {t.description}" for t in tools]
+        missing = [t for t in texts if t not in _TOOL_VECTORS]
+        for text, vector in zip(missing, embed(missing) if missing else [], strict=True):
+            _TOOL_VECTORS[text] = vector
+        query = embed([goal])[0]
+    except (EmbeddingError, OSError, RuntimeError, ValueError) as exc:  # the core falls back to word overlap
+        log.warning("tools not ranked by meaning: %s", exc)
+        return None
+    return {t.name: _cosine(query, _TOOL_VECTORS[text]) for t, text in zip(tools, texts, strict=True)}
+
+
+# Tool description -> its vector: descriptions rarely change, and a process ranks tools for every run.
+_TOOL_VECTORS: dict[str, list[float]] = {}
+_EMBEDDERS: dict[str, Any] = {}
+
+
+def _embedder(config: Any) -> Any:
+    from agentd_memory.embeddings import EmbeddingSettings, make_embedder
+
+    settings = _settings(config).embedding
+    key = json.dumps(settings, sort_keys=True, default=str)
+    if key not in _EMBEDDERS:
+        _EMBEDDERS[key] = make_embedder(EmbeddingSettings.parse(settings))
+    return _EMBEDDERS[key]
+
+
+def _cosine(a: list[float], b: list[float]) -> float:
+    dot = sum(x * y for x, y in zip(a, b, strict=True))
+    norm = (sum(x * x for x in a) * sum(y * y for y in b)) ** 0.5
+    return dot / norm if norm else 0.0
+
+
+@hookimpl
 def before_tool_call(call, tool, run_id, goal):
     _scopes(run_id, goal)
     if call.tool in TOOL_NAMES and getattr(tool, "plugin", "") == "memory" and not goal.memory:

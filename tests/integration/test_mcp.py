@@ -97,6 +97,15 @@ def test_time_server_call_returns_correct_data_and_bad_zone_is_a_tool_error(tmp_
     assert not bad.ok and "Mars/Olympus" in bad.error
 
 
+def test_allow_and_deny_lists_pick_a_servers_tools(tmp_path):
+    only = {"plugins.mcp": {"servers": {"time": time_server("allow", tools=["convert_time"])}}}
+    app, _ = make_test_app(tmp_path / "a", settings=only, extra_plugins=(agentd_mcp,))
+    assert "time.convert_time" in app.tools and "time.get_current_time" not in app.tools
+    deny = {"plugins.mcp": {"servers": {"time": time_server("deny", disabled_tools=["convert_time"])}}}
+    app, _ = make_test_app(tmp_path / "d", settings=deny, extra_plugins=(agentd_mcp,))
+    assert "time.get_current_time" in app.tools and "time.convert_time" not in app.tools
+
+
 def test_killed_server_is_restarted_and_reported(tmp_path):
     settings = {"plugins.mcp": {"servers": {"clock": time_server("kill")}}}
     app, _ = make_test_app(tmp_path, settings=settings, extra_plugins=(agentd_mcp,))

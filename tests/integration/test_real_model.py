@@ -49,7 +49,9 @@ def test_agentd_goal_with_the_bundled_model(tmp_path, goal, name, expected):
     assert outcome["status"] == "succeeded" and outcome["stop_reason"] == "done"
     written = Path(outcome["workspace"]) / name
     assert written.read_text().split() == expected
-    assert outcome["usage"]["prompt_tokens"] > 0 and outcome["usage"]["model_calls"] >= 3
+    # Plan and act; the feedback is decided by the rules (the named file holds what the goal says), no call.
+    assert outcome["usage"]["prompt_tokens"] > 0 and outcome["usage"]["model_calls"] >= 2
+    assert outcome["verified"] is True
 
 
 def test_python_goal_with_the_bundled_model(tmp_path):

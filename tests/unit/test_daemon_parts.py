@@ -101,6 +101,7 @@ def test_api_submits_runs_streams_and_reports(app):
             run = (await c.get(f"/runs/{run_id}", params={"detail": True})).json()
             assert run["goal_spec"]["budgets"]["max_steps"] == 2
             assert [t["tool"] for t in run["tool_calls"]] == ["write_file"]
+            assert run["verified"] is True and run["findings"] == []  # a.txt was written: the checks hold
             assert (await c.post("/runs", json={"text": ""})).status_code == 422
             assert (await c.post("/runs", json={"text": "x", "model": "nope"})).status_code == 400
             assert (await c.post(f"/runs/{run_id}/approve")).status_code == 409

@@ -223,6 +223,46 @@ def test_hook_critique_plan(tmp_path):
     assert app.journal.tool_calls(outcome["run_id"]) == []
 
 
+def test_hook_verify_outcome(tmp_path):
+    from agentd import Finding
+
+    class NoLowercase:
+        __name__ = "no_lowercase"
+
+        @hookimpl
+        def verify_outcome(self, goal, state, answer):
+            if answer.islower():
+                return [Finding("case", f"the answer {answer!r} is not in capitals")]
+            return []
+
+    # The check refuses "done" once (a repair round with its finding as a note), then the run ends unverified.
+    replies = one_step(text="hi") + one_step(text="hey")  # another call: the same one twice is a loop
+    app, model = make_test_app(tmp_path, replies, extra_plugins=(pad_plugin(), NoLowercase()))
+    outcome = run_goal(app)
+    assert outcome["status"] == "failed" and outcome["stop_reason"] == "unverified"
+    assert outcome["verified"] is False and "not in capitals" in outcome["findings"][0]["message"]
+    kinds = [p["kind"] for p in app.journal.phases(outcome["run_id"])]
+    assert kinds.count("verify") == 1 and kinds.count("plan") == 2
+    assert "not in capitals" in model.calls[3]["messages"][-1].content  # the second plan saw the finding
+
+
+def test_hook_rank_tools(tmp_path):
+    class Ranker:
+        __name__ = "ranker"
+
+        @hookimpl
+        def rank_tools(self, goal, tools):
+            return {t.name: (1.0 if t.name == "shout" else 0.0) for t in tools}
+
+    settings = {"loop.max_tools": 2}
+    app, model = make_test_app(tmp_path, one_step(text="hi"), settings=settings,
+                               extra_plugins=(pad_plugin(), Ranker()))
+    outcome = run_goal(app, text="make it loud")
+    plan_phase = next(p for p in app.journal.phases(outcome["run_id"]) if p["kind"] == "plan")
+    assert set(plan_phase["offered_tools"]) == {"final_answer", "shout"}  # final_answer always; the top one
+    assert "write_file" not in model.calls[0]["messages"][0].content  # the system prompt lists only those
+
+
 def test_hook_before_tool_call(tmp_path):
     class Guard:
         __name__ = "guard"

@@ -52,7 +52,7 @@ def test_give_up_fails(scripted):
 
 def test_final_answer_tool_ends_the_run(scripted):
     app, _ = scripted([plan(("answer", "final_answer")), call("final_answer", answer="42")])
-    _, out = run(app)
+    _, out = run(app, "Say 42")
     assert out["status"] == "succeeded" and out["final_answer"] == "42"
 
 

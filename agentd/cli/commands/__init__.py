@@ -21,6 +21,7 @@ GROUPS = {
     "ui": "ui",
     "journal": "journal",
     "setup": ("completion", "keys"),
+    "evaluate": "evaluate",
 }
 
 

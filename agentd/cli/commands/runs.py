@@ -45,6 +45,7 @@ def list_runs(limit: int, status: str | None, as_json: bool) -> None:
 )
 def show_run(run_id: str, as_json: bool) -> None:
     """Show one run: its outcome, phases and tool calls."""
+    from ...engine.verify import verification_of
     from ...errors import AgentdError
     from ..render import usage_line
 
@@ -54,6 +55,7 @@ def show_run(run_id: str, as_json: bool) -> None:
         raise AgentdError(f"no run {run_id!r}; `agentd runs list` shows the ids")
     phases = journal.phases(run["id"])
     calls = journal.tool_calls(run["id"])
+    run |= verification_of(phases)
     if as_json:
         data = {"run_id": run["id"], "run": run, "phases": phases, "tool_calls": calls}
         click.echo(json.dumps(data, default=str, indent=1))
@@ -64,6 +66,10 @@ def show_run(run_id: str, as_json: bool) -> None:
     click.echo(f"model: {run['model']}  profile: {run['goal_spec'].get('profile') or '-'}")
     if run["final_answer"]:
         click.echo(f"answer: {run['final_answer']}")
+    if run["verified"] is not None:
+        click.echo(f"verified: {'yes' if run['verified'] else 'no'}")
+    for finding in run["findings"]:
+        click.echo(f"  finding ({finding.get('kind', '?')}): {finding.get('message', '')}")
     click.echo(f"usage: {usage_line(run['usage'] or {})}")
     for p in phases:
         summary = {

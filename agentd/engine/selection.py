@@ -1,0 +1,69 @@
+"""Tool selection: a small model is offered only the tools relevant to its goal.
+
+Tools the goal names (any registered name, exact or nearly: ``fs.read_text_file``, ``run python``) or asks for
+by a goal phrase always come first; the rest are ranked by the ``rank_tools`` hook (the memory plugin ranks by
+embedding similarity of goal and description) or, when no plugin ranks, by a lexical overlap computed here.
+The set is capped at ``loop.max_tools`` and kept in registration order, so the prompt's tool list is stable.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+from typing import Any
+
+ALWAYS = ("final_answer",)  # how a run hands over its answer: every run may need it
+_WORD = re.compile(r"[a-z0-9]+")
+_IDENT = re.compile(r"[A-Za-z][\w.\-]*[_.][\w.\-]*\w")  # identifier-like words: read_file, fs.read_text_file
+
+
+def named_tools(goal: str, tools: Any) -> list[str]:
+    """Tools the goal names: their registered name, exactly or nearly, or one of their goal phrases."""
+    names = tools.names()
+    found = [n for n in tools.requested_in(goal)]
+    for token in _IDENT.findall(goal):
+        token = token.rstrip(".")
+        match = token if token in names else None
+        if match is None:
+            close = difflib.get_close_matches(token, names, n=1, cutoff=0.85)
+            match = close[0] if close else None
+        if match and match not in found:
+            found.append(match)
+    return found
+
+
+def lexical_scores(goal: str, tools: Any) -> dict[str, float]:
+    """Word overlap of goal and tool name + description (a fallback when no plugin ranks by meaning)."""
+    goal_words = set(_stems(goal))
+    scores = {}
+    for name, tool in tools.tools.items():
+        words = set(_stems(name.replace("_", " ").replace(".", " ") + " " + tool.description))
+        scores[name] = len(goal_words & words) / math.sqrt(len(words) or 1)
+    return scores
+
+
+def _stems(text: str) -> list[str]:
+    """Lower-case words cut to five letters: "writes", "written" and "write" meet as "write"/"writt"."""
+    return [w[:5] for w in _WORD.findall(text.lower()) if len(w) > 2]
+
+
+def select_tools(goal: str, tools: Any, host: Any, config: Any, cap: int) -> list[str]:
+    """The names of the tools offered for this goal, in registration order."""
+    names = tools.names()
+    if len(names) <= cap:
+        return names
+    chosen = named_tools(goal, tools) + [n for n in ALWAYS if n in tools]
+    scores = None
+    for _plugin, result in host.call_each("rank_tools", goal=goal, tools=list(tools.tools.values()), config=config):
+        if isinstance(result, dict) and result:
+            scores = result
+            break
+    if scores is None:
+        scores = lexical_scores(goal, tools)
+    for name in sorted(names, key=lambda n: -float(scores.get(n, 0.0))):
+        if len(chosen) >= cap:
+            break
+        if name not in chosen:
+            chosen.append(name)
+    return [n for n in names if n in chosen]
