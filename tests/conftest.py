@@ -57,8 +57,9 @@ def pty_run():
         os.close(follower)
         chunks, deadline = [], time.monotonic() + timeout
         while time.monotonic() < deadline:
-            ready, _, _ = select.select([leader], [], [], 0.2)
-            if ready:
+            poller = select.poll()  # not select(): a test process may hold descriptors above 1024
+            poller.register(leader, select.POLLIN)
+            if poller.poll(200):
                 try:
                     data = os.read(leader, 65536)
                 except OSError:  # EIO: the child closed the terminal

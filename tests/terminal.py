@@ -32,8 +32,9 @@ def run_in_pty(
     pressed: float | None = None
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        ready, _, _ = select.select([fd], [], [], 0.1)
-        if ready:
+        poller = select.poll()  # not select(): a test process may hold descriptors above 1024
+        poller.register(fd, select.POLLIN)
+        if poller.poll(100):
             try:
                 chunk = os.read(fd, 65536)
             except OSError:  # the child closed the terminal: it exited

@@ -16,7 +16,7 @@ from agentd.config import load_config
 from agentd.plugins import API_VERSION, DEFAULT_PLUGINS, get_plugin_manager
 from agentd.testing import make_test_app
 
-BUILT_INS = {"builtin_models", "critics", "policy", "langchain", "core"}
+BUILT_INS = {"builtin_models", "critics", "policy", "langchain", "core", "verify"}
 
 SHOUT = """
     from agentd import hookimpl

@@ -23,7 +23,8 @@ def configure(home, delay_s=0.8):
     script.write_text(json.dumps({"replies": replies, "delay_s": delay_s}))
     (home / "configs").mkdir(exist_ok=True)
     (home / "configs" / "agentd.toml").write_text(
-        f'[models.local]\nprovider = "scripted"\nscript = "{script}"\n[plugins]\nload = ["workspace"]\n')
+        f'[models.local]\nprovider = "scripted"\nscript = "{script}"\n[plugins]\nload = ["workspace"]\n'
+        '[loop]\nfeedback = "model"\n')  # every turn is the model's here: the scripted feedback is one of them
 
 
 def test_a_terminal_shows_phase_elapsed_tokens_and_calls_while_the_model_works(home, pty_run):
