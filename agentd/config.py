@@ -102,7 +102,7 @@ class LoopConfig(_Strict):
     verifier: Literal["rules", "model", "both"] = "rules"
     # Who decides after a step: "rules" where it is unambiguous (a step that worked with more plan to go, a last
     # step whose evidence shows the goal reached), the model otherwise; or "model" after every step.
-    feedback: Literal["rules", "model"] = "rules"
+    feedback: Literal["rules", "model"] = "model"
     # How many tools the model is offered, ranked by relevance to the goal (tools the goal names always first);
     # 0 = sized for the model: 6 for llamacpp (small local models), 24 for API models.
     max_tools: int = Field(0, ge=0)
@@ -126,6 +126,7 @@ class ProfileConfig(_Strict):
     tool_requests: Literal["first_step", "off"] | None = None
     ground_answers: bool | None = None
     worked_examples: int | None = Field(None, ge=-1)
+    feedback: Literal["rules", "model"] | None = None
 
     def loop_settings(self) -> dict[str, Any]:
         """The [loop] keys this profile sets."""
@@ -135,10 +136,12 @@ class ProfileConfig(_Strict):
 # tiny is [loop] as it is (tuned on the bundled 135M model); bigger models get more room and more judgement.
 DEFAULT_PROFILES: dict[str, dict[str, Any]] = {
     "tiny": {"below_params_b": 1.0},
-    "small": {"below_params_b": 5.0, "max_plan_steps": 5, "act_tools": "all", "worked_examples": 3},
+    "small": {
+        "below_params_b": 5.0, "max_plan_steps": 5, "act_tools": "all", "worked_examples": 3, "feedback": "rules",
+    },
     "large": {
         "max_plan_steps": 8, "critic": "both", "act_tools": "all", "ground_paths": False,
-        "tool_requests": "off", "worked_examples": 1,
+        "tool_requests": "off", "worked_examples": 1, "feedback": "rules",
     },
 }
 

@@ -411,7 +411,7 @@ class _RunContext:
         if self.state.offered_tools is not None:
             return None
         _, model_config = self.config.model_config_for(self.state.goal.model)
-        cap = self.loop.max_tools or (6 if model_config.provider == "llamacpp" else 24)
+        cap = self.loop.max_tools or (12 if model_config.provider == "llamacpp" else 24)
         offered = selection.select_tools(self.state.goal.text, self.engine.tools, self.engine.host, self.config, cap)
         self.state.offered_tools = offered  # the plan phase journals it, so a resumed run folds the same set
         return offered

@@ -70,7 +70,7 @@ class MemorySettings(BaseModel):
     # the memories that answer a question and lets in 0.8 unrelated ones per query (0.3: 85% and 0.3).
     # Similarity a memory needs to enter the plan prompt. Measured: other tasks done with the same tools score
     # about 0.30 and only distract small models; the same or a closely related goal scores 0.7+.
-    min_score: float = Field(0.45, ge=-1, le=1)
+    min_score: float = Field(0.40, ge=-1, le=1)
     snippet_chars: int = Field(360, ge=60)
     episodes: bool = True  # write an episode at the end of every run
 

@@ -354,7 +354,8 @@ def test_a_long_plan_fits_the_large_profile_and_is_cut_under_the_tiny_one(script
     five = plan(*[(f"write part {i}", "write_file") for i in range(5)])
     for profile, approve, kept in (("large", [APPROVE], 5), ("tiny", [], 3)):
         app, _ = scripted([five, *approve, call("write_file", path="a.txt", content="x"), feedback("done")],
-                          settings={"models.local.profile": profile})
+                          # the script has the model decide after the step (large decides by rules)
+                          settings={"models.local.profile": profile, "profiles.large.feedback": "model"})
         run_id = app.engine.submit(Goal(text="make a.txt"))
         assert app.engine.run(run_id)["status"] == "succeeded"
         planned = next(p for p in app.journal.phases(run_id) if p["kind"] == "plan")

@@ -164,7 +164,7 @@ def test_cli_run_now_in_process(cli, home):
     cli(schedule_cmd, "add", "note", "--every", "1d", "--no-memory", "Write note.txt")
     result = CliRunner().invoke(schedule_cmd, ["run", "note", "--json"])
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output.strip().splitlines()[-1])["final_answer"] == "Wrote note.txt."  # by the rules
+    assert json.loads(result.output.strip().splitlines()[-1])["final_answer"] == "wrote note.txt"
     cli(schedule_cmd, "add", "parked", "--every", "1d", "--allow", "read_file", "--no-memory", "Write note.txt")
     assert CliRunner().invoke(schedule_cmd, ["run", "parked", "--json"]).exit_code == 4  # awaiting approval
     data = json.loads(cli(report_cmd, "--json").output)
