@@ -92,10 +92,10 @@ def test_a_goal_with_a_scripted_model_calls_the_plugin_tool(venv_python, agentd_
     assert result.returncode == 0, result.stdout + result.stderr
     events = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     outcome = events[-1]
-    # The tool's value answers the question, so the rules decide done and lead the answer with what it said.
+    # The bundled model's tiny profile lets the model decide after each step: the scripted answer stands.
     assert (outcome["type"], outcome["status"], outcome["final_answer"]) == (
-        "run_finished", "succeeded", "10 km = 6.214 mi")
-    assert outcome["verified"] is True
+        "run_finished", "succeeded", "10 km is about 6.2 miles"), outcome
+    assert outcome["verified"] is True, outcome
     [observation] = [e for e in events if e["type"] == "observation"]
     # precision = 4 from [plugins.units] reached the tool through ctx.settings.
     assert (observation["tool"], observation["ok"], observation["output"]) == ("convert_units", True, "10 km = 6.214 mi")
