@@ -28,7 +28,11 @@ class App:
         return Engine(self.config, self.host, self.journal, self.models, self.tools)
 
     def close(self) -> None:
-        self.journal.close()
+        """Plugins release what they opened for this home (``app_closing``), then the journal closes."""
+        try:
+            self.host.call_each("app_closing", config=self.config)
+        finally:
+            self.journal.close()
 
 
 def build_tools(config: Config, host: PluginHost) -> ToolRegistry:

@@ -97,3 +97,10 @@ def memory_store(config):
 def daemon_starting(config):
     """Called once when the daemon starts, before it takes any run: clean up what a previous daemon that died
     left behind (the code plugin kills sandbox processes that outlived it). The return value is ignored."""
+
+
+@hookspec
+def app_closing(config):
+    """Called when an App closes (a CLI command ends, the daemon stops, a test's app is torn down): release what
+    this plugin opened for ``config.home`` (the memory plugin closes its Chroma client). A later use in the same
+    process may open it again. The return value is ignored."""

@@ -535,7 +535,11 @@ class _RunContext:
             self.conclude(str(result.data["final_answer"]), "final_answer tool called")
             return
         repeats = self.state.seen_calls.get(call_key(observation), 0)
-        if repeats >= 3:
+        if repeats >= 2 and result.ok and (answer := self._answer_from_evidence()):
+            # A small model often redoes a step that already worked (the plan names it twice); when the checks
+            # show the goal reached, that is the end of the run, not a loop.
+            self.conclude(answer, f"{call.tool} repeated a step that had worked; the checks show the goal reached")
+        elif repeats >= 3:
             self.stop(StopReason.loop, f"{call.tool} was called 3 times with the same arguments and result")
         elif repeats == 2:
             reason = f"{call.tool} with the same arguments gave the same result twice; do something different"
@@ -590,13 +594,19 @@ class _RunContext:
             return None
         if self.state.remaining_steps:
             return Feedback(Decision.continue_, "step done")
+        answer = self._answer_from_evidence()
+        return Feedback(Decision.done, "the checks show the goal reached", answer) if answer else None
+
+    def _answer_from_evidence(self) -> str:
+        """An answer composed from what the run's steps show, when that evidence shows the goal reached and no
+        rule finds fault with it; "" otherwise."""
         goal, names = self.state.goal.text, self.engine.tools.names()
         if not verify.positive_evidence(goal, self.state, self.workspace, names):
-            return None
+            return ""
         answer = verify.compose_answer(goal, self.state, "", names)
         if not answer or verify.check_outcome(goal, self.state, answer, self.workspace, names):
-            return None
-        return Feedback(Decision.done, "the checks show the goal reached", answer)
+            return ""
+        return answer
 
     def conclude(self, answer: str, summary: str) -> None:
         """The run says it is done: check the claim against the evidence before it may succeed.

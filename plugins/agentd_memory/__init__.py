@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -310,6 +311,14 @@ def lessons_from(state: Any, outcome: dict, limit: int = 6) -> list[str]:
         )
     unique = list(dict.fromkeys(lessons))
     return unique[:limit]
+
+
+@hookimpl
+def app_closing(config):
+    """Close this home's Chroma client; a process that never used memory has nothing to close (no import)."""
+    store = sys.modules.get("agentd_memory.store")
+    if store is not None and config is not None:
+        store.close_memories(config.home)
 
 
 @hookimpl

@@ -194,6 +194,14 @@ class Memory:
                 self._client = self._connect()
             return self._client
 
+    def close(self) -> None:
+        """Release the Chroma client (its SQLite handles and threads); the next use opens it again."""
+        with self._lock:
+            client, self._client = self._client, None
+            self._collections.clear()
+        if client is not None and hasattr(client, "close"):
+            client.close()
+
     def _connect(self) -> Any:
         import chromadb
         from chromadb.config import Settings
@@ -597,6 +605,14 @@ class Memory:
 # -- process-wide cache ---------------------------------------------------------------------------------
 _OPEN: dict[str, Memory] = {}
 _OPEN_LOCK = threading.Lock()
+
+
+def close_memories(home: Path) -> None:
+    """Close the Chroma clients opened for ``home``; the Memory (and its loaded embedding model) stays cached."""
+    with _OPEN_LOCK:
+        opened = [m for m in _OPEN.values() if m.home == Path(home)]
+    for memory in opened:
+        memory.close()
 
 
 def get_memory(config: Any) -> Memory:

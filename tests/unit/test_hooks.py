@@ -10,9 +10,11 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import click
+import pytest
 from click.testing import CliRunner
 
 from agentd import Critique, Goal, Verdict, hookimpl, hookspecs
+from agentd.journal import JournalError
 from agentd.models.registry import ModelHandle
 from agentd.testing import ScriptedChatModel, call, feedback, make_test_app, plan
 
@@ -412,3 +414,30 @@ def test_hook_results_of_a_raising_plugin_are_isolated(tmp_path):
     app, _ = make_test_app(tmp_path, one_step(text="hi"), extra_plugins=(pad_plugin(), Broken()))
     assert run_goal(app)["status"] == "succeeded"
     assert "audit log unreachable" in app.host.infos["broken"].error
+
+
+def test_hook_app_closing(home):
+    """Every plugin hears that an App closes, once, with its config, and the journal still closes after a plugin
+    that raises."""
+    heard = []
+
+    class Pool:
+        __name__ = "pool"
+
+        @hookimpl
+        def app_closing(self, config):
+            heard.append(config.home)
+
+    class Broken:
+        __name__ = "broken"
+
+        @hookimpl
+        def app_closing(self, config):
+            raise RuntimeError("boom")
+
+    app, _ = make_test_app(home, [], extra_plugins=(Pool(), Broken()))
+    app.close()
+    assert heard == [home]
+    assert "boom" in app.host.infos["broken"].error
+    with pytest.raises(JournalError, match="closed"):  # the journal closed all the same
+        app.journal.get_run("nothing")

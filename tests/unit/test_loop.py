@@ -137,9 +137,20 @@ def test_repeated_identical_call_forces_a_replan_then_stops_as_a_loop(scripted):
     same = call("write_file", path="a.txt", content="x")
     two = plan(("write a", "write_file"), ("write a again", "write_file"))
     app, _ = scripted([two, same, feedback("continue"), same, two, same], settings={"loop.max_replans": 5})
-    run_id, out = run(app, budgets=Budgets(max_replans=5))
+    run_id, out = run(app, "tidy the notes", budgets=Budgets(max_replans=5))  # nothing the checks can see
     assert out["status"] == "stopped" and out["stop_reason"] == "loop"
     assert "replan" in kinds(app, run_id)
+
+
+def test_a_repeated_step_that_worked_ends_the_run_when_the_checks_show_the_goal_reached(scripted):
+    """A small model plans the write twice; the second identical write is not a loop when a.txt holds x."""
+    same = call("write_file", path="a.txt", content="x")
+    two = plan(("write a", "write_file"), ("write a again", "write_file"))
+    app, model = scripted([two, same, feedback("continue"), same])
+    run_id, out = run(app, "Create a file named a.txt containing x")
+    assert out["status"] == "succeeded" and out["verified"] is True
+    assert "a.txt" in out["final_answer"] and "repeated a step that had worked" in out["detail"]
+    assert len(model.calls) == 4  # plan, write, continue, write: no replan and no further model call
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 from agentd_memory.store import get_memory
@@ -181,3 +182,29 @@ def test_cli_reports_an_embedding_mismatch_and_reindex_fixes_it(home, tmp_path):
     result = runner.invoke(memory, ["reindex"])
     assert "agentd-documents: re-embedded 1 items" in result.output and "hash-64" in result.output
     assert runner.invoke(memory, ["search", "alpha"]).exit_code == 0
+
+
+def test_closing_the_app_releases_chroma_and_a_later_use_reopens_it(app_factory):
+    """A process that opens many homes (a test suite, an embedding application) holds no Chroma database per
+    closed app, and memory written before the close is there after it."""
+    import os
+
+    app, _ = app_factory([])
+    memory = get_memory(app.config)
+
+    def sqlite_handles() -> int:
+        fds = [os.path.join("/proc/self/fd", fd) for fd in os.listdir("/proc/self/fd")]
+        return sum(1 for fd in fds if str(memory.path) in _target(fd))
+
+    memory.remember("The boiler code is 4471")
+    assert sqlite_handles() > 0
+    app.close()
+    assert sqlite_handles() == 0
+    assert "4471" in get_memory(app.config).search("boiler code")[0].text
+
+
+def _target(fd: str) -> str:
+    try:
+        return os.readlink(fd)
+    except OSError:  # closed between listing and reading
+        return ""
