@@ -60,8 +60,9 @@ def reply_text(value: dict[str, Any]) -> str:
 
 
 # -- requests: the user turns of the conversation ------------------------------------------------
-def plan_request(goal: str, memories: list[str], notes: list[str], first: bool) -> str:
-    return render("plan.j2", goal=goal, memories=memories, notes=notes, first=first)
+def plan_request(goal: str, memories: list[str], notes: list[str], first: bool, folders: list[str] = ()) -> str:
+    """The plan turn; ``folders``: the attached folders' listing (agentd.folders.listing)."""
+    return render("plan.j2", goal=goal, memories=memories, notes=notes, first=first, folders=list(folders))
 
 
 def act_request(step_number: int, intent: str) -> str:
