@@ -266,3 +266,44 @@ def test_cli_refuses_a_folder_outside_the_allowed_roots(home, tmp_path):
                           capture_output=True, text=True, env=env, timeout=60)
     assert done.returncode == 2
     assert "[workspace] allowed_dirs" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_runs_show_lists_changed_files_and_runs_undo_puts_them_back(folders_app, user, home):
+    import subprocess
+    import sys
+
+    app, _ = folders_app([plan(("change", "write_file")),
+                          call("write_file", path="reports/week.txt", content="new report"), feedback("done")])
+    run_id, _ = run_goal(app, "update reports/week.txt", [f"{user}/reports:rw"])
+    env = {**os.environ, "AGENTD_HOME": str(home)}
+
+    def agentd(*args):
+        return subprocess.run([sys.executable, "-m", "agentd", *args], capture_output=True, text=True, env=env,
+                              timeout=60)
+
+    shown = agentd("runs", "show", run_id)
+    assert "reports/week.txt  changed, 10 bytes" in shown.stdout and "attached: reports/" in shown.stdout
+    undone = agentd("runs", "undo", run_id)
+    assert undone.returncode == 0 and "reports/week.txt: restored" in undone.stdout, undone.stderr
+    assert (user / "reports" / "week.txt").read_text() == "old report"
+
+
+def test_the_schedule_report_lists_the_files_a_run_changed(scripted, user):
+    from agentd.schedule.report import build_report, render_text
+    from agentd.schedule.scheduler import Scheduler
+    from agentd.schedule.spec import Schedule
+
+    app, model = scripted([plan(("change", "write_file")),
+                           call("write_file", path="reports/week.txt", content="new report"), feedback("done")],
+                          settings={"workspace.allowed_dirs": [str(user)]})
+    now = [time.time()]
+    scheduler = Scheduler(app.config, app.journal, lambda goal, fire_id: app.engine.submit(goal),
+                          tools=app.tools, clock=lambda: now[0])
+    scheduler.store.add(Schedule(name="weekly", goal="update reports/week.txt", every="10s",
+                                 dirs=[f"{user}/reports:rw"], allowed_tools=["write_file"]), now=now[0])
+    now[0] += 10.5
+    [fire] = scheduler.tick("weekly")
+    app.engine.run(fire.run_id)
+    report = build_report(app.journal, since=now[0] - 60, now=now[0])
+    assert report["runs"][0]["changed_files"] == ["reports/week.txt  changed, 10 bytes"]
+    assert "changed in attached folders: reports/week.txt" in render_text(report)
