@@ -34,3 +34,21 @@ def test_the_bundled_model_answers_from_a_file_in_a_read_only_folder(tmp_path):
     # ... and the answer carries the word it read.
     assert outcome["status"] == "succeeded" and "PELICAN" in outcome["final_answer"].upper(), outcome
     assert (inbox / "notes.txt").read_text() == "The secret code word is PELICAN.\n"
+
+
+def test_the_bundled_model_changes_a_rw_folder_and_runs_undo_puts_it_back(tmp_path):
+    reports = tmp_path / "user" / "reports"
+    reports.mkdir(parents=True)
+    (reports / "hello.txt").write_text("old\n")
+    home = tmp_path / "home"
+    allow = {"AGENTD_WORKSPACE__ALLOWED_DIRS": json.dumps([str(tmp_path / "user")])}
+    result = agentd(home, "goal", "Write the word hello into the file reports/hello.txt",
+                    "--dir", f"{reports}:rw", "--json", env=allow)
+    outcome = json.loads(result.stdout.strip().splitlines()[-1])
+    assert (reports / "hello.txt").read_text().strip().lower() == "hello", result.stdout[-3000:]
+    assert not (Path(outcome["workspace"]) / "hello.txt").exists()
+    shown = agentd(home, "runs", "show", outcome["run_id"], env=allow)
+    assert "reports/hello.txt  changed" in shown.stdout, shown.stdout
+    undone = agentd(home, "runs", "undo", outcome["run_id"], env=allow)
+    assert "restored" in undone.stdout, undone.stdout + undone.stderr
+    assert (reports / "hello.txt").read_text() == "old\n"
