@@ -18,12 +18,16 @@ def agentd(home: Path, *args: str, env: dict | None = None) -> subprocess.Comple
                           **(env or {})}, capture_output=True, text=True, timeout=600)
 
 
+def user_folder(tmp_path: Path, name: str, file: str, text: str) -> tuple[Path, Path, dict]:
+    """(the folder holding ``file``, AGENTD_HOME, the environment allowing the user's folders)."""
+    folder = tmp_path / "user" / name
+    folder.mkdir(parents=True)
+    (folder / file).write_text(text)
+    return folder, tmp_path / "home", {"AGENTD_WORKSPACE__ALLOWED_DIRS": json.dumps([str(tmp_path / "user")])}
+
+
 def test_the_bundled_model_answers_from_a_file_in_a_read_only_folder(tmp_path):
-    inbox = tmp_path / "user" / "inbox"
-    inbox.mkdir(parents=True)
-    (inbox / "notes.txt").write_text("The secret code word is PELICAN.\n")
-    home = tmp_path / "home"
-    allow = {"AGENTD_WORKSPACE__ALLOWED_DIRS": json.dumps([str(tmp_path / "user")])}
+    inbox, home, allow = user_folder(tmp_path, "inbox", "notes.txt", "The secret code word is PELICAN.\n")
     result = agentd(home, "goal", "Read the file inbox/notes.txt and tell me the secret code word.",
                     "--dir", str(inbox), "--json", env=allow)
     outcome = json.loads(result.stdout.strip().splitlines()[-1])
@@ -37,11 +41,7 @@ def test_the_bundled_model_answers_from_a_file_in_a_read_only_folder(tmp_path):
 
 
 def test_the_bundled_model_changes_a_rw_folder_and_runs_undo_puts_it_back(tmp_path):
-    reports = tmp_path / "user" / "reports"
-    reports.mkdir(parents=True)
-    (reports / "hello.txt").write_text("old\n")
-    home = tmp_path / "home"
-    allow = {"AGENTD_WORKSPACE__ALLOWED_DIRS": json.dumps([str(tmp_path / "user")])}
+    reports, home, allow = user_folder(tmp_path, "reports", "hello.txt", "old\n")
     result = agentd(home, "goal", "Write the word hello into the file reports/hello.txt",
                     "--dir", f"{reports}:rw", "--json", env=allow)
     outcome = json.loads(result.stdout.strip().splitlines()[-1])

@@ -307,3 +307,11 @@ def test_the_schedule_report_lists_the_files_a_run_changed(scripted, user):
     report = build_report(app.journal, since=now[0] - 60, now=now[0])
     assert report["runs"][0]["changed_files"] == ["reports/week.txt  changed, 10 bytes"]
     assert "changed in attached folders: reports/week.txt" in render_text(report)
+
+
+def test_a_file_the_goal_names_in_a_rw_folder_is_verified_there(folders_app, user):
+    app, _ = folders_app([plan(("write", "write_file")), call("write_file", path="reports/new.txt", content="kiwi"),
+                          feedback("done", final_answer="wrote reports/new.txt")])
+    run_id, out = run_goal(app, "Write kiwi to reports/new.txt", [f"{user}/reports:rw"])
+    assert out["status"] == "succeeded" and out["verified"] is True, out
+    assert (user / "reports" / "new.txt").read_text() == "kiwi"
