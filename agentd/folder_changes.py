@@ -123,8 +123,9 @@ class FolderAccess:
                     continue
                 if old is None:  # a new file: it did not exist before the run's first write
                     self._keep_original(folder, relative, None)
-                if (old and old[3]) != (new and new[3]):
-                    self._record(folder, relative, old and old[3], new and new[3], new[0] if new else 0, tool)
+                sha_before, sha_after = old[3] if old else None, new[3] if new else None
+                if sha_before != sha_after:
+                    self._record(folder, relative, sha_before, sha_after, new[0] if new else 0, tool)
 
     # -- originals and records -------------------------------------------------------------------------------
     def _manifest(self) -> dict[str, Any]:

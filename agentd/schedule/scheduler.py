@@ -286,7 +286,13 @@ class Scheduler:
 
     def _enqueue(self, schedule: Schedule, fire: Fire) -> Fire:
         try:
-            fire.run_id = self.submit(goal_for(schedule, self.config, self._previous_fire(fire)), fire.id)
+            goal = goal_for(schedule, self.config, self._previous_fire(fire))
+        except ConfigError as exc:  # an attached folder gone or no longer allowed: this fire cannot run; say why
+            fire.status, fire.detail = FireStatus.missed, f"not run: {exc}"
+            self.store.update_fire(fire.id, FireStatus.missed, None, fire.detail)
+            return fire
+        try:
+            fire.run_id = self.submit(goal, fire.id)
         except Exception:  # noqa: BLE001 - the fire stays pending and is retried on the next start
             log.exception("schedule %s: could not enqueue fire %s", schedule.name, fire.id)
             return fire

@@ -315,3 +315,23 @@ def test_a_file_the_goal_names_in_a_rw_folder_is_verified_there(folders_app, use
     run_id, out = run_goal(app, "Write kiwi to reports/new.txt", [f"{user}/reports:rw"])
     assert out["status"] == "succeeded" and out["verified"] is True, out
     assert (user / "reports" / "new.txt").read_text() == "kiwi"
+
+
+def test_a_fire_whose_folder_is_gone_is_recorded_with_the_reason(scripted, user):
+    import shutil
+
+    from agentd.schedule.scheduler import Scheduler
+    from agentd.schedule.spec import Schedule
+    from agentd.schedule.store import FireStatus
+
+    app, _ = scripted([], settings={"workspace.allowed_dirs": [str(user)]})
+    now = [time.time()]
+    scheduler = Scheduler(app.config, app.journal, lambda goal, fire_id: app.engine.submit(goal),
+                          tools=app.tools, clock=lambda: now[0])
+    scheduler.store.add(Schedule(name="digest", goal="g", every="10s", dirs=[f"{user}/inbox"]), now=now[0])
+    shutil.rmtree(user / "inbox")
+    now[0] += 10.5
+    [fire] = scheduler.tick("digest")
+    assert fire.status == FireStatus.missed and "does not exist" in fire.detail and fire.run_id is None
+    [stored] = scheduler.store.fires("digest")
+    assert stored.status == FireStatus.missed and "inbox" in stored.detail
