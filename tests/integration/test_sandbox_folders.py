@@ -93,3 +93,21 @@ def test_code_writes_to_a_rw_folder_are_journaled_and_undone(scripted, area, fol
     assert changed["reports/note.txt"]["sha_before"] != changed["reports/note.txt"]["sha_after"]
     undo_run(app.config, app.journal, run_id)
     assert (reports / "note.txt").read_text() == "from the user" and not (reports / "made.txt").exists()
+
+
+def test_a_rw_folder_too_big_to_keep_is_bound_read_only_for_code(scripted, area, folder):
+    from agentd import Goal
+    from agentd.folders import attach
+    from agentd.testing import call, feedback, plan
+
+    reports = folder("reports")
+    (reports / "big.bin").write_bytes(b"x" * 300_000)
+    code = ("try:\n    open('reports/note.txt', 'w').write('by code')\nexcept OSError as e:\n"
+            "    print('refused', e.errno)")
+    app, _ = scripted([plan(("change", "run_python")), call("run_python", code=code), feedback("give_up")],
+                      settings={"workspace.allowed_dirs": [str(area / "user")], "workspace.undo_max_mb": 0.1})
+    run_id = app.engine.submit(Goal(text="change reports/note.txt", dirs=attach([f"{reports}:rw"], app.config)))
+    app.engine.run(run_id)
+    [result] = [c["result"] for c in app.journal.tool_calls(run_id)]
+    assert "refused" in result["output"] and "undo_max_mb" in result["output"], result
+    assert (reports / "note.txt").read_text() == "from the user"
