@@ -146,6 +146,14 @@ DEFAULT_PROFILES: dict[str, dict[str, Any]] = {
 }
 
 
+class WorkspaceConfig(_Strict):
+    """Folders a goal may attach (``--dir``, a schedule's ``dirs``; see agentd/folders.py) and their undo copies."""
+
+    allowed_dirs: list[str] | None = None  # roots that may be attached; None: the user's home minus dot-folders
+    undo_max_mb: float = Field(100.0, ge=0)  # originals kept per run for `agentd runs undo`; more is refused
+    listing_limit: int = Field(50, ge=0)  # attached files the planner sees (newest first)
+
+
 class PluginsConfig(BaseModel):
     """Which plugins load. Per-plugin settings live in sub-tables, e.g. ``[plugins.web]``."""
 
@@ -168,6 +176,7 @@ class Config(_Strict):
         default_factory=lambda: {name: ProfileConfig(**v) for name, v in DEFAULT_PROFILES.items()}
     )
     plugins: PluginsConfig = Field(default_factory=PluginsConfig)
+    workspace: WorkspaceConfig = Field(default_factory=WorkspaceConfig)
     # The validated [plugins.NAME] tables, defaults filled in (what `config show` prints); plugins still read
     # the raw tables through plugin_settings().
     _plugin_settings: dict[str, BaseModel] = PrivateAttr(default_factory=dict)

@@ -234,6 +234,9 @@ class Goal(Record):
     allowed_tools: list[str] | None = None  # None: every tool; unattended runs get a list
     notify: list[str] = field(default_factory=list)  # the schedule's Apprise URLs when it fired
     profile: str | None = None  # loop profile ([profiles]); None: chosen from the model when it is submitted
+    dirs: list[dict[str, Any]] = field(default_factory=list)  # attached folders (agentd.folders.AttachedFolder)
+    no_undo: bool = False  # writes to rw folders keep no copies for `agentd runs undo` (and have no size limit)
+    since: float | None = None  # a schedule's previous fire: "since last run" for the planner
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Goal:

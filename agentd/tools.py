@@ -67,6 +67,7 @@ class ToolContext:
     cancel: threading.Event = field(default_factory=threading.Event)
     timeout_s: float = 60.0
     goal: Any = None  # the run's Goal (its schedule, allowed tools); None for a manual `agentd tools run`
+    folders: Any = None  # the run's attached folders (agentd.folder_changes.FolderAccess); None: none attached
 
     def resolve(self, relative: str) -> Path:
         """A path inside the workspace; absolute paths and escapes (``..``, symlinks) raise ToolError."""

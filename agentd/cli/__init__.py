@@ -40,6 +40,9 @@ def cli() -> None:
 @click.option("--timeout", "max_seconds", type=click.FloatRange(1), help="Wall-clock budget in seconds.")
 @click.option("--profile", help="Loop profile from [profiles] (tiny, small, large, ...); default: by model size.")
 @click.option("--no-memory", is_flag=True, help="Neither recall nor store memories for this run.")
+@click.option("--dir", "dirs", multiple=True, metavar="PATH[:ro|:rw]",
+              help="Attach a folder of yours (repeat); read-only unless :rw. Tools see it as NAME/...")
+@click.option("--no-undo", is_flag=True, help="Keep no copies of files changed in :rw folders (no `runs undo`).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON event per line; the last line is the outcome.")
 @click.option("--detach", is_flag=True, help="With a daemon running: print the run id and return at once.")
 def goal(text: str, as_json: bool, detach: bool, **options: Any) -> None:

@@ -18,8 +18,16 @@ def build_goal(text: str, options: dict[str, Any], config: Any) -> Any:
         max_tokens=options.get("max_tokens"),
         max_seconds=options.get("max_seconds"),
     )
-    return Goal(text=text, model=options.get("model"), budgets=budgets, memory=not options.get("no_memory"),
+    goal = Goal(text=text, model=options.get("model"), budgets=budgets, memory=not options.get("no_memory"),
                 profile=options.get("profile"))
+    if options.get("dirs"):  # attached folders, checked against [workspace] allowed_dirs here, before anything runs
+        from pathlib import Path
+
+        from ..folders import absolute_dirs, attach
+
+        goal.dirs = attach(absolute_dirs(options["dirs"], Path.cwd()), config)
+        goal.no_undo = bool(options.get("no_undo"))
+    return goal
 
 
 def run_goal(text: str, options: dict[str, Any], as_json: bool = False, detach: bool = False) -> int:

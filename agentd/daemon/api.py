@@ -58,6 +58,14 @@ class BudgetsIn(BaseModel):
     tool_timeout_s: float | None = Field(None, gt=0, le=86400, allow_inf_nan=False)
 
 
+class DirIn(BaseModel):
+    """An attached folder as an object (what ``Goal.to_dict`` sends); a string ``"PATH[:ro|:rw]"`` works too."""
+
+    path: Text = Field(min_length=1, max_length=4096)
+    mode: Literal["ro", "rw"] = "ro"
+    name: str | None = Field(None, max_length=255)  # given back by Goal.to_dict; the daemon names folders itself
+
+
 class GoalIn(BaseModel):
     """A goal to reach."""
 
@@ -71,8 +79,15 @@ class GoalIn(BaseModel):
     allowed_tools: list[Annotated[Text, Field(max_length=200)]] | None = Field(None, max_length=500)
     notify: list[Annotated[Text, Field(max_length=2000)]] = Field(default_factory=list, max_length=50)  # Apprise URLs
     profile: str | None = Field(None, max_length=100)
+    dirs: list[Annotated[Text, Field(max_length=4096)] | DirIn] = Field(default_factory=list, max_length=50)
+    no_undo: StrictBool = False
+    since: float | None = Field(None, ge=0, allow_inf_nan=False)
 
-    def to_goal(self, loop: Any) -> Goal:
+    def to_goal(self, loop: Any, config: Any = None) -> Goal:
+        """The Goal; attached folders are checked against this daemon's ``[workspace] allowed_dirs`` (a 400)."""
+        from ..folders import attach
+
+        specs = [d if isinstance(d, str) else f"{d.path}:{d.mode}" for d in self.dirs]
         return Goal(
             text=self.text,
             model=self.model,
@@ -82,6 +97,9 @@ class GoalIn(BaseModel):
             allowed_tools=self.allowed_tools,
             notify=list(self.notify),
             profile=self.profile,
+            dirs=attach(specs, config) if specs else [],
+            no_undo=self.no_undo,
+            since=self.since,
         )
 
 
@@ -147,12 +165,12 @@ def create_api(daemon: Any) -> FastAPI:
         if problems:  # an entry that can never match would park the run for approval on every call
             raise HTTPException(422, f"allowed_tools: {'; '.join(problems)}")
         if idempotency_key is None:
-            run_id = daemon.queue.submit(goal.to_goal(daemon.config.loop))
+            run_id = daemon.queue.submit(goal.to_goal(daemon.config.loop, daemon.config))
             return Submitted(run_id=run_id, status=RunStatus.queued.value)
         try:
             with keys.claim(check_key(idempotency_key), goal.model_dump_json()) as (run_id, known_run):
                 if known_run is None:
-                    daemon.queue.submit(goal.to_goal(daemon.config.loop), run_id=run_id)
+                    daemon.queue.submit(goal.to_goal(daemon.config.loop, daemon.config), run_id=run_id)
         except KeyReused as exc:
             raise HTTPException(422, str(exc)) from None
         if known_run is None:

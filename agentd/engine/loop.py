@@ -21,6 +21,8 @@ from typing import Any
 
 from ..config import Config
 from ..errors import AgentdError, RunCancelled, RunInterrupted, StructuredOutputError
+from ..folder_changes import FolderAccess, FolderChanges
+from ..folders import folder_files, folders_of, listing
 from ..journal import Journal, JournalError, Lease, LeaseLost, RunHeld, process_owner
 from ..models.registry import BUNDLED_N_CTX
 from ..policy import allowed
@@ -378,14 +380,19 @@ class _RunContext:
                 "extend_context", goal=self.state.goal, run_id=self.state.run_id, config=self.config
             ):
                 memories.extend(str(x) for x in (extra or []))
-        self.record("context", {"memories": memories, "files_at_start": self._known_files()}, started)
+        data = {"memories": memories, "files_at_start": self._known_files()}
+        folders = folders_of(self.state.goal)
+        if folders:  # the planner sees what the attached folders hold, newest first
+            data["folders"] = listing(folders, self.state.goal.since, self.config.workspace.listing_limit)
+        self.record("context", data, started)
         if memories:
             self.emit("context", {"memories": memories})
 
     def do_plan(self) -> None:
         started = time.time()
         s, max_steps = self.state, self.loop.max_plan_steps
-        request = phases.plan_request(s.goal.text, s.memories or [], s.notes[-2:], first=not s.transcript)
+        request = phases.plan_request(s.goal.text, s.memories or [], s.notes[-2:], first=not s.transcript,
+                                      folders=s.folder_listing)
         offered = self._offer_tools()
         requested = selection.named_tools(s.goal.text, self.tools) if self._honour_requests() else []
         schema = phases.plan_schema(self.tools, max_steps, first=requested)
@@ -468,11 +475,14 @@ class _RunContext:
         self.emit("tool_call", {"step": self.state.step + 1, "tool": call.tool, "args": call.args})
 
     def _known_files(self) -> list[str]:
-        """Files in the workspace now (a bounded listing): valid targets for grounded path arguments."""
+        """Files in the workspace and the attached folders now (bounded listings): valid targets for grounded
+        path arguments."""
         found = []
         for path in sorted(self.workspace.rglob("*"))[:200]:
             if path.is_file():
                 found.append(str(path.relative_to(self.workspace)))
+        for folder in folders_of(self.state.goal):
+            found += sorted(name for name, _, _ in folder_files(folder))[:200]
         return found
 
     def do_tool(self) -> None:
@@ -498,6 +508,7 @@ class _RunContext:
             cancel=self.cancel,
             timeout_s=self.budgets.tool_timeout_s,
             goal=self.state.goal,
+            folders=FolderAccess.for_goal(self.state.goal, self.config, self.state.run_id),
         )
         try:
             result = execute(tool, call.args, ctx)
@@ -505,6 +516,8 @@ class _RunContext:
             ctx.cancel.set()
             self.engine.journal.tool_call_finished(call_id, {}, status="interrupted", lease=self.lease)
             raise
+        if ctx.folders is not None:  # every write to an attached folder is journaled, even by a failed call
+            FolderChanges(self.engine.journal).record(self.state.run_id, ctx.folders.changes, lease=self.lease)
         self.engine.journal.tool_call_finished(call_id, result.to_dict(), lease=self.lease)
         self.engine.host.call_each("after_tool_call", call=call, result=result, run_id=self.state.run_id)
         self._observe(call, result, time.time() - started, started)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -60,8 +61,9 @@ def reply_text(value: dict[str, Any]) -> str:
 
 
 # -- requests: the user turns of the conversation ------------------------------------------------
-def plan_request(goal: str, memories: list[str], notes: list[str], first: bool) -> str:
-    return render("plan.j2", goal=goal, memories=memories, notes=notes, first=first)
+def plan_request(goal: str, memories: list[str], notes: list[str], first: bool, folders: Sequence[str] = ()) -> str:
+    """The plan turn; ``folders``: the attached folders' listing (agentd.folders.listing)."""
+    return render("plan.j2", goal=goal, memories=memories, notes=notes, first=first, folders=list(folders))
 
 
 def act_request(step_number: int, intent: str) -> str:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..folders import folders_of, split_target
 from ..hookspecs import hookimpl
 from ..records import Finding
 
@@ -35,10 +36,17 @@ class Evidence:
     tools: set[str] = field(default_factory=set)
     last_failed: bool = False
     files_at_start: set[str] = field(default_factory=set)
+    folders: list[Any] = field(default_factory=list)  # the goal's attached folders (agentd/folders.py)
+
+    def where(self, workspace: Path, name: str) -> Path:
+        """The file ``name`` names: in an attached folder when it starts with one's name, else the workspace."""
+        folder, inside = split_target(self.folders, name)
+        return workspace / name if folder is None else Path(folder.path) / inside
 
     @classmethod
     def of(cls, state: Any) -> Evidence:
-        ev = cls(files_at_start=set(getattr(state, "files_at_start", []) or []))
+        ev = cls(files_at_start=set(getattr(state, "files_at_start", []) or []),
+                 folders=folders_of(getattr(state, "goal", None)))
         outputs = []
         for obs in state.observations:
             if not obs.result.ok or "final_answer" in obs.result.data:
@@ -152,12 +160,12 @@ def _check_files(goal: str, ev: Evidence, workspace: Path, tool_names: Any) -> l
     for name in wanted_files(goal, tool_names):
         if name in ev.files_at_start or name in ev.read:
             continue  # an input the goal gives, not an output it asks for
-        if not (workspace / name).exists():
+        if not ev.where(workspace, name).exists():
             findings.append(Finding("files", f"{name} does not exist: the goal names it but no step created it"))
         elif name not in ev.written:
             findings.append(Finding("files", f"{name} exists but this run did not write it", MISSING))
         else:
-            findings += _check_content(goal, name, workspace)
+            findings += _check_content(goal, name, workspace, ev.where(workspace, name))
     return findings
 
 
@@ -168,13 +176,13 @@ _NOT_LITERAL = re.compile(r"^(the|a|an|this|that|these|my|your|our|their)\b|"
                           r"\b(result|sum|answer|output|it|them|its|each|own|contents?|numbers|letters|of)\b", re.I)
 
 
-def _check_content(goal: str, name: str, workspace: Path) -> list[Finding]:
+def _check_content(goal: str, name: str, workspace: Path, path: Path | None = None) -> list[Finding]:
     """A short literal the goal says goes into the file ("write kiwi to k.txt", "k.txt containing kiwi")."""
     file = re.escape(name)
     patterns = (rf"\b{_VERBS}\s+{_LITERAL}\s+(?:to|in|into)\s+(?:a\s+file\s+(?:named|called)\s+)?{file}\b",
                 rf"\b{file}\s+(?:containing|with|that says|saying)\s+{_LITERAL}(?:$|[.,;!?]|\s+and\b)")
     try:
-        text = (workspace / name).read_text(encoding="utf-8", errors="replace").lower()
+        text = (path or workspace / name).read_text(encoding="utf-8", errors="replace").lower()
     except OSError:
         return []
     for pattern in patterns:
@@ -218,7 +226,7 @@ def _check_answer_claims(ev: Evidence, answer: str, workspace: Path, tool_names:
     for name in file_names(answer, tool_names):
         if name in ev.written or name in ev.read or name in ev.files_at_start:
             continue
-        if (workspace / name).exists():
+        if ev.where(workspace, name).exists():
             continue
         findings.append(Finding("answer_files", f"the answer names {name}, which this run did not write"))
     for tool in tool_names:

@@ -13,6 +13,7 @@ from typing import Any
 
 from ..engine.verify import verification_of
 from ..errors import ConfigError
+from ..folder_changes import FolderChanges, describe
 from .spec import zone
 from .store import Fire, FireStatus, ScheduleStore
 
@@ -91,6 +92,7 @@ def _run_entry(journal: Any, run_id: str) -> dict[str, Any]:
         "finished_at": row["finished_at"],
     }
     entry |= verification_of(journal.phases(row["id"]))
+    entry["changed_files"] = [describe(c) for c in FolderChanges(journal).changed_files(row["id"])]
     if row["status"] == "awaiting_approval":
         asks = [p for p in journal.phases(row["id"]) if p["kind"] == "approval_needed"]
         if asks:
@@ -124,6 +126,8 @@ def render_text(report: dict[str, Any]) -> str:
             lines.append(f"      answer: {r['final_answer'][:300]}")
         if r["artifacts"]:
             lines.append(f"      artifacts: {', '.join(r['artifacts'])}  (in {r.get('workspace', '')})")
+        if r.get("changed_files"):  # writes to attached folders: `agentd runs undo ID` puts them back
+            lines.append(f"      changed in attached folders: {'; '.join(r['changed_files'])}")
     if report["late"]:
         lines.append("\nLate (due while the daemon was down or past the grace time):")
     for f in report["late"]:

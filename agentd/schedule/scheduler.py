@@ -58,8 +58,11 @@ def _timer_fired(home: str, name: str) -> None:
         scheduler.tick(name)
 
 
-def goal_for(schedule: Schedule, config: Any) -> Goal:
-    """The unattended Goal a fire enqueues: the schedule's allowlist, budgets and model."""
+def goal_for(schedule: Schedule, config: Any, since: float | None = None) -> Goal:
+    """The unattended Goal a fire enqueues: the schedule's allowlist, budgets, model and attached folders
+    (checked again: a folder may be gone); ``since``: the previous fire's time, for "the new files"."""
+    from ..folders import attach
+
     budgets = config.loop.budgets(
         max_steps=schedule.max_steps, max_tokens=schedule.max_tokens, max_seconds=schedule.max_seconds
     )
@@ -71,6 +74,9 @@ def goal_for(schedule: Schedule, config: Any) -> Goal:
         schedule=schedule.name,
         allowed_tools=list(schedule.allowed_tools),
         notify=list(schedule.notify),
+        dirs=attach(list(schedule.dirs), config) if schedule.dirs else [],
+        no_undo=schedule.no_undo,
+        since=since,
     )
 
 
@@ -280,13 +286,25 @@ class Scheduler:
 
     def _enqueue(self, schedule: Schedule, fire: Fire) -> Fire:
         try:
-            fire.run_id = self.submit(goal_for(schedule, self.config), fire.id)
+            goal = goal_for(schedule, self.config, self._previous_fire(fire))
+        except ConfigError as exc:  # an attached folder gone or no longer allowed: this fire cannot run; say why
+            fire.status, fire.detail = FireStatus.missed, f"not run: {exc}"
+            self.store.update_fire(fire.id, FireStatus.missed, None, fire.detail)
+            return fire
+        try:
+            fire.run_id = self.submit(goal, fire.id)
         except Exception:  # noqa: BLE001 - the fire stays pending and is retried on the next start
             log.exception("schedule %s: could not enqueue fire %s", schedule.name, fire.id)
             return fire
         fire.status = FireStatus.enqueued
         self.store.update_fire(fire.id, FireStatus.enqueued, fire.run_id, fire.detail)
         return fire
+
+    def _previous_fire(self, fire: Fire) -> float | None:
+        """When the schedule last fired a run before ``fire`` (None: never): its "since last run"."""
+        earlier = [f.scheduled_at for f in self.store.fires(fire.schedule, status=FireStatus.enqueued.value)
+                   if f.scheduled_at < fire.scheduled_at and f.id != fire.id]
+        return max(earlier, default=None)
 
     def _finish_pending(self) -> None:
         """Fires recorded but not enqueued (a crash in between): link the run if it was made, else enqueue."""

@@ -49,6 +49,8 @@ class Schedule:
     max_tokens: int | None = None
     max_seconds: float | None = None
     memory: bool = True
+    dirs: list[str] = field(default_factory=list)  # attached folders, "PATH[:ro|:rw]" (agentd/folders.py)
+    no_undo: bool = False
     paused: bool = False
     source: str = "cli"  # cli | file (declared in configs/schedules.toml)
     created_at: float = 0.0
@@ -212,6 +214,13 @@ def problems(schedule: Schedule, tools: Any = None, config: Any = None) -> list[
             config.model_config_for(schedule.model)
         except ConfigError as exc:
             found.append(str(exc))
+    if config is not None and schedule.dirs:
+        from ..folders import attach
+
+        try:
+            attach(list(schedule.dirs), config)
+        except ConfigError as exc:
+            found.append(f"dirs: {exc}")
     if schedule.notify:
         from ..notify import check_urls
 

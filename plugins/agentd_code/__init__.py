@@ -89,19 +89,29 @@ def _run(ctx: ToolContext, settings: Any, args: list[str], stdin: bytes | None, 
     limits = execution.limits_for(settings, timeout_s, ctx.timeout_s)
     network = settings.network or _schedule_of(ctx.run_id) in settings.network_schedules
     before = execution.snapshot(ctx.workspace)
+    access = ctx.folders  # attached folders: rw ones snapshotted (and their originals kept) around the call
+    shots, too_big = access.code_started() if access is not None else ({}, [])
+    folders = [(Path(f.path), f.name, f.writable and f.name not in too_big) for f in (access.folders if access else [])]
     try:
         result = run_sandboxed(
             argv, ctx.workspace, limits, network=network, env=env, stdin=stdin, cancel=ctx.cancel,
             backend=backend, require_strong=settings.require_strong, ro_paths=interpreter.ro_paths,
             path_prefix=[str(Path(interpreter.executable).parent)], landlock=settings.landlock,
-            confine_by_command=python,
+            confine_by_command=python, folders=folders,
         )
     except SandboxUnavailable as exc:
         raise ToolError(f"code cannot run: {exc}") from None
+    finally:
+        if access is not None:
+            access.code_finished(shots, "run_python" if python else "run_shell")
     after = execution.snapshot(ctx.workspace)
     changed, deleted = execution.changes(before.files, after.files)
-    return execution.to_tool_result(result, limits, network, changed, deleted, settings.max_artifacts,
-                                    execution.over_cap(after, settings.limits.workspace_mb))
+    tool_result = execution.to_tool_result(result, limits, network, changed, deleted, settings.max_artifacts,
+                                           execution.over_cap(after, settings.limits.workspace_mb))
+    if too_big:  # said after the output, so the model knows why a write there failed
+        tool_result.output += (f"\nnote: {', '.join(too_big)} bound read-only for this call: copies for "
+                               "`agentd runs undo` would pass [workspace] undo_max_mb (start with --no-undo)")
+    return tool_result
 
 
 def _schedule_of(run_id: str) -> str | None:

@@ -26,6 +26,7 @@ import logging
 import marshal
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -44,7 +45,7 @@ from .process import INSIDE_WORKSPACE, Capture, SandboxResult, reap_uid, supervi
 
 __all__ = [
     "BACKENDS", "Backend", "BwrapBackend", "Capture", "Job", "Launch", "Limits", "SandboxResult",
-    "SandboxUnavailable", "SubprocessBackend", "clean_env", "prepare_workspace", "probe", "register_backend",
+    "SandboxUnavailable", "SubprocessBackend", "clean_env", "prepare_mount_points", "prepare_workspace", "probe", "register_backend",
     "run_sandboxed", "sandbox_uid", "select_backend",
 ]
 
@@ -97,6 +98,7 @@ class Job:
     landlock: bool = True  # add the Landlock layer where the kernel has it
     cgroup_procs: Path | None = None  # the call's cgroup.procs, which the first process joins
     confine_by_command: bool = False  # the command applies the Landlock step itself (see Launch.env)
+    folders: list[tuple[Path, str, bool]] = field(default_factory=list)  # attached: (host path, name, writable)
 
 
 @dataclass
@@ -139,7 +141,8 @@ DIE_WITH_PARENT = ["setpriv", "--pdeathsig=KILL", "--"]  # the first layer dies 
 def fs_plan(job: Job, uid: int) -> list[tuple[str, ...]]:
     """The sandbox's file system, as (kind, ..., target) steps both backends build: read-only system folders,
     a few harmless /etc files and synthesized passwd/group, /proc, a minimal /dev, private /tmp, /var/tmp and
-    /dev/shm, the read-only paths, and the workspace at /workspace. Nothing else of the host is visible."""
+    /dev/shm, the read-only paths, the workspace at /workspace and the attached folders at /workspace/<name>
+    (read-only unless attached rw). Nothing else of the host is visible."""
     plan: list[tuple[str, ...]] = [("ro-bind", "/usr", "/usr")]
     for name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
         path = Path("/") / name
@@ -166,7 +169,10 @@ def fs_plan(job: Job, uid: int) -> list[tuple[str, ...]]:
                 made.add(str(parent))
                 plan.append(("dir", "0755", str(parent)))
         plan.append(("ro-bind", str(path), str(path)))
-    return plan + [("bind", str(job.workspace), INSIDE_WORKSPACE)]
+    plan.append(("bind", str(job.workspace), INSIDE_WORKSPACE))
+    # Attached folders over their mount points in the workspace (prepare_mount_points made them real folders).
+    return plan + [("bind" if writable else "ro-bind", str(path), f"{INSIDE_WORKSPACE}/{name}")
+                   for path, name, writable in job.folders]
 
 
 def landlock_rules(job: Job) -> dict:
@@ -425,6 +431,26 @@ def prepare_workspace(workspace: Path, uid: int | None) -> None:
         os.close(fd)
 
 
+def prepare_mount_points(workspace: Path, names: Sequence[str]) -> None:
+    """Make ``workspace/<name>`` an empty real folder for each attached folder to be bound over: whatever the
+    code left under that name before (a file, a symlink pointing anywhere) is removed, never followed."""
+    if not names:
+        return
+    fd = os.open(workspace, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        for name in names:
+            try:
+                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                if stat.S_ISDIR(st.st_mode):
+                    continue
+                os.unlink(name, dir_fd=fd)
+            except FileNotFoundError:
+                pass
+            os.mkdir(name, 0o755, dir_fd=fd)
+    finally:
+        os.close(fd)
+
+
 def clean_env(extra: dict[str, str] | None = None, path_prefix: Sequence[str] = ()) -> dict[str, str]:
     """A fresh environment: nothing of the daemon's own (API keys and the like) is passed on."""
     env = {"PATH": ":".join([*path_prefix, "/usr/local/bin", "/usr/bin", "/bin"]), "HOME": "/tmp",
@@ -448,6 +474,7 @@ def run_sandboxed(
     path_prefix: Sequence[str] = (),
     landlock: bool = True,
     confine_by_command: bool = False,
+    folders: Sequence[tuple[Path, str, bool]] = (),
 ) -> SandboxResult:
     """Run ``argv`` sandboxed, with ``workspace`` as its current and only writable folder.
 
@@ -456,7 +483,9 @@ def run_sandboxed(
     kills every process of the call. The call runs in a memory cgroup of its own where the host allows one
     (``limits.cgroup``), and under Landlock where the kernel has it (``landlock``). ``confine_by_command``: the
     command applies the Landlock step itself from ``$AGENTD_CONFINE`` before running anything else (run_python's
-    runner does), which saves starting a Python for it; backends may still do it themselves. Raises SandboxUnavailable when no suitable backend can run.
+    runner does), which saves starting a Python for it; backends may still do it themselves. ``folders``: attached
+    folders (host path, name, writable), bound at ``/workspace/<name>``, read-only unless writable. Raises
+    SandboxUnavailable when no suitable backend can run.
     """
     limits = limits or Limits()
     chosen = backend if isinstance(backend, Backend) else select_backend(backend, require_strong)
@@ -464,6 +493,8 @@ def run_sandboxed(
         raise SandboxUnavailable(f"backend {chosen.name!r} is weak isolation and require_strong is set")
     workspace = Path(workspace).resolve()
     uid = sandbox_uid(workspace)
+    workspace.mkdir(parents=True, exist_ok=True)
+    prepare_mount_points(workspace, [name for _, name, _ in folders])
     prepare_workspace(workspace, uid)
     result = SandboxResult(None, backend=chosen.name, strong=chosen.strong, uid=uid)
     if cancel is not None and cancel.is_set():
@@ -472,7 +503,8 @@ def run_sandboxed(
     group = cgroup.create(limits.memory_mb * 1024 * 1024) if limits.cgroup else None
     try:
         job = Job(list(argv), workspace, limits, network, uid, [Path(p) for p in ro_paths], landlock=landlock,
-                  cgroup_procs=group.procs if group else None, confine_by_command=confine_by_command)
+                  cgroup_procs=group.procs if group else None, confine_by_command=confine_by_command,
+                  folders=[(Path(p), n, w) for p, n, w in folders])
         _launch_and_supervise(chosen.launch(job), env, path_prefix, stdin, cancel, limits, result)
     finally:
         if group is not None:

@@ -1,6 +1,8 @@
 """Workspace tools: read, write and list files inside the run's workspace, and give the final answer.
 
-Paths are relative to the workspace; absolute paths and escapes (``..``, symlinks) are refused with a tool
+Paths are relative to the workspace; a path starting with an attached folder's name (``inbox/notes.txt``)
+is in that folder (agentd/folders.py), where the same rules hold and a write to a read-only folder is refused
+(a rw folder's writes are journaled and undoable). Absolute paths and escapes (``..``, symlinks) are refused with a tool
 error the model can act on. Every path is opened relative to the workspace folder's fd without following a
 symlink on any component, and a write goes to a new file renamed over the old one: sandboxed code that swaps
 a folder for a symlink, or hard-links a file from elsewhere, cannot make the daemon write or read outside.
@@ -10,6 +12,8 @@ from __future__ import annotations
 
 import os
 import stat
+from pathlib import Path
+from typing import Any
 
 from agentd import ToolContext, ToolError, ToolResult, hookimpl
 from agentd.tools import WorkspaceWalk, open_in_workspace, replace_in_workspace
@@ -18,21 +22,38 @@ MAX_READ = 20_000
 LIST_LIMIT = 500
 
 
+def _locate(ctx: ToolContext, path: str) -> tuple[Path, str, Any]:
+    """(folder root, path inside it, the attached folder or None): ``inbox/x`` is in the attached ``inbox``."""
+    if ctx.folders is not None:
+        folder, rest = ctx.folders.find(path)
+        if folder is not None:
+            return Path(folder.path), rest or ".", folder
+    return ctx.workspace, path, None
+
+
 def write_file(path: str, content: str, ctx: ToolContext) -> ToolResult:
     """Write text to a file in the workspace, replacing it if it exists."""
-    replace_in_workspace(ctx.workspace, path, content.encode("utf-8"))
+    root, inside, folder = _locate(ctx, path)
+    data = content.encode("utf-8")
+    if folder is None:
+        replace_in_workspace(root, inside, data)
+    elif inside == ".":
+        raise ToolError(f"{folder.name} is an attached folder; name a file inside it, e.g. {folder.name}/notes.txt")
+    else:
+        ctx.folders.write(folder, inside, data)  # refuses a read-only folder; journaled, undoable
     relative = "/".join(p for p in path.split("/") if p not in ("", "."))
     return ToolResult(output=f"wrote {len(content)} characters to {relative}", artifacts=[relative])
 
 
 def read_file(path: str, ctx: ToolContext) -> str:
     """Read a text file from the workspace."""
-    fd = open_in_workspace(ctx.workspace, path, os.O_RDONLY | os.O_NONBLOCK)
+    root, inside, _ = _locate(ctx, path)
+    fd = open_in_workspace(root, inside, os.O_RDONLY | os.O_NONBLOCK)
     with os.fdopen(fd, "rb") as fh:
         st = os.fstat(fh.fileno())
         if not stat.S_ISREG(st.st_mode):
             raise ToolError(f"no file {path!r} in the workspace; list_files shows what is there")
-        if st.st_nlink > 1 and st.st_uid != os.stat(ctx.workspace).st_uid:
+        if st.st_nlink > 1 and st.st_uid != os.stat(root).st_uid:
             # a hard link the code made to a file it does not own: the daemon must not read it on its behalf
             raise ToolError(f"{path} is a hard link to a file outside the workspace's owner; it is not read")
         data = fh.read(MAX_READ * 4 + 1)
@@ -46,7 +67,8 @@ def read_file(path: str, ctx: ToolContext) -> str:
 
 def list_files(ctx: ToolContext, path: str = ".") -> str:
     """List the files in the workspace (or in one of its folders)."""
-    fd = open_in_workspace(ctx.workspace, path, os.O_RDONLY | os.O_DIRECTORY)
+    root, inside, folder = _locate(ctx, path)
+    fd = open_in_workspace(root, inside, os.O_RDONLY | os.O_DIRECTORY)
     prefix = "/".join(p for p in path.split("/") if p not in ("", "."))
     walk = WorkspaceWalk(fd, max_entries=LIST_LIMIT)
     try:
@@ -55,6 +77,11 @@ def list_files(ctx: ToolContext, path: str = ".") -> str:
         os.close(fd)
     if walk.truncated:
         names.append(f"[... more entries not listed: the listing stops at {LIST_LIMIT}]")
+    if folder is None and not prefix and ctx.folders is not None:
+        attached = {f"{f.name}/" for f in ctx.folders.folders}
+        names = [n for n in names if n not in attached]  # an empty mount point the sandbox left
+        names += [f"{f.name}/ (attached folder, {'read-write' if f.writable else 'read-only'})"
+                  for f in ctx.folders.folders]
     return "\n".join(names) if names else "(the workspace is empty)"
 
 

@@ -47,6 +47,7 @@ def show_run(run_id: str, as_json: bool) -> None:
     """Show one run: its outcome, phases and tool calls."""
     from ...engine.verify import verification_of
     from ...errors import AgentdError
+    from ...folder_changes import FolderChanges, describe
     from ..render import usage_line
 
     journal = _journal()
@@ -56,8 +57,9 @@ def show_run(run_id: str, as_json: bool) -> None:
     phases = journal.phases(run["id"])
     calls = journal.tool_calls(run["id"])
     run |= verification_of(phases)
+    changed = FolderChanges(journal).changed_files(run["id"])
     if as_json:
-        data = {"run_id": run["id"], "run": run, "phases": phases, "tool_calls": calls}
+        data = {"run_id": run["id"], "run": run, "phases": phases, "tool_calls": calls, "changed_files": changed}
         click.echo(json.dumps(data, default=str, indent=1))
         return
     click.echo(f"run {run['id']}  {run['status']} ({run['stop_reason'] or '-'})")
@@ -71,6 +73,12 @@ def show_run(run_id: str, as_json: bool) -> None:
     for finding in run["findings"]:
         click.echo(f"  finding ({finding.get('kind', '?')}): {finding.get('message', '')}")
     click.echo(f"usage: {usage_line(run['usage'] or {})}")
+    for folder in run["goal_spec"].get("dirs") or []:
+        click.echo(f"attached: {folder['name']}/ = {folder['path']} ({folder['mode']})")
+    if changed:
+        click.echo("changed in attached folders (`agentd runs undo` puts them back):")
+    for change in changed:
+        click.echo(f"  {describe(change)}")
     for p in phases:
         summary = {
             k: p[k]
@@ -80,6 +88,29 @@ def show_run(run_id: str, as_json: bool) -> None:
         click.echo(f"  {p['seq']:>3} {p['kind']:<9} {json.dumps(summary, default=str)[:200]}")
     for c in calls:
         click.echo(f"  tool {c['tool']} {c['status']} {json.dumps(c['args'])[:120]}")
+
+
+@runs.command("undo")
+@click.argument("run_id")
+def undo_run(run_id: str) -> None:
+    """Put back the files a run changed in attached :rw folders, from the copies kept before its first write."""
+    from ...config import load_config
+    from ...errors import AgentdError
+    from ...folder_changes import undo_run as undo
+    from ...journal import Journal
+
+    config = load_config()
+    journal = Journal(config.journal_path)
+    try:
+        run = journal.get_run(run_id)
+        if run is None:
+            raise AgentdError(f"no run {run_id!r}; `agentd runs list` shows the ids")
+        if run["status"] in ("queued", "running"):
+            raise AgentdError(f"run {run['id']} is {run['status']}; undo it once it has ended")
+        for line in undo(config, journal, run["id"]):
+            click.echo(line)
+    finally:
+        journal.close()
 
 
 @runs.command("cancel")

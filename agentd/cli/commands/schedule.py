@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import click
@@ -65,13 +66,17 @@ def schedule() -> None:
 @click.option("--max-tokens", type=click.IntRange(100))
 @click.option("--max-seconds", type=click.FloatRange(1))
 @click.option("--no-memory", is_flag=True)
+@click.option("--dir", "dirs", multiple=True, metavar="PATH[:ro|:rw]",
+              help="Attach a folder to every run (repeat); read-only unless :rw.")
+@click.option("--no-undo", is_flag=True, help="Keep no copies of files changed in :rw folders.")
 @click.option("--paused", is_flag=True, help="Store it paused.")
 def add(
     name: str, goal: str, allowed: tuple[str, ...], notify: tuple[str, ...], tz: str, grace: str, no_memory: bool,
-    **opts: Any,
+    dirs: tuple[str, ...], **opts: Any,
 ) -> None:
     """Add schedule NAME running GOAL, e.g. agentd schedule add nightly --cron "0 2 * * *" "Summarise ..."."""
     from ...errors import ConfigError
+    from ...folders import absolute_dirs
     from ...schedule.file import resolve
     from ...schedule.scheduler import describe
     from ...schedule.spec import Schedule, make_trigger, next_fire, parse_duration
@@ -82,7 +87,8 @@ def add(
         scheduler = _scheduler(app)
         scheduler.import_file()  # a name the file declares is taken
         spec = Schedule(name=name, goal=goal, timezone=tz, grace_s=parse_duration(grace, "--grace"),
-                        allowed_tools=list(allowed), notify=list(notify), memory=not no_memory, **opts)
+                        allowed_tools=list(allowed), notify=list(notify), memory=not no_memory,
+                        dirs=absolute_dirs(dirs, Path.cwd()), **opts)
         resolve(spec, app.tools, config, declared_tools=bool(allowed))
         if spec.at and next_fire(make_trigger(spec), time.time()) is None:
             raise ConfigError(f"--at {spec.at!r} is in the past (timezone {spec.timezone})")
