@@ -234,6 +234,7 @@ class Goal(Record):
     allowed_tools: list[str] | None = None  # None: every tool; unattended runs get a list
     notify: list[str] = field(default_factory=list)  # the schedule's Apprise URLs when it fired
     profile: str | None = None  # loop profile ([profiles]); None: chosen from the model when it is submitted
+    continues: str | None = None  # the run this goal follows up (a run id or "last"): its workspace, its thread
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Goal:

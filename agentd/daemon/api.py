@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool
 
 from ..errors import AgentdError
-from ..journal import AmbiguousRunId
+from ..journal import AmbiguousRunId, ThreadBusy
 from ..records import Goal, RunStatus
 from ..schedule.spec import allowlist_problems
 from .idempotency import IdempotencyKeys, KeyReused, check_key
@@ -71,6 +71,7 @@ class GoalIn(BaseModel):
     allowed_tools: list[Annotated[Text, Field(max_length=200)]] | None = Field(None, max_length=500)
     notify: list[Annotated[Text, Field(max_length=2000)]] = Field(default_factory=list, max_length=50)  # Apprise URLs
     profile: str | None = Field(None, max_length=100)
+    continues: Text | None = Field(None, min_length=1, max_length=100)  # a run id or "last": a follow-up of it
 
     def to_goal(self, loop: Any) -> Goal:
         return Goal(
@@ -82,6 +83,7 @@ class GoalIn(BaseModel):
             allowed_tools=self.allowed_tools,
             notify=list(self.notify),
             profile=self.profile,
+            continues=self.continues,
         )
 
 
@@ -104,7 +106,8 @@ def create_api(daemon: Any) -> FastAPI:
 
     @api.exception_handler(AgentdError)
     async def agentd_error(request: Request, exc: AgentdError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=409 if isinstance(exc, AmbiguousRunId) else 400)
+        conflict = isinstance(exc, (AmbiguousRunId, ThreadBusy))
+        return JSONResponse({"detail": str(exc)}, status_code=409 if conflict else 400)
 
     @api.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

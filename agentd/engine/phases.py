@@ -60,8 +60,11 @@ def reply_text(value: dict[str, Any]) -> str:
 
 
 # -- requests: the user turns of the conversation ------------------------------------------------
-def plan_request(goal: str, memories: list[str], notes: list[str], first: bool) -> str:
-    return render("plan.j2", goal=goal, memories=memories, notes=notes, first=first)
+def plan_request(
+    goal: str, memories: list[str], notes: list[str], first: bool, previous: dict[str, Any] | None = None
+) -> str:
+    """The plan turn; a follow-up's first one opens with the run before (its goal, answer and files)."""
+    return render("plan.j2", goal=goal, memories=memories, notes=notes, first=first, previous=previous)
 
 
 def act_request(step_number: int, intent: str) -> str:

@@ -34,8 +34,8 @@ def list_runs(limit: int, status: str | None, as_json: bool) -> None:
     from ..render import print_table
 
     table = [[r["id"], r["status"], r["stop_reason"] or "-", time.strftime("%Y-%m-%d %H:%M", time.localtime(
-        r["created_at"])), " ".join(r["goal"].split())] for r in rows]
-    print_table(["run", "status", "stop reason", "created", "goal"], table, prose=("goal",))
+        r["created_at"])), r["thread_id"] or r["id"], " ".join(r["goal"].split())] for r in rows]
+    print_table(["run", "status", "stop reason", "created", "thread", "goal"], table, prose=("goal",))
 
 
 @runs.command("show")
