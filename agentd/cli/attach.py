@@ -79,7 +79,8 @@ def journal_events(journal: Any, run_id: str, after: int = 0) -> Iterator[dict[s
             time.sleep(POLL_S)  # the status is written just before the end event: give it a moment
             if not journal.events(run_id, after):
                 ends = [e for e in journal.events(run_id) if e["type"] in END_EVENTS]
-                end = ends[-1] if ends else {"type": "run_finished", "seq": after, "data": _row_outcome(row)}
+                end: dict[str, Any] = ends[-1] if ends else {"type": "run_finished", "seq": after,
+                                                              "data": _row_outcome(row)}
                 yield {"type": end["type"], "seq": end["seq"], "run_id": run_id} | end["data"]
                 return
             continue
