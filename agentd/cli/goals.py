@@ -28,7 +28,7 @@ def split_continue(text: str | None, continues: str | None) -> tuple[str, str | 
 
     import click
 
-    if text is None and continues is not None and not re.fullmatch(r"last|[0-9a-f-]+", continues):
+    if text is None and continues is not None and not re.fullmatch(r"last|[0-9][0-9a-f-]*", continues):
         return continues, "last"
     if text is None:
         raise click.UsageError("Missing argument 'TEXT': say what you want done, e.g. agentd goal \"Create hello.txt\"")

@@ -43,3 +43,14 @@ def test_continue_and_follow_through_the_daemon(make_daemon):
     run = d.run(slow_id)
     assert run["thread_id"] == started["run_id"] and run["workspace"] == started["workspace"]
     assert [r["thread_id"] for r in d.get("/runs").json()] == [started["run_id"]] * 2
+
+
+def test_chat_through_the_daemon_keeps_one_thread(make_daemon):
+    d = make_daemon()
+    chat = subprocess.run([sys.executable, "-m", "agentd", "chat"], env=os.environ | {"AGENTD_HOME": str(d.home)},
+                          input="Create item-01.txt\nCreate item-02.txt\n", capture_output=True, text=True, timeout=60)
+    assert chat.returncode == 0, chat.stderr
+    assert chat.stdout.count("succeeded (done)") == 2 and "no daemon running" not in chat.stderr
+    first, second = reversed(d.get("/runs").json())
+    assert second["thread_id"] == first["id"] and second["goal_spec"]["continues"] == first["id"]
+    assert sorted(p.name for p in (d.home / "workspaces" / first["id"]).iterdir()) == ["item-01.txt", "item-02.txt"]
