@@ -13,13 +13,17 @@ from test_real_model import agentd, outcome_of
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
+@pytest.mark.timeout(1200)  # two real runs; slow, shared CI machines included
 def test_continue_last_sees_the_previous_runs_file(tmp_path):
-    first = agentd(tmp_path, "goal", "Create a file named hello.txt containing the word hello", "--json")
+    first = agentd(tmp_path, "goal", "Create a file named hello.txt containing the word hello",
+                   "--no-memory", "--json")
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     written = outcome_of(first)
     assert (Path(written["workspace"]) / "hello.txt").read_text().split() == ["hello"]
-    # The follow-up never names the file: only the earlier run's workspace and its listing can lead to it.
-    second = agentd(tmp_path, "goal", "--continue", "last", "Read the file and tell me what it says", "--json")
+    # The follow-up never names the file: only the earlier run's workspace and its listing lead to it (no memory:
+    # a recalled episode of the first run must not be what finds it).
+    second = agentd(tmp_path, "goal", "--continue", "last", "Read the file and tell me what it says",
+                    "--no-memory", "--json")
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     outcome = outcome_of(second)
     assert outcome["workspace"] == written["workspace"]

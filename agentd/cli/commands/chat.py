@@ -60,6 +60,8 @@ def run_chat(continues: str | None, options: dict[str, Any]) -> int:
                 previous = driver.run(build_goal(line, options | {"continues": previous}, config))
             except AgentdError as exc:  # e.g. the goal before is still being cancelled: say so, go on
                 click.secho(f"error: {exc}", fg="red", err=True)
+            except KeyboardInterrupt:  # a second Ctrl-C while the goal was being cancelled: the session goes on
+                click.echo()
     finally:
         driver.close()
     return 0
