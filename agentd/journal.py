@@ -111,6 +111,12 @@ class RunHeld(AgentdError):
     """Another live process holds the run's lease: it is being driven elsewhere."""
 
 
+class ThreadBusy(AgentdError):
+    """A run of this conversation has not ended yet: two runs never work in the same workspace at once."""
+
+    exit_code = 2
+
+
 def m002_run_leases(db: sqlite3.Connection) -> None:
     _run_script(
         db,
@@ -124,7 +130,20 @@ def m002_run_leases(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [m001_initial, m002_run_leases]
+def m003_run_threads(db: sqlite3.Connection) -> None:
+    """Conversations: the runs of one thread (``agentd goal --continue``, ``agentd chat``) share a thread_id, the
+    id of the run that began it; every earlier run began its own."""
+    _run_script(
+        db,
+        """
+        ALTER TABLE runs ADD COLUMN thread_id TEXT;
+        UPDATE runs SET thread_id = id;
+        CREATE INDEX runs_thread ON runs(thread_id, status)
+        """,
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [m001_initial, m002_run_leases, m003_run_threads]
 
 
 @dataclass(frozen=True)
@@ -323,16 +342,29 @@ class Journal:
 
     # -- runs -------------------------------------------------------------------------------------
     def create_run(
-        self, goal: Goal, workspace: Path, model: str, run_id: str | None = None, lease: Lease | None = None
+        self, goal: Goal, workspace: Path, model: str, run_id: str | None = None, lease: Lease | None = None,
+        thread_id: str | None = None,
     ) -> str:
-        """A queued run; with ``lease`` (its run_id, owner, ttl; token 1) it is born held by that owner."""
+        """A queued run; with ``lease`` (its run_id, owner, ttl; token 1) it is born held by that owner. With
+        ``thread_id`` it continues that conversation, refused (ThreadBusy) while a run of it has not ended."""
         run_id = lease.run_id if lease else run_id or new_run_id()
         now = time.time()
         with self._tx() as db:
+            if thread_id is not None:  # checked in the insert's transaction: two submitters cannot both pass
+                busy = db.execute(
+                    "SELECT id, status FROM runs WHERE thread_id = ? AND status IN (?, ?, ?) LIMIT 1",
+                    (thread_id, RunStatus.queued.value, RunStatus.running.value, RunStatus.awaiting_approval.value),
+                ).fetchone()
+                if busy is not None:
+                    raise ThreadBusy(
+                        f"run {busy['id']} of this conversation is still {busy['status']}: wait for it "
+                        f"(`agentd runs follow {busy['id']}`) or cancel it (`agentd runs cancel {busy['id']}`), "
+                        "then continue"
+                    )
             db.execute(
                 "INSERT INTO runs (id, goal, goal_json, status, workspace, model, schedule, created_at,"
-                " lease_owner, lease_token, lease_heartbeat_at, lease_expires_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " lease_owner, lease_token, lease_heartbeat_at, lease_expires_at, thread_id)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     run_id,
                     goal.text,
@@ -346,6 +378,7 @@ class Journal:
                     lease.token if lease else 0,
                     now if lease else None,
                     now + lease.ttl_s if lease else None,
+                    thread_id or run_id,
                 ),
             )
         return run_id

@@ -237,6 +237,7 @@ class Goal(Record):
     dirs: list[dict[str, Any]] = field(default_factory=list)  # attached folders (agentd.folders.AttachedFolder)
     no_undo: bool = False  # writes to rw folders keep no copies for `agentd runs undo` (and have no size limit)
     since: float | None = None  # a schedule's previous fire: "since last run" for the planner
+    continues: str | None = None  # the run this goal follows up (a run id or "last"): its workspace, its thread
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Goal:

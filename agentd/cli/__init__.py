@@ -32,7 +32,9 @@ def cli() -> None:
 
 
 @cli.command()
-@click.argument("text")
+@click.argument("text", required=False)
+@click.option("--continue", "continues", is_flag=False, flag_value="last", metavar="[RUN_ID|last]",
+              help="Follow up a run (default: the last one): its workspace, its thread, its goal and answer in view.")
 @click.option("--model", help="Model name from the config (see `agentd models list`).")
 @click.option("--max-steps", type=click.IntRange(1), help="Most tool calls this run may make.")
 @click.option("--max-replans", type=click.IntRange(0), help="Most times the plan may be redone.")
@@ -45,14 +47,15 @@ def cli() -> None:
 @click.option("--no-undo", is_flag=True, help="Keep no copies of files changed in :rw folders (no `runs undo`).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON event per line; the last line is the outcome.")
 @click.option("--detach", is_flag=True, help="With a daemon running: print the run id and return at once.")
-def goal(text: str, as_json: bool, detach: bool, **options: Any) -> None:
+def goal(text: str | None, as_json: bool, detach: bool, **options: Any) -> None:
     """Reach a goal; shows plan, critique, tool calls and the answer as they happen.
 
     Exit codes: 0 succeeded, 1 failed or gave up, 2 usage or config error, 3 stopped by a budget,
     4 awaiting approval, 5 lost the daemon while following (the run may still be going), 130 cancelled.
     """
-    from .goals import run_goal
+    from .goals import run_goal, split_continue
 
+    text, options["continues"] = split_continue(text, options.get("continues"))
     sys.exit(run_goal(text, options, as_json=as_json, detach=detach))
 
 

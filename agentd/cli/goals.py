@@ -19,7 +19,7 @@ def build_goal(text: str, options: dict[str, Any], config: Any) -> Any:
         max_seconds=options.get("max_seconds"),
     )
     goal = Goal(text=text, model=options.get("model"), budgets=budgets, memory=not options.get("no_memory"),
-                profile=options.get("profile"))
+                profile=options.get("profile"), continues=options.get("continues"))
     if options.get("dirs"):  # attached folders, checked against [workspace] allowed_dirs here, before anything runs
         from pathlib import Path
 
@@ -28,6 +28,19 @@ def build_goal(text: str, options: dict[str, Any], config: Any) -> Any:
         goal.dirs = attach(absolute_dirs(options["dirs"], Path.cwd()), config)
         goal.no_undo = bool(options.get("no_undo"))
     return goal
+
+
+def split_continue(text: str | None, continues: str | None) -> tuple[str, str | None]:
+    """``--continue "in French"`` is a goal continuing the last run, not a run named "in French"."""
+    import re
+
+    import click
+
+    if text is None and continues is not None and not re.fullmatch(r"last|[0-9][0-9a-f-]*", continues):
+        return continues, "last"
+    if text is None:
+        raise click.UsageError("Missing argument 'TEXT': say what you want done, e.g. agentd goal \"Create hello.txt\"")
+    return text, continues
 
 
 def run_goal(text: str, options: dict[str, Any], as_json: bool = False, detach: bool = False) -> int:

@@ -92,6 +92,8 @@ class LiveTrace:
     def on_run_started(self, d: dict[str, Any]) -> None:
         verb = "resuming" if d.get("resumed") else "goal"
         self.console.print(f"[bold]{verb}[/] {d['goal']}  [dim](run {d['run_id']})[/]")
+        if d.get("continues"):
+            self.console.print(f"[dim]continuing run {d['continues']} in its workspace[/]")
         if self.console.is_terminal and self._live is None:
             from rich.live import Live
 

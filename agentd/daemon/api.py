@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool
 
 from ..errors import AgentdError
-from ..journal import AmbiguousRunId
+from ..journal import AmbiguousRunId, ThreadBusy
 from ..records import Goal, RunStatus
 from ..schedule.spec import allowlist_problems
 from .idempotency import IdempotencyKeys, KeyReused, check_key
@@ -82,6 +82,7 @@ class GoalIn(BaseModel):
     dirs: list[Annotated[Text, Field(max_length=4096)] | DirIn] = Field(default_factory=list, max_length=50)
     no_undo: StrictBool = False
     since: float | None = Field(None, ge=0, allow_inf_nan=False)
+    continues: Text | None = Field(None, min_length=1, max_length=100)  # a run id or "last": a follow-up of it
 
     def to_goal(self, loop: Any, config: Any = None) -> Goal:
         """The Goal; attached folders are checked against this daemon's ``[workspace] allowed_dirs`` (a 400)."""
@@ -100,6 +101,7 @@ class GoalIn(BaseModel):
             dirs=attach(specs, config) if specs else [],
             no_undo=self.no_undo,
             since=self.since,
+            continues=self.continues,
         )
 
 
@@ -122,7 +124,8 @@ def create_api(daemon: Any) -> FastAPI:
 
     @api.exception_handler(AgentdError)
     async def agentd_error(request: Request, exc: AgentdError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=409 if isinstance(exc, AmbiguousRunId) else 400)
+        conflict = isinstance(exc, (AmbiguousRunId, ThreadBusy))
+        return JSONResponse({"detail": str(exc)}, status_code=409 if conflict else 400)
 
     @api.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

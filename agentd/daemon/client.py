@@ -198,7 +198,7 @@ def follow(
 
 def run_goal_remote(config: Any, goal: Any, as_json: bool = False, detach: bool = False) -> int:
     """``agentd goal`` with a daemon up: submit, then stream (or print the id: --detach); the exit code."""
-    from ..cli.render import JsonLines, LiveTrace, exit_code
+    from ..cli.render import JsonLines, LiveTrace
 
     warning = stale_config_warning(config)
     if warning:
@@ -207,7 +207,13 @@ def run_goal_remote(config: Any, goal: Any, as_json: bool = False, detach: bool 
     if detach:
         print(json.dumps({"run_id": run_id, "status": "queued"}) if as_json else run_id)
         return 0
-    on_event = JsonLines() if as_json else LiveTrace()
+    return follow_or_cancel(config, run_id, JsonLines() if as_json else LiveTrace())
+
+
+def follow_or_cancel(config: Any, run_id: str, on_event: Any) -> int:
+    """Follow a run this command started to its end; Ctrl-C cancels it (as in-process). The exit code."""
+    from ..cli.render import exit_code
+
     seen = [0]
     try:
         outcome = follow(config, run_id, on_event, seen)

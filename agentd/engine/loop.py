@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import threads
 from ..config import Config
 from ..errors import AgentdError, RunCancelled, RunInterrupted, StructuredOutputError
 from ..folder_changes import FolderAccess, FolderChanges
@@ -148,10 +149,14 @@ class Engine:
         goal = dataclasses.replace(goal, profile=profile)  # journaled with the goal; the caller's stays as it was
 
         run_id = run_id or new_run_id()
-        workspace = self.config.workspaces / run_id
+        workspace, thread_id = self.config.workspaces / run_id, None
+        if goal.continues:  # a follow-up: the earlier run's workspace and thread (the journal refuses a busy one)
+            previous = threads.resolve_run(self.journal, goal.continues)
+            goal = threads.follow_up(goal, previous)
+            workspace, thread_id = Path(previous["workspace"]), previous["thread_id"] or previous["id"]
         workspace.mkdir(parents=True, exist_ok=True)
         lease = Lease(run_id, process_owner(), 1, self.config.loop.lease_ttl_s) if hold else None
-        return self.journal.create_run(goal, workspace, model_name, run_id=run_id, lease=lease)
+        return self.journal.create_run(goal, workspace, model_name, run_id=run_id, lease=lease, thread_id=thread_id)
 
     def decide(self, run_id: str, approved: bool, by: str = "user") -> None:
         """Record a person's answer to a parked run; approve lets the call run on resume, deny stops the run."""
@@ -204,7 +209,8 @@ class Engine:
             state.apply(phase["kind"], phase)
         resumed = bool(state.observations or state.plan or state.memories is not None)
         self.journal.set_status(state.run_id, RunStatus.running, lease=lease)
-        started = {"goal": goal.text, "workspace": str(run.workspace), "resumed": resumed, "profile": run.profile}
+        started = {"goal": goal.text, "workspace": str(run.workspace), "resumed": resumed, "profile": run.profile,
+                   "thread_id": row.get("thread_id"), "continues": goal.continues}
         run.emit("run_started", started | {"loop": run.loop.model_dump()})
         try:
             run.drive()
@@ -380,10 +386,13 @@ class _RunContext:
                 "extend_context", goal=self.state.goal, run_id=self.state.run_id, config=self.config
             ):
                 memories.extend(str(x) for x in (extra or []))
-        data = {"memories": memories, "files_at_start": self._known_files()}
+        data: dict[str, Any] = {"memories": memories, "files_at_start": self._known_files()}
         folders = folders_of(self.state.goal)
         if folders:  # the planner sees what the attached folders hold, newest first
             data["folders"] = listing(folders, self.state.goal.since, self.config.workspace.listing_limit)
+        previous = self.engine.journal.get_run(self.state.goal.continues) if self.state.goal.continues else None
+        if previous is not None:  # a follow-up plans with the run before in view
+            data["previous"] = threads.previous_context(previous, self.workspace)
         self.record("context", data, started)
         if memories:
             self.emit("context", {"memories": memories})
@@ -392,7 +401,7 @@ class _RunContext:
         started = time.time()
         s, max_steps = self.state, self.loop.max_plan_steps
         request = phases.plan_request(s.goal.text, s.memories or [], s.notes[-2:], first=not s.transcript,
-                                      folders=s.folder_listing)
+                                      folders=s.folder_listing, previous=s.previous)
         offered = self._offer_tools()
         requested = selection.named_tools(s.goal.text, self.tools) if self._honour_requests() else []
         schema = phases.plan_schema(self.tools, max_steps, first=requested)

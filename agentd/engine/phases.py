@@ -61,9 +61,14 @@ def reply_text(value: dict[str, Any]) -> str:
 
 
 # -- requests: the user turns of the conversation ------------------------------------------------
-def plan_request(goal: str, memories: list[str], notes: list[str], first: bool, folders: Sequence[str] = ()) -> str:
-    """The plan turn; ``folders``: the attached folders' listing (agentd.folders.listing)."""
-    return render("plan.j2", goal=goal, memories=memories, notes=notes, first=first, folders=list(folders))
+def plan_request(
+    goal: str, memories: list[str], notes: list[str], first: bool, folders: Sequence[str] = (),
+    previous: dict[str, Any] | None = None,
+) -> str:
+    """The plan turn; ``folders``: the attached folders' listing (agentd.folders.listing); a follow-up's first
+    one opens with the run before (its goal, answer and files)."""
+    return render("plan.j2", goal=goal, memories=memories, notes=notes, first=first, folders=list(folders),
+                  previous=previous)
 
 
 def act_request(step_number: int, intent: str) -> str:

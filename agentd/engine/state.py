@@ -57,6 +57,7 @@ class LoopState:
     stop_detail: str = ""
     files_at_start: list[str] = field(default_factory=list)  # the workspace when the run began: inputs, not outputs
     folder_listing: list[str] = field(default_factory=list)  # the attached folders when the run began
+    previous: dict[str, Any] | None = None  # a follow-up's view of the run before (threads.previous_context)
     offered_tools: list[str] | None = None  # the tools the plan phase offered the model (None: all)
     repairs: int = 0  # rounds the outcome checks sent the run back to work
     verified: bool | None = None  # set when the run ends: did its claim pass the outcome checks?
@@ -115,6 +116,7 @@ class LoopState:
         self.memories = list(data.get("memories", []))
         self.files_at_start = list(data.get("files_at_start", []))
         self.folder_listing = list(data.get("folders", []))
+        self.previous = data.get("previous")
 
     def _apply_plan(self, data: dict[str, Any]) -> None:
         if "offered_tools" in data:

@@ -115,6 +115,19 @@ def test_tools_read_an_attached_folder_and_the_goal_keeps_it(folders_app, user):
     assert app.journal.get_run(run_id)["goal_spec"]["dirs"][0]["path"] == str((user / "inbox").resolve())
 
 
+def test_a_follow_up_keeps_the_folders_of_the_run_before(folders_app, user):
+    """`goal --continue` works on the same attached folders unless it names its own."""
+    read = [plan(("read the note", "read_file")), call("read_file", path="inbox/notes.txt"),
+            feedback("done", final_answer="Tuesday")]
+    app, _ = folders_app(read * 2)
+    first, _ = run_goal(app, "When is the meeting? Read inbox/notes.txt", [f"{user}/inbox"])
+    second = app.engine.submit(Goal(text="Read inbox/notes.txt again", continues=first))
+    out = app.engine.run(second)
+    assert out["status"] == "succeeded"
+    assert observations(app, second)[0]["output"] == "The meeting is on Tuesday."
+    assert app.journal.get_run(second)["goal_spec"]["dirs"] == app.journal.get_run(first)["goal_spec"]["dirs"]
+
+
 def test_a_write_to_a_read_only_folder_is_a_tool_error(folders_app, user):
     app, _ = folders_app([plan(("write", "write_file")), call("write_file", path="inbox/notes.txt", content="x"),
                           feedback("give_up")])

@@ -22,6 +22,7 @@ GROUPS = {
     "journal": "journal",
     "setup": ("completion", "keys"),
     "evaluate": "evaluate",
+    "chat": "chat",
 }
 
 

@@ -34,26 +34,24 @@ def list_runs(limit: int, status: str | None, as_json: bool) -> None:
     from ..render import print_table
 
     table = [[r["id"], r["status"], r["stop_reason"] or "-", time.strftime("%Y-%m-%d %H:%M", time.localtime(
-        r["created_at"])), " ".join(r["goal"].split())] for r in rows]
-    print_table(["run", "status", "stop reason", "created", "goal"], table, prose=("goal",))
+        r["created_at"])), r["thread_id"] or r["id"], " ".join(r["goal"].split())] for r in rows]
+    print_table(["run", "status", "stop reason", "created", "thread", "goal"], table, prose=("goal",))
 
 
 @runs.command("show")
-@click.argument("run_id")
+@click.argument("run_id", metavar="RUN_ID|last")
 @click.option(
     "--json", "as_json", is_flag=True, help="Everything journaled: phases with prompts and raw output."
 )
 def show_run(run_id: str, as_json: bool) -> None:
     """Show one run: its outcome, phases and tool calls."""
     from ...engine.verify import verification_of
-    from ...errors import AgentdError
     from ...folder_changes import FolderChanges, describe
+    from ...threads import resolve_run
     from ..render import usage_line
 
     journal = _journal()
-    run = journal.get_run(run_id)
-    if run is None:
-        raise AgentdError(f"no run {run_id!r}; `agentd runs list` shows the ids")
+    run = resolve_run(journal, run_id)
     phases = journal.phases(run["id"])
     calls = journal.tool_calls(run["id"])
     run |= verification_of(phases)
@@ -65,6 +63,8 @@ def show_run(run_id: str, as_json: bool) -> None:
     click.echo(f"run {run['id']}  {run['status']} ({run['stop_reason'] or '-'})")
     click.echo(f"goal: {run['goal']}")
     click.echo(f"workspace: {run['workspace']}")
+    if run["thread_id"] not in (None, run["id"]):
+        click.echo(f"thread: {run['thread_id']}  (continues run {run['goal_spec'].get('continues') or '?'})")
     click.echo(f"model: {run['model']}  profile: {run['goal_spec'].get('profile') or '-'}")
     if run["final_answer"]:
         click.echo(f"answer: {run['final_answer']}")
@@ -91,26 +91,40 @@ def show_run(run_id: str, as_json: bool) -> None:
 
 
 @runs.command("undo")
-@click.argument("run_id")
+@click.argument("run_id", metavar="RUN_ID|last")
 def undo_run(run_id: str) -> None:
     """Put back the files a run changed in attached :rw folders, from the copies kept before its first write."""
     from ...config import load_config
     from ...errors import AgentdError
     from ...folder_changes import undo_run as undo
     from ...journal import Journal
+    from ...threads import resolve_run
 
     config = load_config()
     journal = Journal(config.journal_path)
     try:
-        run = journal.get_run(run_id)
-        if run is None:
-            raise AgentdError(f"no run {run_id!r}; `agentd runs list` shows the ids")
+        run = resolve_run(journal, run_id)
         if run["status"] in ("queued", "running"):
             raise AgentdError(f"run {run['id']} is {run['status']}; undo it once it has ended")
         for line in undo(config, journal, run["id"]):
             click.echo(line)
     finally:
         journal.close()
+@runs.command("follow")
+@click.argument("run_id", metavar="RUN_ID|last")
+@click.option("--since", type=click.IntRange(0), default=0, help="Only events after this seq (JSON lines carry it).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON event per line; the last line is the outcome.")
+def follow_run(run_id: str, since: int, as_json: bool) -> None:
+    """Re-attach to a run's live stream until it ends; exit codes as `agentd goal`. Ctrl-C leaves it running."""
+    import sys
+
+    from ...config import load_config
+    from ...threads import resolve_run
+    from ..attach import follow_run as follow
+
+    config = load_config()
+    row = resolve_run(_journal(), run_id)
+    sys.exit(follow(config, row["id"], since=since, as_json=as_json))
 
 
 @runs.command("cancel")
