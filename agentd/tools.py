@@ -15,6 +15,7 @@ import functools
 import inspect
 import logging
 import os
+import queue
 import re
 import stat
 import threading
@@ -232,10 +233,16 @@ def execute(tool: Tool, args: dict[str, Any], ctx: ToolContext) -> ToolResult:
             box["result"] = ToolResult(error=f"{type(exc).__name__}: {exc}")
 
     started = time.monotonic()
-    worker = threading.Thread(target=target, name=f"tool-{tool.name}", daemon=True)
-    worker.start()
-    worker.join(timeout)
-    if worker.is_alive():
+    finished = threading.Event()
+
+    def job() -> None:
+        try:
+            target()
+        finally:
+            finished.set()
+
+    WORKERS.submit(job)
+    if not finished.wait(timeout):
         call_ctx.cancel.set()  # cooperative tools (subprocess runners) stop on this
         return ToolResult(
             error=f"{tool.name} timed out after {timeout:g}s and was abandoned; try smaller input or another approach",
@@ -246,6 +253,50 @@ def execute(tool: Tool, args: dict[str, Any], ctx: ToolContext) -> ToolResult:
 
 async def _await(value: Any) -> Any:
     return await value
+
+
+class ToolWorkers:
+    """Reused threads for tool calls: starting a thread per call cost more than a fast tool itself.
+
+    A call gets an idle worker, or a new one when none is idle, so a hung (abandoned) call never holds up the
+    next; a worker idle for ``idle_s`` ends. Invariant (under the lock): workers waiting for a job = ``_idle`` +
+    jobs queued.
+    """
+
+    def __init__(self, idle_s: float = 30.0) -> None:
+        self.idle_s = idle_s
+        self._reset()
+        os.register_at_fork(after_in_child=self._reset)  # a forked child has none of the parent's threads
+
+    def _reset(self) -> None:
+        self._jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._idle = 0
+
+    def submit(self, job: Callable[[], None]) -> None:
+        with self._lock:
+            if self._idle:
+                self._idle -= 1
+            else:
+                threading.Thread(target=self._work, name="tool-worker", daemon=True).start()
+            self._jobs.put(job)
+
+    def _work(self) -> None:
+        while True:
+            try:
+                job = self._jobs.get(timeout=self.idle_s)
+            except queue.Empty:
+                with self._lock:
+                    if self._idle:  # nobody is waiting on this worker: end it
+                        self._idle -= 1
+                        return
+                continue
+            job()  # never raises: the job catches what the tool raised
+            with self._lock:
+                self._idle += 1
+
+
+WORKERS = ToolWorkers()
 
 
 class ToolRegistry:

@@ -237,8 +237,11 @@ def before_tool_call(call, tool, run_id, goal):
 def run_finished(run_id, goal, outcome, state):
     _RUN_SCOPES.pop(run_id, None)
     sources = _RUN_SOURCES.pop(run_id, [])
-    config = _RUN_CONFIG.pop(run_id, None) or _config_for(outcome)
-    if config is None or not goal.memory or outcome.get("stop_reason") in INFRASTRUCTURE_STOPS:
+    config = _RUN_CONFIG.pop(run_id, None)
+    if not goal.memory or outcome.get("stop_reason") in INFRASTRUCTURE_STOPS:
+        return  # before loading a config: a run without memory must not pay for reading and validating one
+    config = config or _config_for(outcome)
+    if config is None:
         return
     settings = _settings(config)
     if not (settings.enabled and settings.episodes and goal.memory):
