@@ -7,7 +7,6 @@ tool raises or however long it hangs, the caller gets a ToolResult with ``error`
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
 import errno
@@ -24,8 +23,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-from pydantic import ValidationError, create_model
 
 from .records import ToolResult
 
@@ -132,6 +129,8 @@ class Tool:
             annotation = param.annotation if param.annotation is not inspect.Parameter.empty else str
             default = ... if param.default is inspect.Parameter.empty else param.default
             fields[pname] = (annotation, default)
+        from pydantic import create_model  # here, not at the top: `import agentd` (the CLI's too) stays light
+
         validator = create_model(f"{fn.__name__}_args", **fields)  # type: ignore[call-overload]
         schema = validator.model_json_schema()
         schema.pop("title", None)
@@ -154,6 +153,8 @@ class Tool:
         """Check arguments against the schema; raise ToolError with a readable message."""
         if self._validator is None:
             return dict(args)
+        from pydantic import ValidationError
+
         try:
             return self._validator.model_validate(args).model_dump()
         except ValidationError as exc:
@@ -224,6 +225,8 @@ def execute(tool: Tool, args: dict[str, Any], ctx: ToolContext) -> ToolResult:
         try:
             value = tool.fn(**clean)
             if inspect.isawaitable(value):
+                import asyncio
+
                 value = asyncio.run(_await(value))
             box["result"] = as_result(value)
         except ToolError as exc:
@@ -233,16 +236,7 @@ def execute(tool: Tool, args: dict[str, Any], ctx: ToolContext) -> ToolResult:
             box["result"] = ToolResult(error=f"{type(exc).__name__}: {exc}")
 
     started = time.monotonic()
-    finished = threading.Event()
-
-    def job() -> None:
-        try:
-            target()
-        finally:
-            finished.set()
-
-    WORKERS.submit(job)
-    if not finished.wait(timeout):
+    if not WORKERS.submit(target).wait(timeout):
         call_ctx.cancel.set()  # cooperative tools (subprocess runners) stop on this
         return ToolResult(
             error=f"{tool.name} timed out after {timeout:g}s and was abandoned; try smaller input or another approach",
@@ -269,31 +263,38 @@ class ToolWorkers:
         os.register_at_fork(after_in_child=self._reset)  # a forked child has none of the parent's threads
 
     def _reset(self) -> None:
-        self._jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[tuple[Callable[[], None], threading.Event]] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._idle = 0
 
-    def submit(self, job: Callable[[], None]) -> None:
+    def submit(self, job: Callable[[], None]) -> threading.Event:
+        """Run ``job`` on a worker; the event is set once it returned and its worker is free again."""
+        done = threading.Event()
         with self._lock:
             if self._idle:
                 self._idle -= 1
             else:
                 threading.Thread(target=self._work, name="tool-worker", daemon=True).start()
-            self._jobs.put(job)
+            self._jobs.put((job, done))
+        return done
 
     def _work(self) -> None:
         while True:
             try:
-                job = self._jobs.get(timeout=self.idle_s)
+                job, done = self._jobs.get(timeout=self.idle_s)
             except queue.Empty:
                 with self._lock:
                     if self._idle:  # nobody is waiting on this worker: end it
                         self._idle -= 1
                         return
                 continue
-            job()  # never raises: the job catches what the tool raised
+            try:
+                job()
+            except BaseException:  # a tool's SystemExit must not take a counted worker away
+                log.exception("a tool call's worker caught what its job raised")
             with self._lock:
-                self._idle += 1
+                self._idle += 1  # free again before the caller hears of it, so its next call reuses this one
+            done.set()
 
 
 WORKERS = ToolWorkers()

@@ -3,8 +3,12 @@ reused threads, a phase and its events in one transaction. Behaviour only; timin
 
 from __future__ import annotations
 
+import ast
 import json
+import os
 import sqlite3
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -61,7 +65,7 @@ def test_tool_calls_reuse_worker_threads(tmp_path):
     tool, ctx = _tool(where), ToolContext(run_id="r", workspace=tmp_path)
     results = [execute(tool, {}, ctx) for _ in range(20)]
     assert all(r.ok for r in results)
-    assert len({id(t) for t in seen}) <= 2 and threading.current_thread() not in seen
+    assert len({id(t) for t in seen}) == 1 and threading.current_thread() not in seen
 
 
 def test_a_hung_call_does_not_hold_up_the_next(tmp_path):
@@ -127,3 +131,30 @@ def test_a_run_without_memory_loads_no_config_when_it_ends(scripted, monkeypatch
     run_id = app.engine.submit(Goal(text="write a and b", memory=False))
     assert app.engine.run(run_id)["status"] == "succeeded"
     assert loads == []  # reading and validating the whole config cost more than the run's steps
+
+
+def _modules_after(code: str, home) -> list[str]:
+    """Which of the heavier modules a fresh process has loaded after running ``code``."""
+    probe = code + "\nprint(sorted(m for m in ('pydantic', 'asyncio', 'rich', 'agentd.config') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                         env={**os.environ, "AGENTD_HOME": str(home)})
+    return ast.literal_eval(out.stdout.strip().splitlines()[-1])
+
+
+def test_the_public_api_imports_no_pydantic_or_asyncio(home):
+    assert _modules_after("import sys, agentd", home) == []
+
+
+def test_a_core_command_loads_no_config_or_plugins(home):
+    code = ("import sys\nfrom click.testing import CliRunner\nfrom agentd.cli import cli\n"
+            "assert CliRunner().invoke(cli, ['runs', '--help']).exit_code == 0")
+    assert _modules_after(code, home) == []
+
+
+def test_plugin_commands_still_show_and_run(home):
+    from click.testing import CliRunner
+
+    from agentd.cli import cli
+
+    assert "memory" in CliRunner().invoke(cli, ["--help"]).output
+    assert CliRunner().invoke(cli, ["memory", "--help"]).exit_code == 0
