@@ -389,6 +389,19 @@ def register_routes(router, config):
         report: dict[str, Any] = _memory(config).ingest(paths, scope=str(scope)).to_dict()
         return report
 
+    @router.post("/memory/search")
+    def search(body: dict[str, Any]) -> list[dict[str, Any]]:
+        """``agentd memory search`` with a daemon up: its warm store and embedding model answer."""
+        from agentd.errors import ConfigError
+
+        if not _settings(config).enabled:
+            raise ConfigError("memory is disabled ([plugins.memory] enabled = false); enable it to search")
+        query, k, kind, scopes = body.get("query"), body.get("k", 5), body.get("kind"), body.get("scopes")
+        if not isinstance(query, str) or not isinstance(k, int) or not (scopes is None or isinstance(scopes, list)):
+            raise ConfigError('send {"query": "text", "k": 5, "kind": null, "scopes": null}')
+        hits = _memory(config).search(query, k=k, kind=kind, scopes=scopes or None)
+        return [hit.to_dict() for hit in hits]
+
 
 @hookimpl
 def register_commands(cli: Any) -> None:

@@ -148,18 +148,28 @@ def _ingest_here(paths: tuple[str, ...], scope: str, as_json: bool) -> dict[str,
 @click.option("--json", "as_json", is_flag=True, help="one JSON object per hit")
 @_handled
 def search(query: str, k: int, kind: str | None, scopes: tuple[str, ...], as_json: bool) -> None:
-    """Find the memories closest in meaning to QUERY, with score and provenance."""
-    hits = _open().search(query, k=k, kind=kind, scopes=list(scopes) or None)
+    """Find the memories closest in meaning to QUERY, with score and provenance. With a daemon running, its
+    process answers (its store and embedding model are loaded already)."""
+    from agentd.config import load_config
+
+    config = load_config()
+    if _daemon_running(config):
+        from agentd.daemon import client
+
+        body = {"query": query, "k": k, "kind": kind, "scopes": list(scopes) or None}
+        hits: list[dict[str, Any]] = client.request(config, "POST", "/memory/search", json=body)
+    else:
+        hits = [hit.to_dict() for hit in _open().search(query, k=k, kind=kind, scopes=list(scopes) or None)]
     if as_json:
         for hit in hits:
-            _dump(hit.to_dict())
+            _dump(hit)
         return
     if not hits:
         click.echo("no memories found")
         return
     for rank, hit in enumerate(hits, 1):
-        click.secho(f"{rank}. {hit.score:.3f} {hit.kind:<8} {hit.provenance}  ({hit.id})", bold=True)
-        click.echo(f"   {_preview(hit.text, 300, markup=False)}")
+        click.secho(f"{rank}. {hit['score']:.3f} {hit['kind']:<8} {hit['provenance']}  ({hit['id']})", bold=True)
+        click.echo(f"   {_preview(hit['text'], 300, markup=False)}")
 
 
 @memory.command("list")
