@@ -229,13 +229,14 @@ class Journal:
     @contextmanager
     def batch(self, run_id: str, lease: Lease | None = None) -> Iterator[None]:
         """Several writes of run ``run_id`` in one transaction (one fence check, one commit): a phase and its
-        event are recorded together or not at all."""
+        event are recorded together or not at all. A batch inside a batch joins it."""
         with self._tx(run_id, lease):
+            outer = self._batch_thread
             self._batch_thread = threading.get_ident()
             try:
                 yield
             finally:
-                self._batch_thread = None
+                self._batch_thread = outer
 
     def _fence(self, run_id: str | None, lease: Lease | None) -> None:
         """Owner and token still match (the write renews the lease), or, without a lease, no live one exists."""

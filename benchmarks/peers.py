@@ -231,10 +231,10 @@ def main() -> None:
           f"of {args.runs} runs ({WARM_UPS} warm-ups each), {os.cpu_count()} CPUs")
     medians = {n: statistics.median(t) for n, t in times.items()}
     agentd = names[0]
-    print(f"  {'contender':<36} {'min':>7} {'median':>7} {'max':>7}  {agentd.split()[0]} / this (median)")
+    print(f"  {'contender':<36} {'min':>7} {'median':>7} {'max':>7}  {agentd.split()[0]} / this: median, min")
     for name, values in times.items():
-        ratio = medians[agentd] / medians[name]
-        print(f"  {name:<36} {min(values):7.2f} {medians[name]:7.2f} {max(values):7.2f}  {ratio:6.2f}x")
+        ratio, best = medians[agentd] / medians[name], min(times[agentd]) / min(values)
+        print(f"  {name:<36} {min(values):7.2f} {medians[name]:7.2f} {max(values):7.2f}  {ratio:6.2f}x {best:6.2f}x")
 
 
 if __name__ == "__main__":

@@ -158,3 +158,15 @@ def test_plugin_commands_still_show_and_run(home):
 
     assert "memory" in CliRunner().invoke(cli, ["--help"]).output
     assert CliRunner().invoke(cli, ["memory", "--help"]).exit_code == 0
+
+
+def test_a_batch_inside_a_batch_joins_it(scripted):
+    app, _ = scripted()
+    journal: Journal = app.journal
+    run_id = app.engine.submit(Goal(text="write a", memory=False))
+    with pytest.raises(RuntimeError), journal.batch(run_id):
+        with journal.batch(run_id):
+            journal.add_phase(run_id, "context", {"memories": []}, 0.0)
+        journal.add_event(run_id, "context", {"memories": []})  # still inside the outer batch
+        raise RuntimeError("the outer batch fails after the inner one ended")
+    assert journal.phases(run_id) == [] and journal.events(run_id) == []
