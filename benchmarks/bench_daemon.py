@@ -96,11 +96,9 @@ class Daemon:
         raise SystemExit("the daemon did not start; see " + str(home / "daemon.log"))
 
     def client(self) -> httpx.Client:
-        return httpx.Client(
-            transport=httpx.HTTPTransport(uds=str(self.home / "agentd.sock")),
-            base_url="http://agentd",
-            timeout=60,
-        )
+        from agentd.daemon.client import connect  # as the CLI connects (no TLS context over the socket)
+
+        return connect(type("Home", (), {"home": self.home}), timeout=60)
 
     def rss_mb(self) -> float:
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
@@ -120,7 +118,9 @@ PROBE_INTERVAL_S = 0.02
 def probe(socket_path: str, stop_file: str, out_file: str) -> None:
     """The open-loop prober (its own process): GET /status on a fixed schedule until ``stop_file`` exists;
     writes the latencies (ms, from each request's scheduled time) to ``out_file``."""
-    client = httpx.Client(transport=httpx.HTTPTransport(uds=socket_path), base_url="http://agentd", timeout=60)
+    from agentd.daemon.client import connect
+
+    client = connect(type("Home", (), {"home": Path(socket_path).parent}), timeout=60)
     latencies: list[float] = []
     start = time.perf_counter()
     for k in itertools.count():

@@ -170,3 +170,19 @@ def test_a_batch_inside_a_batch_joins_it(scripted):
         journal.add_event(run_id, "context", {"memories": []})  # still inside the outer batch
         raise RuntimeError("the outer batch fails after the inner one ended")
     assert journal.phases(run_id) == [] and journal.events(run_id) == []
+
+
+def test_the_daemon_client_loads_no_certificates(home, monkeypatch):
+    """Plain HTTP over a Unix socket: loading a CA bundle per client cost ~45 ms of every CLI call to the daemon."""
+    import ssl
+
+    from agentd.config import load_config
+    from agentd.daemon import client
+
+    loaded: list[object] = []
+    real = ssl.SSLContext.load_verify_locations
+    monkeypatch.setattr(ssl.SSLContext, "load_verify_locations",
+                        lambda self, *a, **k: loaded.append(a or k) or real(self, *a, **k))
+    with client.connect(load_config(home=home, env={})) as c:
+        assert str(c.base_url) == "http://agentd"
+    assert loaded == []
