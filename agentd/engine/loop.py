@@ -14,7 +14,7 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -276,7 +276,7 @@ class _RunContext:
         return self._reporter.watch(phase, self.state.usage.model_calls, self.state.usage.completion_tokens)
 
     def record(
-        self, kind: str, data: dict[str, Any], started: float | None = None, events: list[tuple[str, dict]] = ()
+        self, kind: str, data: dict[str, Any], started: float | None = None, events: Sequence[tuple[str, dict]] = ()
     ) -> None:
         """Journal a phase with the ``events`` that tell of it (one transaction), then fold it into the state:
         the order that makes resume exact."""
