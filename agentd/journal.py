@@ -14,6 +14,7 @@ UPDATE locks the row in both), so a shared journal with several daemons builds o
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import secrets
@@ -143,7 +144,15 @@ def m003_run_threads(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [m001_initial, m002_run_leases, m003_run_threads]
+def m004_prompt_heads(db: sqlite3.Connection) -> None:
+    """The constant start of the prompts (system message and worked examples), stored once by its digest; a
+    phase journals only the turns after it and names the head (phases() puts the two back together)."""
+    db.execute("CREATE TABLE prompt_heads (digest TEXT PRIMARY KEY, messages_json TEXT NOT NULL)")
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
+    m001_initial, m002_run_leases, m003_run_threads, m004_prompt_heads
+]
 
 
 @dataclass(frozen=True)
@@ -200,6 +209,9 @@ class Journal:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA foreign_keys=ON")
+            self._batch_thread: int | None = None  # the thread inside batch(), whose writes join its transaction
+            self._heads: dict[tuple[tuple[str, str], ...], str] = {}  # prompt heads stored: messages -> digest
+            self._head_messages: dict[str, list[list[str]]] = {}  # and read back: digest -> messages
             self._migrate()
         except (sqlite3.Error, OSError) as exc:
             raise JournalError(f"cannot open the journal at {self.path}: {exc}; {_advice(exc)}") from None
@@ -213,8 +225,12 @@ class Journal:
     def _tx(self, run_id: str | None = None, lease: Lease | None = None) -> Iterator[sqlite3.Connection]:
         """One write transaction: committed whole or rolled back whole, even when Ctrl-C lands inside it.
 
-        A write of run ``run_id`` (or of ``lease.run_id``) checks the fence first, inside the transaction."""
+        A write of run ``run_id`` (or of ``lease.run_id``) checks the fence first, inside the transaction.
+        Inside batch(), on its thread, the write joins the batch's transaction (fenced when the batch began)."""
         with self._lock:
+            if self._batch_thread == threading.get_ident():
+                yield self._db
+                return
             try:
                 if self._db.in_transaction:  # a write interrupted before its rollback ran: drop it now
                     self._db.execute("ROLLBACK")
@@ -230,6 +246,18 @@ class Journal:
                     raise
             except sqlite3.Error as exc:
                 raise JournalError(f"journal write failed ({self.path}): {exc}; {_advice(exc)}") from None
+
+    @contextmanager
+    def batch(self, run_id: str, lease: Lease | None = None) -> Iterator[None]:
+        """Several writes of run ``run_id`` in one transaction (one fence check, one commit): a phase and its
+        event are recorded together or not at all. A batch inside a batch joins it."""
+        with self._tx(run_id, lease):
+            outer = self._batch_thread
+            self._batch_thread = threading.get_ident()
+            try:
+                yield
+            finally:
+                self._batch_thread = outer
 
     def _fence(self, run_id: str | None, lease: Lease | None) -> None:
         """Owner and token still match (the write renews the lease), or, without a lease, no live one exists."""
@@ -443,12 +471,36 @@ class Journal:
         return int(seq)
 
     def phases(self, run_id: str) -> list[dict[str, Any]]:
+        """The run's phases in order; a model phase's ``prompt`` is whole again (its stored head put back)."""
         rows = self._query("SELECT * FROM phases WHERE run_id = ? ORDER BY seq", (run_id,))
-        return [
-            {"seq": r["seq"], "kind": r["kind"], "started_at": r["started_at"], "finished_at": r["finished_at"]}
-            | json.loads(r["data_json"])
-            for r in rows
-        ]
+        found = []
+        for r in rows:
+            data = json.loads(r["data_json"])
+            if "prompt_head" in data:
+                data["prompt"] = self._prompt_head(data.pop("prompt_head")) + data["prompt"]
+            times = {"started_at": r["started_at"], "finished_at": r["finished_at"]}
+            found.append({"seq": r["seq"], "kind": r["kind"]} | times | data)
+        return found
+
+    def store_prompt_head(self, messages: tuple[tuple[str, str], ...]) -> str:
+        """Store a prompt's constant head once (per journal, by content); returns the digest phases name it by."""
+        digest = self._heads.get(messages)
+        if digest is None:
+            text = json.dumps([list(m) for m in messages], ensure_ascii=False)
+            digest = hashlib.sha256(text.encode()).hexdigest()[:32]
+            with self._tx() as db:
+                db.execute("INSERT OR IGNORE INTO prompt_heads VALUES (?, ?)", (digest, text))
+            if self._batch_thread != threading.get_ident():  # a batch may yet roll the row back
+                self._heads[messages] = digest
+        return digest
+
+    def _prompt_head(self, digest: str) -> list[list[str]]:
+        if digest not in self._head_messages:
+            rows = self._query("SELECT messages_json FROM prompt_heads WHERE digest = ?", (digest,))
+            if not rows:
+                raise JournalError(f"the journal lacks prompt head {digest} ({self.path}); restore it from a backup")
+            self._head_messages[digest] = json.loads(rows[0][0])
+        return list(self._head_messages[digest])
 
     def tool_call_started(
         self, run_id: str, step: int, tool: str, args: dict[str, Any], lease: Lease | None = None

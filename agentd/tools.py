@@ -7,7 +7,6 @@ tool raises or however long it hangs, the caller gets a ToolResult with ``error`
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
 import errno
@@ -15,6 +14,7 @@ import functools
 import inspect
 import logging
 import os
+import queue
 import re
 import stat
 import threading
@@ -23,8 +23,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-from pydantic import ValidationError, create_model
 
 from .records import ToolResult
 
@@ -132,6 +130,8 @@ class Tool:
             annotation = param.annotation if param.annotation is not inspect.Parameter.empty else str
             default = ... if param.default is inspect.Parameter.empty else param.default
             fields[pname] = (annotation, default)
+        from pydantic import create_model  # here, not at the top: `import agentd` (the CLI's too) stays light
+
         validator = create_model(f"{fn.__name__}_args", **fields)  # type: ignore[call-overload]
         schema = validator.model_json_schema()
         schema.pop("title", None)
@@ -154,6 +154,8 @@ class Tool:
         """Check arguments against the schema; raise ToolError with a readable message."""
         if self._validator is None:
             return dict(args)
+        from pydantic import ValidationError
+
         try:
             return self._validator.model_validate(args).model_dump()
         except ValidationError as exc:
@@ -224,6 +226,8 @@ def execute(tool: Tool, args: dict[str, Any], ctx: ToolContext) -> ToolResult:
         try:
             value = tool.fn(**clean)
             if inspect.isawaitable(value):
+                import asyncio
+
                 value = asyncio.run(_await(value))
             box["result"] = as_result(value)
         except ToolError as exc:
@@ -233,10 +237,7 @@ def execute(tool: Tool, args: dict[str, Any], ctx: ToolContext) -> ToolResult:
             box["result"] = ToolResult(error=f"{type(exc).__name__}: {exc}")
 
     started = time.monotonic()
-    worker = threading.Thread(target=target, name=f"tool-{tool.name}", daemon=True)
-    worker.start()
-    worker.join(timeout)
-    if worker.is_alive():
+    if not WORKERS.submit(target).wait(timeout):
         call_ctx.cancel.set()  # cooperative tools (subprocess runners) stop on this
         return ToolResult(
             error=f"{tool.name} timed out after {timeout:g}s and was abandoned; try smaller input or another approach",
@@ -247,6 +248,57 @@ def execute(tool: Tool, args: dict[str, Any], ctx: ToolContext) -> ToolResult:
 
 async def _await(value: Any) -> Any:
     return await value
+
+
+class ToolWorkers:
+    """Reused threads for tool calls: starting a thread per call cost more than a fast tool itself.
+
+    A call gets an idle worker, or a new one when none is idle, so a hung (abandoned) call never holds up the
+    next; a worker idle for ``idle_s`` ends. Invariant (under the lock): workers waiting for a job = ``_idle`` +
+    jobs queued.
+    """
+
+    def __init__(self, idle_s: float = 30.0) -> None:
+        self.idle_s = idle_s
+        self._reset()
+        os.register_at_fork(after_in_child=self._reset)  # a forked child has none of the parent's threads
+
+    def _reset(self) -> None:
+        self._jobs: queue.SimpleQueue[tuple[Callable[[], None], threading.Event]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._idle = 0
+
+    def submit(self, job: Callable[[], None]) -> threading.Event:
+        """Run ``job`` on a worker; the event is set once it returned and its worker is free again."""
+        done = threading.Event()
+        with self._lock:
+            if self._idle:
+                self._idle -= 1
+            else:
+                threading.Thread(target=self._work, name="tool-worker", daemon=True).start()
+            self._jobs.put((job, done))
+        return done
+
+    def _work(self) -> None:
+        while True:
+            try:
+                job, done = self._jobs.get(timeout=self.idle_s)
+            except queue.Empty:
+                with self._lock:
+                    if self._idle:  # nobody is waiting on this worker: end it
+                        self._idle -= 1
+                        return
+                continue
+            try:
+                job()
+            except BaseException:  # a tool's SystemExit must not take a counted worker away
+                log.exception("a tool call's worker caught what its job raised")
+            with self._lock:
+                self._idle += 1  # free again before the caller hears of it, so its next call reuses this one
+            done.set()
+
+
+WORKERS = ToolWorkers()
 
 
 class ToolRegistry:

@@ -1,28 +1,32 @@
-"""Daemon benchmark: queue throughput, API latency under load, and memory per run.
+"""Daemon benchmark: queue throughput against the same engine in-process, API latency under load, memory per run.
 
 Starts a real daemon (``python -m agentd daemon run``) on a temporary AGENTD_HOME with a scripted,
 zero-latency model, so what is measured is the daemon (API, journal, workers), not inference:
 
-- goals/s sustained with 200 goals submitted at once (8 client threads), for 1, 2 and 4 workers;
-- p50/p95 latency of GET /status while those 200 run;
+- goals/s sustained with 200 goals submitted at once (8 client threads), for 1, 2 and 4 workers, over
+  ``--reps`` repetitions (min/median/max), beside the baseline: the same 200 goals through the same engine and
+  model in-process (one thread), interleaved with the daemon's repetitions;
+- p50/p95 latency of GET /status while those 200 run, from an open-loop prober in its own process: requests
+  go out on a fixed schedule (every 20 ms) and latency counts from the scheduled time, so a slow answer
+  delays nothing unseen (no coordinated omission);
 - the daemon's RSS after 200 runs and after 1,000 runs (growth per run).
 
 - with --model-pool: the bundled model called from 4 threads through one shared (locked) handle vs a pool of
   two instances.
 
-Usage: python benchmarks/bench_daemon.py [--workers 1,2,4] [--runs 1000] [--model-pool]
+Usage: python benchmarks/bench_daemon.py [--workers 1,2,4] [--reps 3] [--runs 1000] [--model-pool]
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -92,11 +96,9 @@ class Daemon:
         raise SystemExit("the daemon did not start; see " + str(home / "daemon.log"))
 
     def client(self) -> httpx.Client:
-        return httpx.Client(
-            transport=httpx.HTTPTransport(uds=str(self.home / "agentd.sock")),
-            base_url="http://agentd",
-            timeout=60,
-        )
+        from agentd.daemon.client import connect  # as the CLI connects (no TLS context over the socket)
+
+        return connect(type("Home", (), {"home": self.home}), timeout=60)
 
     def rss_mb(self) -> float:
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
@@ -110,27 +112,39 @@ class Daemon:
         self.log.close()
 
 
+PROBE_INTERVAL_S = 0.02
+
+
+def probe(socket_path: str, stop_file: str, out_file: str) -> None:
+    """The open-loop prober (its own process): GET /status on a fixed schedule until ``stop_file`` exists;
+    writes the latencies (ms, from each request's scheduled time) to ``out_file``."""
+    from agentd.daemon.client import connect
+
+    client = connect(type("Home", (), {"home": Path(socket_path).parent}), timeout=60)
+    latencies: list[float] = []
+    start = time.perf_counter()
+    for k in itertools.count():
+        if os.path.exists(stop_file):
+            break
+        due = start + k * PROBE_INTERVAL_S
+        time.sleep(max(0.0, due - time.perf_counter()))
+        client.get("/status")
+        latencies.append((time.perf_counter() - due) * 1000)
+    Path(out_file).write_text(json.dumps(latencies))
+
+
 def submit_and_wait(d: Daemon, n: int, text: str = "make out.txt") -> tuple[float, float, list[float]]:
     """Submit n goals at once; returns (submit seconds, seconds until all finished, status latencies ms)."""
     before = d.client().get("/status").json()["finished_since_start"]
-    latencies: list[float] = []
-    done = threading.Event()
-
-    def probe() -> None:
-        with d.client() as c:
-            while not done.is_set():
-                t = time.perf_counter()
-                c.get("/status")
-                latencies.append((time.perf_counter() - t) * 1000)
-                time.sleep(0.02)
+    stop, out = d.home / "probe.stop", d.home / "probe.json"
+    stop.unlink(missing_ok=True)
+    prober = subprocess.Popen([sys.executable, __file__, "--probe", str(d.home / "agentd.sock"), str(stop), str(out)])
 
     def post(i: int) -> None:
         with d.client() as c:
             assert c.post("/runs", json={"text": f"{text} {i}", "memory": False}).status_code == 201
 
-    prober = threading.Thread(target=probe)
     started = time.perf_counter()
-    prober.start()
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(post, range(n)))
     submitted = time.perf_counter() - started
@@ -138,9 +152,26 @@ def submit_and_wait(d: Daemon, n: int, text: str = "make out.txt") -> tuple[floa
         while c.get("/status").json()["finished_since_start"] < before + n:
             time.sleep(0.05)
     total = time.perf_counter() - started
-    done.set()
-    prober.join()
-    return submitted, total, latencies
+    stop.touch()
+    prober.wait(120)
+    return submitted, total, json.loads(out.read_text())
+
+
+def in_process(home: Path, n: int, text: str = "make out.txt") -> float:
+    """The baseline: the same goals through the same engine and model, in this process; goals/s."""
+    from agentd import Goal
+    from agentd.app import make_app
+    from agentd.config import load_config
+
+    app = make_app(load_config(home=home, env={}))
+    try:
+        engine = app.engine
+        started = time.perf_counter()
+        for i in range(n):
+            engine.run(engine.submit(Goal(text=f"{text} {i}", memory=False)))
+        return n / (time.perf_counter() - started)
+    finally:
+        app.close()
 
 
 def pct(values: list[float], p: float) -> float:
@@ -171,38 +202,49 @@ def model_pool() -> None:
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["--probe"]:
+        probe(*sys.argv[2:5])
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", default="1,2,4")
+    parser.add_argument("--reps", type=int, default=3, help="repetitions of each measure (min/median/max)")
     parser.add_argument("--runs", type=int, default=1000)
     parser.add_argument(
         "--model-pool", action="store_true", help="Also time the real model: shared vs pool of 2."
     )
     args = parser.parse_args()
-    rows = []
+    workers_list = [int(w) for w in args.workers.split(",")]
+    rates: dict[int, list[float]] = {w: [] for w in workers_list}
+    latencies: dict[int, list[float]] = {w: [] for w in workers_list}
+    baseline: list[float] = []
     rss = None
     with tempfile.TemporaryDirectory() as tmp:
-        for workers in [int(w) for w in args.workers.split(",")]:
-            d = Daemon(make_home(Path(tmp), workers, "scripted-lean"))
-            try:
-                submitted, total, lat = submit_and_wait(d, 200)
-                rows.append((workers, 200 / total, submitted, pct(lat, 50), pct(lat, 95), len(lat)))
-                if rss is None and workers == 2:
-                    rss_200 = d.rss_mb()
-                    left = args.runs - 200
-                    for _ in range(left // 200):
-                        submit_and_wait(d, 200)
-                    rss = (rss_200, d.rss_mb(), left)
-            finally:
-                d.stop()
-    print(
-        f"daemon benchmark (scripted zero-latency model, 200 goals submitted at once, {os.cpu_count()} CPUs)"
-    )
-    print(
-        f"{'workers':>7} {'goals/s':>8} {'submit s':>9} {'status p50 ms':>14} "
-        f"{'status p95 ms':>14} {'probes':>7}"
-    )
-    for w, rate, sub, p50, p95, count in rows:
-        print(f"{w:>7} {rate:>8.1f} {sub:>9.2f} {p50:>14.1f} {p95:>14.1f} {count:>7}")
+        for rep in range(args.reps):
+            baseline.append(in_process(make_home(Path(tmp) / f"rep{rep}-in-process", 1, "scripted-lean"), 200))
+            for workers in workers_list:
+                d = Daemon(make_home(Path(tmp) / f"rep{rep}", workers, "scripted-lean"))
+                try:
+                    _, total, lat = submit_and_wait(d, 200)
+                    rates[workers].append(200 / total)
+                    latencies[workers] += lat
+                    if rss is None and workers == 2 and args.runs > 200:
+                        rss_200 = d.rss_mb()
+                        left = args.runs - 200
+                        for _ in range(left // 200):
+                            submit_and_wait(d, 200)
+                        rss = (rss_200, d.rss_mb(), left)
+                finally:
+                    d.stop()
+    base = statistics.median(baseline)
+    print(f"daemon benchmark (scripted zero-latency model, 200 goals submitted at once, {args.reps} repetitions, "
+          f"{os.cpu_count()} CPUs)")
+    print(f"{'':>16} {'goals/s min':>11} {'median':>7} {'max':>7} {'/ in-process':>12} "
+          f"{'status p50 ms':>14} {'p95 ms':>7} {'probes':>7}")
+    print(f"{'in-process':>16} {min(baseline):>11.1f} {base:>7.1f} {max(baseline):>7.1f} {1.0:>11.2f}x")
+    for w in workers_list:
+        r, lat = rates[w], latencies[w]
+        print(f"{f'daemon, {w} workers':>16} {min(r):>11.1f} {statistics.median(r):>7.1f} {max(r):>7.1f} "
+              f"{statistics.median(r) / base:>11.2f}x {pct(lat, 50):>14.1f} {pct(lat, 95):>7.1f} {len(lat):>7}")
     if rss:
         r200, r_end, extra = rss
         print(

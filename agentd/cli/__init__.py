@@ -12,7 +12,27 @@ from ..errors import AgentdError
 
 
 class Group(click.Group):
-    """Turns agentd's named errors into a one-line message and the documented exit code."""
+    """Turns agentd's named errors into a one-line message and the documented exit code; mounts the plugins'
+    commands only when a command it lacks is asked for, or the list is shown (loading the config and plugins
+    costs more than most core commands)."""
+
+    plugin_commands: Any = None  # set by commands.mount: adds the plugins' commands to this group
+
+    def _with_plugins(self) -> None:
+        mount, self.plugin_commands = self.plugin_commands, None
+        if mount is not None:
+            mount(self)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is None and self.plugin_commands is not None:
+            self._with_plugins()
+            command = super().get_command(ctx, cmd_name)
+        return command
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._with_plugins()
+        return super().list_commands(ctx)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:

@@ -14,7 +14,7 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -268,6 +268,9 @@ class _RunContext:
     # -- plumbing -------------------------------------------------------------------------------
     def emit(self, type_: str, data: dict[str, Any], release: bool = False) -> None:
         seq = self.engine.journal.add_event(self.state.run_id, type_, data, lease=self.lease, release=release)
+        self._tell(type_, data, seq)
+
+    def _tell(self, type_: str, data: dict[str, Any], seq: int) -> None:
         if self.on_event is not None:
             self.on_event(type_, data | {"seq": seq, "run_id": self.state.run_id})
 
@@ -280,11 +283,19 @@ class _RunContext:
             self._reporter = ProgressReporter(lambda type_, data: on_event(type_, data | {"run_id": run_id}))
         return self._reporter.watch(phase, self.state.usage.model_calls, self.state.usage.completion_tokens)
 
-    def record(self, kind: str, data: dict[str, Any], started: float | None = None) -> None:
-        """Journal a phase, then fold it into the state: the order that makes resume exact."""
+    def record(
+        self, kind: str, data: dict[str, Any], started: float | None = None, events: Sequence[tuple[str, dict]] = ()
+    ) -> None:
+        """Journal a phase with the ``events`` that tell of it (one transaction), then fold it into the state:
+        the order that makes resume exact."""
         started = started or time.time()
-        self.engine.journal.add_phase(self.state.run_id, kind, data, started, lease=self.lease)
+        journal, run_id = self.engine.journal, self.state.run_id
+        with journal.batch(run_id, self.lease):
+            journal.add_phase(run_id, kind, data, started, lease=self.lease)
+            seqs = [journal.add_event(run_id, type_, event, lease=self.lease) for type_, event in events]
         self.state.apply(kind, data | {"started_at": started, "finished_at": time.time()})
+        for (type_, event), seq in zip(events, seqs, strict=True):
+            self._tell(type_, event, seq)
 
     def stop(self, reason: StopReason, detail: str = "", final_answer: str = "", started: float | None = None,
              **verification: Any) -> None:
@@ -306,7 +317,13 @@ class _RunContext:
         messages = phases.messages(
             self.tools, self.state.transcript, request, budget_chars=budget, examples=self.loop.worked_examples
         )
-        data: dict[str, Any] = {"prompt": [list(m) for m in messages], "request": request}
+        # The constant head (system, worked examples) is journaled once; the phase names it by its digest.
+        head = phases.prompt_head(self.tools, self.loop.worked_examples)
+        data: dict[str, Any] = {
+            "prompt_head": self.engine.journal.store_prompt_head(head),
+            "prompt": [list(m) for m in messages[len(head):]],
+            "request": request,
+        }
         try:
             reply = structured.ask(
                 self.model(), messages, schema, validate, name=name, retries=self.loop.output_retries,
@@ -393,9 +410,8 @@ class _RunContext:
         previous = self.engine.journal.get_run(self.state.goal.continues) if self.state.goal.continues else None
         if previous is not None:  # a follow-up plans with the run before in view
             data["previous"] = threads.previous_context(previous, self.workspace)
-        self.record("context", data, started)
-        if memories:
-            self.emit("context", {"memories": memories})
+        told = [("context", {"memories": memories})] if memories else []
+        self.record("context", data, started, told)
 
     def do_plan(self) -> None:
         started = time.time()
@@ -418,9 +434,8 @@ class _RunContext:
             self.stop(reason, data["error"])
             return
         data["plan"] = plan.to_dict()
-        self.record("plan", data, started)
         event = {"steps": [s.to_dict() for s in plan.steps], "replan": self.state.replans}
-        self.emit("plan", event | ({"requested_tools": requested} if requested else {}))
+        self.record("plan", data, started, [("plan", event | ({"requested_tools": requested} if requested else {}))])
 
     def _offer_tools(self) -> list[str] | None:
         """Choose the tools the model sees for this run, once (resume and replans keep the set)."""
@@ -456,8 +471,7 @@ class _RunContext:
         combined = combine_critiques(critiques)
         data["critique"] = combined.to_dict()
         data["critics"] = [c.to_dict() for c in critiques]
-        self.record("critique", data, started)
-        self.emit("critique", combined.to_dict())
+        self.record("critique", data, started, [("critique", combined.to_dict())])
         if combined.verdict == Verdict.reject:
             self.stop(StopReason.plan_rejected, "; ".join(combined.reasons))
 
@@ -480,8 +494,8 @@ class _RunContext:
                 self._observe(bad, ToolResult(error=data["error"]), 0.0, time.time())
             return
         data["call"] = call.to_dict()
-        self.record("act", data, started)
-        self.emit("tool_call", {"step": self.state.step + 1, "tool": call.tool, "args": call.args})
+        told = {"step": self.state.step + 1, "tool": call.tool, "args": call.args}
+        self.record("act", data, started, [("tool_call", told)])
 
     def _known_files(self) -> list[str]:
         """Files in the workspace and the attached folders now (bounded listings): valid targets for grounded
@@ -500,8 +514,8 @@ class _RunContext:
         started = time.time()
         tool = self.tools[call.tool]
         if self._needs_approval(call):
-            self.record("approval_needed", {"call": call.to_dict()}, started)
-            self.emit("approval_needed", {"step": self.state.step + 1, "tool": call.tool, "args": call.args})
+            told = {"step": self.state.step + 1, "tool": call.tool, "args": call.args}
+            self.record("approval_needed", {"call": call.to_dict()}, started, [("approval_needed", told)])
             return
         veto = self._veto(call, tool)
         if veto:
@@ -547,12 +561,9 @@ class _RunContext:
 
     def _observe(self, call: ToolCall, result: ToolResult, seconds: float, started: float) -> None:
         observation = Observation(step=self.state.step, call=call, result=result, seconds=round(seconds, 4))
-        self.record("tool", {"observation": observation.to_dict()}, started)
-        self.emit(
-            "observation",
-            {"step": self.state.step + 1, "tool": call.tool, "ok": result.ok, "output": result.for_model(400),
-             "artifacts": result.artifacts},
-        )
+        told = {"step": self.state.step + 1, "tool": call.tool, "ok": result.ok, "output": result.for_model(400),
+                "artifacts": result.artifacts}
+        self.record("tool", {"observation": observation.to_dict()}, started, [("observation", told)])
         if result.data.get("final_answer") and result.ok:
             self.conclude(str(result.data["final_answer"]), "final_answer tool called")
             return
@@ -565,8 +576,7 @@ class _RunContext:
             self.stop(StopReason.loop, f"{call.tool} was called 3 times with the same arguments and result")
         elif repeats == 2:
             reason = f"{call.tool} with the same arguments gave the same result twice; do something different"
-            self.record("replan", {"reason": reason})
-            self.emit("replan", {"reason": reason})
+            self.record("replan", {"reason": reason}, events=[("replan", {"reason": reason})])
 
     def do_feedback(self) -> None:
         started = time.time()
@@ -593,10 +603,10 @@ class _RunContext:
         data["feedback"] = feedback.to_dict()
         if lead:
             data["answer_lead"] = lead
-        self.record("feedback", data, started)
-        self.emit("feedback", feedback.to_dict())
+        told = [("feedback", feedback.to_dict())]
         if feedback.decision.value == "replan":
-            self.emit("replan", {"reason": feedback.summary})
+            told.append(("replan", {"reason": feedback.summary}))
+        self.record("feedback", data, started, told)
         # done and give_up end in do_conclude, the next phase: live and resumed runs alike
 
     def do_conclude(self) -> None:
@@ -647,8 +657,8 @@ class _RunContext:
         shown = [f.to_dict() for f in findings]
         if any(f.kind == verify.CONTRADICTED for f in findings):
             if self.state.repairs < 1:
-                self.record("verify", {"answer": answer, "findings": shown})
-                self.emit("verify", {"verified": False, "findings": shown, "repair": True})
+                told = {"verified": False, "findings": shown, "repair": True}
+                self.record("verify", {"answer": answer, "findings": shown}, events=[("verify", told)])
                 return
             detail = "; ".join(f.message for f in findings)
             self.stop(StopReason.unverified, detail, final_answer=answer, verified=False, findings=shown)

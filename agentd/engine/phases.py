@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 from typing import Any
 
@@ -51,7 +51,13 @@ def signature(tool: Tool) -> str:
 
 
 def system_message(tools: ToolRegistry) -> str:
-    items = [{"name": t.name, "signature": signature(t), "description": t.description} for t in tools.tools.values()]
+    return _system_text(tuple((t.name, signature(t), t.description) for t in tools.tools.values()))
+
+
+@lru_cache(maxsize=64)
+def _system_text(tools: tuple[tuple[str, str, str], ...]) -> str:
+    """Rendered once per tool set and process: it is the same in every call of every run that offers it."""
+    items = [{"name": name, "signature": sig, "description": text} for name, sig, text in tools]
     return render("system.j2", tools=items)
 
 
@@ -86,9 +92,10 @@ def _examples() -> tuple[dict[str, Any], ...]:
     return tuple(tomllib.loads(text).get("example", []))
 
 
-def example_turns(tools: ToolRegistry, limit: int = -1) -> list[tuple[str, str]]:
+@lru_cache(maxsize=64)
+def example_turns(tools: frozenset[str], limit: int = -1) -> tuple[tuple[str, str], ...]:
     """Worked runs as earlier turns, rendered by the same functions as a real run's turns: the first ``limit``
-    whose tools are registered (-1: all)."""
+    whose ``tools`` are registered (-1: all). Rendered once per tool set and process."""
     turns: list[tuple[str, str]] = []
     shown = 0
     for example in _examples():
@@ -113,7 +120,12 @@ def example_turns(tools: ToolRegistry, limit: int = -1) -> list[tuple[str, str]]
                 ("user", feedback_request(c["result"], remaining, feedback_choices(remaining, True), True)),
                 ("assistant", reply_text(decision)),
             ]
-    return turns
+    return tuple(turns)
+
+
+def prompt_head(tools: ToolRegistry, examples: int = -1) -> tuple[tuple[str, str], ...]:
+    """The constant start of every prompt of a run: the system message and the worked examples."""
+    return (("system", system_message(tools)), *example_turns(frozenset(tools.names()), examples))
 
 
 TURN_CHARS = 1200  # a runaway reply or observation never floods the context window
@@ -135,7 +147,7 @@ def messages(
     if len(transcript) > keep:
         transcript = transcript[:2] + transcript[-(keep - 2) :]
     transcript = [(role, text if len(text) <= TURN_CHARS else text[:TURN_CHARS] + " [...]") for role, text in transcript]
-    head = [("system", system_message(tools)), *example_turns(tools, examples)]
+    head = prompt_head(tools, examples)
     if budget_chars is not None:
         fixed = sum(len(t) for _, t in head) + len(request)
         while len(transcript) > 2 and fixed + sum(len(t) for _, t in transcript) > budget_chars:

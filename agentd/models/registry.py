@@ -21,6 +21,7 @@ from ..records import Usage
 
 BUNDLED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 BUNDLED_N_CTX = 4096  # the window the bundled model's prompts and tests were tuned with
+CONVERTED_MESSAGES = 2048  # turns a handle keeps converted (several concurrent runs' worth)
 
 Factory = Callable[[ModelConfig], "ModelHandle"]
 
@@ -42,6 +43,9 @@ class ModelHandle:
     # (API models: ``stream=True``; LangChain then calls on_llm_new_token per chunk). None: neither.
     token_kwargs: Callable[[Callable[[], None]], dict[str, Any]] | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # LangChain message objects by (role, text): a run's prompts share their head and most of their turns, and
+    # building a message (a validated pydantic model) costs more than the rest of a scripted call.
+    _converted: dict[tuple[str, str], Any] = field(default_factory=dict, repr=False)
 
     def complete(
         self, messages: list[tuple[str, str]], on_token: Callable[[int], None] | None = None, **kwargs: Any
@@ -51,10 +55,7 @@ class ModelHandle:
         ``on_token(n)`` is called with the count of tokens generated so far in this call: 0 when the call
         starts, then as tokens arrive (from the model's thread; keep it cheap).
         """
-        from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
-
-        kinds = {"system": SystemMessage, "user": HumanMessage, "assistant": AIMessage}
-        lc_messages = [kinds[role](content=text) for role, text in messages]
+        lc_messages = [self._message(role, text) for role, text in messages]
         collector = _UsageCollector(on_token)
         if on_token is not None and self.token_kwargs is not None:
             kwargs = kwargs | self.token_kwargs(collector.tick)
@@ -74,6 +75,18 @@ class ModelHandle:
         usage.model_calls = 1
         usage.model_seconds = seconds
         return text, usage
+
+    def _message(self, role: str, text: str) -> Any:
+        """The LangChain message for a turn, built once; models only read the messages they are given."""
+        message = self._converted.get((role, text))
+        if message is None:
+            from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+
+            if len(self._converted) >= CONVERTED_MESSAGES:
+                self._converted.clear()  # a long-lived daemon handle: start over rather than grow
+            kinds = {"system": SystemMessage, "user": HumanMessage, "assistant": AIMessage}
+            message = self._converted[(role, text)] = kinds[role](content=text)
+        return message
 
 
 class _UsageCollector:

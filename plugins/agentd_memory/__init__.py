@@ -237,8 +237,11 @@ def before_tool_call(call, tool, run_id, goal):
 def run_finished(run_id, goal, outcome, state):
     _RUN_SCOPES.pop(run_id, None)
     sources = _RUN_SOURCES.pop(run_id, [])
-    config = _RUN_CONFIG.pop(run_id, None) or _config_for(outcome)
-    if config is None or not goal.memory or outcome.get("stop_reason") in INFRASTRUCTURE_STOPS:
+    config = _RUN_CONFIG.pop(run_id, None)
+    if not goal.memory or outcome.get("stop_reason") in INFRASTRUCTURE_STOPS:
+        return  # before loading a config: a run without memory must not pay for reading and validating one
+    config = config or _config_for(outcome)
+    if config is None:
         return
     settings = _settings(config)
     if not (settings.enabled and settings.episodes and goal.memory):
@@ -385,6 +388,19 @@ def register_routes(router, config):
             raise ConfigError("paths must be absolute: the daemon does not share your working folder")
         report: dict[str, Any] = _memory(config).ingest(paths, scope=str(scope)).to_dict()
         return report
+
+    @router.post("/memory/search")
+    def search(body: dict[str, Any]) -> list[dict[str, Any]]:
+        """``agentd memory search`` with a daemon up: its warm store and embedding model answer."""
+        from agentd.errors import ConfigError
+
+        if not _settings(config).enabled:
+            raise ConfigError("memory is disabled ([plugins.memory] enabled = false); enable it to search")
+        query, k, kind, scopes = body.get("query"), body.get("k", 5), body.get("kind"), body.get("scopes")
+        if not isinstance(query, str) or not isinstance(k, int) or not (scopes is None or isinstance(scopes, list)):
+            raise ConfigError('send {"query": "text", "k": 5, "kind": null, "scopes": null}')
+        hits = _memory(config).search(query, k=k, kind=kind, scopes=scopes or None)
+        return [hit.to_dict() for hit in hits]
 
 
 @hookimpl

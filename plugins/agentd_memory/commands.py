@@ -12,13 +12,22 @@ from collections.abc import Callable
 from typing import Any
 
 import click
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
 KINDS = ("document", "episode", "note")
-console = Console()
-errors = Console(stderr=True)
+
+
+@functools.cache
+def _console(stderr: bool = False) -> Any:
+    """rich, loaded when a command prints: mounting these commands (every `agentd --help`) must stay cheap."""
+    from rich.console import Console
+
+    return Console(stderr=stderr)
+
+
+def escape(text: str) -> str:
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
 
 
 def _handled(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -77,7 +86,7 @@ def ingest(paths: tuple[str, ...], scope: str, as_json: bool) -> None:
         return
     for path, reason in data["skipped"]:
         click.echo(f"skipped {path}: {reason.removeprefix('skipped: ')}", err=True)
-    console.print(
+    _console().print(
         f"{len(data['added'])} added, {len(data['replaced'])} replaced, {len(data['unchanged'])} unchanged, "
         f"{len(data['skipped'])} skipped; {data['chunks']} chunks in {data['seconds']:.1f}s"
     )
@@ -96,7 +105,7 @@ def _ingest_in_daemon(config: Any, paths: tuple[str, ...], scope: str) -> dict[s
 
     from agentd.daemon import client
 
-    errors.print("ingesting in the running daemon (it holds the memory store)")
+    _console(stderr=True).print("ingesting in the running daemon (it holds the memory store)")
     body = {"paths": [str(Path(p).resolve()) for p in paths], "scope": scope}
     result: dict[str, Any] = client.request(config, "POST", "/memory/ingest", json=body, timeout=None)
     return result
@@ -115,7 +124,7 @@ def _ingest_here(paths: tuple[str, ...], scope: str, as_json: bool) -> dict[str,
         MofNCompleteColumn(),
         TextColumn("{task.fields[chunks]} chunks"),
         TimeElapsedColumn(),
-        console=errors,
+        console=_console(stderr=True),
         disable=as_json,
     ) as progress:
         task = progress.add_task("ingesting", total=len(files), chunks=0)
@@ -139,18 +148,28 @@ def _ingest_here(paths: tuple[str, ...], scope: str, as_json: bool) -> dict[str,
 @click.option("--json", "as_json", is_flag=True, help="one JSON object per hit")
 @_handled
 def search(query: str, k: int, kind: str | None, scopes: tuple[str, ...], as_json: bool) -> None:
-    """Find the memories closest in meaning to QUERY, with score and provenance."""
-    hits = _open().search(query, k=k, kind=kind, scopes=list(scopes) or None)
+    """Find the memories closest in meaning to QUERY, with score and provenance. With a daemon running, its
+    process answers (its store and embedding model are loaded already)."""
+    from agentd.config import load_config
+
+    config = load_config()
+    if _daemon_running(config):
+        from agentd.daemon import client
+
+        body = {"query": query, "k": k, "kind": kind, "scopes": list(scopes) or None}
+        hits: list[dict[str, Any]] = client.request(config, "POST", "/memory/search", json=body)
+    else:
+        hits = [hit.to_dict() for hit in _open().search(query, k=k, kind=kind, scopes=list(scopes) or None)]
     if as_json:
         for hit in hits:
-            _dump(hit.to_dict())
+            _dump(hit)
         return
     if not hits:
         click.echo("no memories found")
         return
     for rank, hit in enumerate(hits, 1):
-        click.secho(f"{rank}. {hit.score:.3f} {hit.kind:<8} {hit.provenance}  ({hit.id})", bold=True)
-        click.echo(f"   {_preview(hit.text, 300, markup=False)}")
+        click.secho(f"{rank}. {hit['score']:.3f} {hit['kind']:<8} {hit['provenance']}  ({hit['id']})", bold=True)
+        click.echo(f"   {_preview(hit['text'], 300, markup=False)}")
 
 
 @memory.command("list")
@@ -205,6 +224,8 @@ def stats(as_json: bool) -> None:
     if as_json:
         _dump(data)
         return
+    from rich.table import Table
+
     table = Table("", "")
     for key, value in data.items():
         if key == "collections":
@@ -212,7 +233,7 @@ def stats(as_json: bool) -> None:
         elif key == "disk_bytes":
             key, value = "disk", f"{value / 1e6:.1f} MB"
         table.add_row(key, escape(str(value)))
-    console.print(table)
+    _console().print(table)
 
 
 @memory.command()

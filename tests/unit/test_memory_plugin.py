@@ -208,3 +208,39 @@ def _target(fd: str) -> str:
         return os.readlink(fd)
     except OSError:  # closed between listing and reading
         return ""
+
+
+def test_cli_search_is_answered_by_the_running_daemon(app_factory, monkeypatch):
+    """With a daemon up, `agentd memory search` asks it (its store and embedding model are warm) and opens no
+    store of its own; the answer reads as a local search's does."""
+    import agentd_memory.commands as commands
+    from fastapi import APIRouter, FastAPI
+    from fastapi.testclient import TestClient
+
+    from agentd.daemon import client
+
+    app, _ = app_factory([])
+    (app.config.home / "configs").mkdir(exist_ok=True)
+    (app.config.home / "configs" / "agentd.toml").write_text('[plugins.memory.embedding]\nprovider = "hash"\n')
+    get_memory(app.config).remember("The staging server is called bluefin.")
+    router = APIRouter()
+    app.host.call_each("register_routes", router=router, config=app.config)
+    api = FastAPI()
+    api.include_router(router)
+    daemon = TestClient(api)
+    asked: list[dict] = []
+
+    def request(config, method, path, **kwargs):
+        asked.append(kwargs["json"])
+        return daemon.request(method, path, json=kwargs["json"]).json()
+
+    monkeypatch.setattr(client, "daemon_running", lambda config: True)
+    monkeypatch.setattr(client, "request", request)
+    monkeypatch.setattr(commands, "_open", lambda *a, **k: pytest.fail("the CLI opened the store itself"))
+    result = CliRunner().invoke(commands.memory, ["search", "staging server", "--json", "-k", "1"])
+    assert result.exit_code == 0, result.output
+    hit = json.loads(result.output.splitlines()[0])
+    assert hit["kind"] == "note" and "bluefin" in hit["text"]
+    assert asked == [{"query": "staging server", "k": 1, "kind": None, "scopes": None}]
+    shown = CliRunner().invoke(commands.memory, ["search", "staging server"]).output
+    assert "bluefin" in shown and shown.startswith("1. ")

@@ -36,7 +36,10 @@ def mount(cli: click.Group) -> None:
             command = getattr(module, attr, None)
             if command is not None:
                 cli.add_command(command)
-    _plugin_commands(cli)
+    if hasattr(cli, "plugin_commands"):  # agentd's own group mounts them on first need
+        cli.plugin_commands = _plugin_commands
+    else:
+        _plugin_commands(cli)
 
 
 def _plugin_commands(cli: click.Group) -> None:
