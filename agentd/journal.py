@@ -9,6 +9,9 @@ run checks the fence in its own transaction: with a Lease, owner and token must 
 renews the expiry); without one, nobody may hold a live lease. A process whose lease was taken over gets
 LeaseLost and stops driving. The lease SQL is plain enough for SQLite and PostgreSQL alike (a conditional
 UPDATE locks the row in both), so a shared journal with several daemons builds on the same operations.
+
+The database is SQLite (the default, ``$AGENTD_HOME/agentd.db``) or PostgreSQL (``journal_url``, several daemons
+sharing one queue); journal_db.py runs the same SQL on both.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import AgentdError
+from .journal_db import connect
 from .records import Goal, RunStatus
 
 
@@ -124,7 +128,7 @@ def m002_run_leases(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [m001_initial, m002_run_leases]
+MIGRATIONS: list[Callable[[Any], None]] = [m001_initial, m002_run_leases]
 
 
 @dataclass(frozen=True)
@@ -169,21 +173,24 @@ def new_run_id() -> str:
 class Journal:
     """Thread-safe access to the journal database; one instance per process."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
+    def __init__(self, path: Path | str) -> None:
+        """``path``: the SQLite file, or a ``journal_url`` (``sqlite:///PATH``, ``postgresql://...``)."""
+        url = str(path) if "://" in str(path) else f"sqlite:///{Path(path)}"
         self._lock = threading.RLock()
+        self._errors: tuple[type[BaseException], ...] = (sqlite3.Error, OSError)
         try:
-            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            with contextlib.suppress(FileExistsError):  # owner-only; SQLite gives the WAL the file's mode
-                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-            self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None, timeout=30)
-            self._db.row_factory = sqlite3.Row
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA foreign_keys=ON")
+            if url.startswith("sqlite:///"):
+                file = Path(url[len("sqlite:///") :])
+                file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                with contextlib.suppress(FileExistsError):  # owner-only; SQLite gives the WAL the file's mode
+                    os.close(os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            self._db = connect(url)
+            self.path, self.url, self.dialect = self._db.path, self._db.url, self._db.dialect
+            self._errors = (sqlite3.Error, self._db.Error)
             self._migrate()
-        except (sqlite3.Error, OSError) as exc:
-            raise JournalError(f"cannot open the journal at {self.path}: {exc}; {_advice(exc)}") from None
+        except (sqlite3.Error, OSError, ImportError, *self._errors) as exc:
+            where = getattr(self, "path", url)
+            raise JournalError(f"cannot open the journal at {where}: {exc}; {_advice(exc)}") from None
 
     def close(self) -> None:
         with self._lock:
@@ -191,7 +198,7 @@ class Journal:
 
     # -- plumbing ---------------------------------------------------------------------------------
     @contextmanager
-    def _tx(self, run_id: str | None = None, lease: Lease | None = None) -> Iterator[sqlite3.Connection]:
+    def _tx(self, run_id: str | None = None, lease: Lease | None = None) -> Iterator[Any]:
         """One write transaction: committed whole or rolled back whole, even when Ctrl-C lands inside it.
 
         A write of run ``run_id`` (or of ``lease.run_id``) checks the fence first, inside the transaction."""
@@ -199,7 +206,7 @@ class Journal:
             try:
                 if self._db.in_transaction:  # a write interrupted before its rollback ran: drop it now
                     self._db.execute("ROLLBACK")
-                self._db.execute("BEGIN IMMEDIATE")
+                self._db.begin()
                 try:
                     if lease is not None or run_id is not None:
                         self._fence(run_id, lease)
@@ -209,7 +216,7 @@ class Journal:
                     if self._db.in_transaction:
                         self._db.execute("ROLLBACK")
                     raise
-            except sqlite3.Error as exc:
+            except self._errors as exc:
                 raise JournalError(f"journal write failed ({self.path}): {exc}; {_advice(exc)}") from None
 
     def _fence(self, run_id: str | None, lease: Lease | None) -> None:
@@ -242,23 +249,28 @@ class Journal:
         left = row["lease_expires_at"] - time.time()
         return f"held by {row['lease_owner']} (token {row['lease_token']}, expires in {left:.1f}s)"
 
-    def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+    def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
         with self._lock:
             try:
                 return self._db.execute(sql, params).fetchall()
-            except sqlite3.Error as exc:
+            except self._errors as exc:
                 raise JournalError(f"journal read failed ({self.path}): {exc}; {_advice(exc)}") from None
 
     def _migrate(self) -> None:
-        self._db.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
+        with self._tx() as db:
+            db.serialize()  # daemons starting together on one PostgreSQL: one creates the table
+            db.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
         self.apply_migrations(MIGRATIONS)
 
-    def apply_migrations(self, migrations: list[Callable[[sqlite3.Connection], None]]) -> None:
+    def apply_migrations(self, migrations: list[Callable[[Any], None]]) -> None:
         """Apply named migrations not yet recorded; other modules (the scheduler) bring their own lists."""
         done = {row[0] for row in self._query("SELECT name FROM migrations")}
         for migration in migrations:
             if migration.__name__ not in done:
                 with self._tx() as db:
+                    db.serialize()  # another process may have applied it since `done` was read
+                    if db.execute("SELECT 1 FROM migrations WHERE name = ?", (migration.__name__,)).fetchone():
+                        continue
                     migration(db)
                     db.execute("INSERT INTO migrations VALUES (?, ?)", (migration.__name__, time.time()))
 
@@ -421,11 +433,10 @@ class Journal:
         self, run_id: str, step: int, tool: str, args: dict[str, Any], lease: Lease | None = None
     ) -> int:
         with self._tx(run_id, lease) as db:
-            cur = db.execute(
+            return db.insert_id(
                 "INSERT INTO tool_calls (run_id, step, tool, args_json, status, started_at) VALUES (?, ?, ?, ?, ?, ?)",
                 (run_id, step, tool, json.dumps(args, default=str), "started", time.time()),
             )
-            return int(cur.lastrowid or 0)
 
     def tool_call_finished(
         self, call_id: int, result: dict[str, Any], status: str = "finished", lease: Lease | None = None
@@ -449,13 +460,13 @@ class Journal:
     ) -> int:
         """Journal an event; ``release`` gives the lease back in the same transaction (a run's last event)."""
         with self._tx(run_id, lease) as db:
-            cur = db.execute(
+            seq = db.insert_id(
                 "INSERT INTO events (run_id, type, data_json, ts) VALUES (?, ?, ?, ?)",
                 (run_id, type_, json.dumps(data, default=str), time.time()),
             )
             if release and lease is not None:
                 db.execute("UPDATE runs SET lease_owner = NULL, lease_expires_at = NULL WHERE id = ?", (run_id,))
-            return int(cur.lastrowid or 0)
+            return seq
 
     def events(self, run_id: str, after: int = 0) -> list[dict[str, Any]]:
         rows = self._query("SELECT * FROM events WHERE run_id = ? AND id > ? ORDER BY id", (run_id, after))
@@ -465,7 +476,7 @@ class Journal:
         ]
 
 
-def _run_row(row: sqlite3.Row) -> dict[str, Any]:
+def _run_row(row: Any) -> dict[str, Any]:
     data = dict(row)
     data["goal_spec"] = json.loads(data.pop("goal_json"))
     data["usage"] = json.loads(data.pop("usage_json") or "{}")
@@ -480,6 +491,10 @@ def _advice(exc: BaseException) -> str:
         return "check that AGENTD_HOME is writable by this user"
     if "locked" in text:
         return "another process holds the journal; retry shortly"
+    if "connect" in text or "server closed" in text or "password" in text:
+        return "check journal_url (AGENTD_JOURNAL_URL) and that the PostgreSQL server is up and reachable"
+    if "psycopg" in text:
+        return "install the PostgreSQL driver: pip install 'agentd-daemon[postgres]'"
     if any(sign in text for sign in ("malformed", "not a database", "corrupt", "could not decode")):
         return "the journal is damaged: `agentd journal recover` keeps it aside and rebuilds one from what is readable"
     return "run `agentd doctor` for a diagnosis"
