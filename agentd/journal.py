@@ -177,6 +177,7 @@ class Journal:
         """``path``: the SQLite file, or a ``journal_url`` (``sqlite:///PATH``, ``postgresql://...``)."""
         url = str(path) if "://" in str(path) else f"sqlite:///{Path(path)}"
         self._lock = threading.RLock()
+        self._depth = 0  # open _tx blocks of the thread holding the lock: an inner one joins the outer one
         self._errors: tuple[type[BaseException], ...] = (sqlite3.Error, OSError)
         try:
             if url.startswith("sqlite:///"):
@@ -201,8 +202,19 @@ class Journal:
     def _tx(self, run_id: str | None = None, lease: Lease | None = None) -> Iterator[Any]:
         """One write transaction: committed whole or rolled back whole, even when Ctrl-C lands inside it.
 
-        A write of run ``run_id`` (or of ``lease.run_id``) checks the fence first, inside the transaction."""
+        A write of run ``run_id`` (or of ``lease.run_id``) checks the fence first, inside the transaction.
+        Inside another ``_tx`` of the same thread it joins that transaction (the scheduler records a fire and
+        creates its run as one)."""
         with self._lock:
+            if self._depth:
+                if lease is not None or run_id is not None:
+                    self._fence(run_id, lease)
+                self._depth += 1
+                try:
+                    yield self._db
+                finally:
+                    self._depth -= 1
+                return
             try:
                 if self._db.in_transaction:  # a write interrupted before its rollback ran: drop it now
                     self._db.execute("ROLLBACK")
@@ -210,7 +222,11 @@ class Journal:
                 try:
                     if lease is not None or run_id is not None:
                         self._fence(run_id, lease)
-                    yield self._db
+                    self._depth = 1
+                    try:
+                        yield self._db
+                    finally:
+                        self._depth = 0
                     self._db.execute("COMMIT")
                 except BaseException:
                     if self._db.in_transaction:
@@ -281,26 +297,46 @@ class Journal:
     def claim_run(self, run_id: str, owner: str, ttl_s: float, take_from_dead: bool = True) -> Lease | None:
         """Take the run's lease when nobody holds it, it expired, or (``take_from_dead``) its holder is a dead
         process on this host; the token grows, fencing every earlier holder out. None: a live owner holds it."""
-        now = time.time()
         with self._lock:
             rows = self._query("SELECT lease_owner FROM runs WHERE id = ?", (run_id,))
         dead = rows[0]["lease_owner"] if rows and take_from_dead and owner_is_dead(rows[0]["lease_owner"]) else None
         with self._tx() as db:
-            cur = db.execute(
-                "UPDATE runs SET lease_owner = ?, lease_token = lease_token + 1, lease_heartbeat_at = ?,"
-                " lease_expires_at = ? WHERE id = ?"
-                " AND (lease_owner IS NULL OR lease_expires_at < ? OR lease_owner = ? OR lease_owner = ?)",
-                (owner, now, now + ttl_s, run_id, now, owner, dead),
+            return self._take(db, run_id, owner, ttl_s, rows[0]["lease_owner"] if rows else None, dead)
+
+    def claim_next(self, owner: str, ttl_s: float, statuses: tuple[str, ...]) -> Lease | None:
+        """Claim the oldest run in ``statuses`` whose lease is free or expired, whoever queued it: the shared
+        queue. Daemons pulling at once each get a different run (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; on
+        SQLite the one writer at a time). None: nothing to take."""
+        marks = ", ".join("?" * len(statuses))
+        with self._tx() as db:
+            row = db.execute(
+                f"SELECT id, lease_owner FROM runs WHERE status IN ({marks})"
+                " AND (lease_owner IS NULL OR lease_expires_at < ?)"
+                f" ORDER BY created_at LIMIT 1{db.skip_locked()}",
+                (*statuses, time.time()),
+            ).fetchone()
+            return self._take(db, row["id"], owner, ttl_s, row["lease_owner"]) if row else None
+
+    def _take(
+        self, db: Any, run_id: str, owner: str, ttl_s: float, previous: str | None, dead: str | None = None
+    ) -> Lease | None:
+        """The claim itself (a conditional UPDATE: the row's lock decides between racing claimers)."""
+        now = time.time()
+        cur = db.execute(
+            "UPDATE runs SET lease_owner = ?, lease_token = lease_token + 1, lease_heartbeat_at = ?,"
+            " lease_expires_at = ? WHERE id = ?"
+            " AND (lease_owner IS NULL OR lease_expires_at < ? OR lease_owner = ? OR lease_owner = ?)",
+            (owner, now, now + ttl_s, run_id, now, owner, dead),
+        )
+        if cur.rowcount != 1:
+            return None
+        (token,) = db.execute("SELECT lease_token FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if previous not in (None, owner):  # recorded by the new owner, not the old
+            data = {"from": previous, "to": owner, "token": token}
+            db.execute(
+                "INSERT INTO events (run_id, type, data_json, ts) VALUES (?, ?, ?, ?)",
+                (run_id, "lease_takeover", json.dumps(data), now),
             )
-            if cur.rowcount != 1:
-                return None
-            (token,) = db.execute("SELECT lease_token FROM runs WHERE id = ?", (run_id,)).fetchone()
-            if rows and rows[0]["lease_owner"] not in (None, owner):  # recorded by the new owner, not the old
-                data = {"from": rows[0]["lease_owner"], "to": owner, "token": token}
-                db.execute(
-                    "INSERT INTO events (run_id, type, data_json, ts) VALUES (?, ?, ?, ?)",
-                    (run_id, "lease_takeover", json.dumps(data), now),
-                )
         return Lease(run_id, owner, int(token), ttl_s)
 
     def renew_lease(self, lease: Lease) -> None:

@@ -128,7 +128,7 @@ class PostgresDatabase:
         self._psycopg = psycopg
         self.Error = psycopg.Error
         self.url = url
-        self.path = Path(redact(url))  # what error messages name
+        self.path = redact(url)  # what error messages name
         try:
             self._db = psycopg.connect(url, autocommit=True, row_factory=_row_factory, connect_timeout=10)
         except psycopg.Error as exc:  # an OSError to the caller: the server is not there, like a missing file

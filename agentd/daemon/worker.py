@@ -11,11 +11,16 @@ drives (an in-process ``agentd goal``, another daemon) are left alone; a sweep e
 whose lease expired or whose holder died, and completes runs that ended without their last event. A run
 whose journal write failed (disk full) is given back resumable; its followers get a ``run_error`` event, and
 the sweep retries it a lease later.
+
+On a shared journal (PostgreSQL: several daemons, one queue) idle workers also *pull*: ``claim_next`` takes the
+oldest run nobody holds, whichever daemon queued it, with the same lease; the sweep then leaves free and
+expired runs to the pull and only hands runs of dead processes on this host to their takeover.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import logging
@@ -35,6 +40,7 @@ log = logging.getLogger(__name__)
 
 OPEN = (RunStatus.queued.value, RunStatus.running.value)
 ENDED = tuple(s.value for s in RunStatus if s.value not in OPEN)
+PULL_IDLE_S = 0.25  # how long an idle puller waits before asking the shared queue again
 
 
 class NotCancellable(AgentdError):
@@ -57,14 +63,25 @@ class RunQueue:
     progress: dict[str, dict[str, Any]] = field(default_factory=dict)  # run id -> its latest progress event
     on_change: Callable[[], None] = lambda: None  # called (thread-safely) whenever a run emits an event
     on_outcome: Callable[[str, dict[str, Any]], None] = lambda run_id, outcome: None  # a run ended or parked
+    pull: bool | None = None  # take runs from the shared queue; None: when the journal is not SQLite
     _tasks: list[asyncio.Task] = field(default_factory=list)
     _threads: dict[str, asyncio.Future] = field(default_factory=dict)
     _loop: asyncio.AbstractEventLoop | None = None
     _pool: ThreadPoolExecutor | None = None
+    _room: asyncio.Event | None = None  # set when a worker may be free: the puller looks again
 
     @property
     def journal(self) -> Any:
         return self.engine.journal
+
+    @property
+    def pulls(self) -> bool:
+        return self.pull if self.pull is not None else self.journal.dialect != "sqlite"
+
+    def _left_to_pull(self, row: dict[str, Any]) -> bool:
+        """A free or expired run when pulling: the pull takes it when a worker is free (sweep and recovery
+        only hand over runs whose holder died on this host)."""
+        return self.pulls and (row["lease_owner"] is None or row["lease_expires_at"] < time.time())
 
     # -- life cycle ----------------------------------------------------------------------------------
     def start(self) -> None:
@@ -72,6 +89,9 @@ class RunQueue:
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="run")
         self._tasks = [asyncio.create_task(self._work(i), name=f"worker-{i}") for i in range(self.workers)]
         self._tasks.append(asyncio.create_task(self._sweep(), name="lease-sweep"))
+        if self.pulls:
+            self._room = asyncio.Event()
+            self._tasks.append(asyncio.create_task(self._pull(), name="queue-pull"))
 
     def recover(self, resume: bool = True) -> dict[str, list[str]]:
         """After a crash or restart: each queued or running run nobody live holds is re-queued (resume) or
@@ -79,6 +99,8 @@ class RunQueue:
         found: dict[str, list[str]] = {"resumed": [], "failed": []}
         self.complete_endings()
         for row in self.journal.claimable_runs(OPEN):
+            if self._left_to_pull(row):
+                continue
             if resume or row["status"] == RunStatus.queued.value:
                 self.enqueue(row["id"])
                 found["resumed"].append(row["id"])
@@ -183,6 +205,27 @@ class RunQueue:
         self.running.pop(run_id, None)
         self._threads.pop(run_id, None)
         self.progress.pop(run_id, None)
+        if self._room is not None:
+            self._room.set()
+
+    # -- the shared queue ----------------------------------------------------------------------------
+    async def _pull(self) -> None:
+        """While a worker is free: claim the oldest run nobody holds (any daemon's) and queue it here."""
+        assert self._room is not None
+        ttl = self.engine.config.loop.lease_ttl_s
+        while self.accepting:
+            lease = None
+            if len(self.running) + len(self.pending) < self.workers:
+                try:
+                    lease = await asyncio.to_thread(self.journal.claim_next, self.owner, ttl, OPEN)
+                except JournalError as exc:
+                    log.warning("queue pull: %s", exc)
+            if lease is not None:
+                self.enqueue(lease.run_id)  # held by this daemon's owner: Engine.run re-claims it as its own
+                continue
+            self._room.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._room.wait(), PULL_IDLE_S)
 
     def _forget_future(self, run_id: str, _future: object) -> None:
         self._forget(run_id)
@@ -248,6 +291,8 @@ class RunQueue:
         self.complete_endings()
         now, queued = time.monotonic(), []
         for row in self.journal.claimable_runs(OPEN):
+            if self._left_to_pull(row):
+                continue
             failed = self.journal_errors.get(row["id"])
             if failed and now - failed[0] < self.engine.config.loop.lease_ttl_s:
                 continue

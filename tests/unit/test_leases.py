@@ -172,7 +172,7 @@ def test_the_sweep_requeues_expired_runs_and_completes_unfinished_endings(tmp_pa
         ended = app.engine.submit(Goal(text="make a.txt"))
         lease = app.journal.claim_run(ended, A, ttl_s=300)
         app.journal.set_status(ended, RunStatus.succeeded, lease=lease)  # ...and the driver died here
-        q = RunQueue(app.engine, workers=1)
+        q = RunQueue(app.engine, workers=1, pull=False)  # the sweep alone (PostgreSQL would pull, see worker.py)
         assert q.sweep_once() == []  # A lives: neither is touched
         expire(app.journal, held)
         expire(app.journal, ended)

@@ -1,0 +1,139 @@
+"""Several daemons on one journal (journal_url): the shared queue's claim, pulling workers, schedules that fire
+once across schedulers. Each "daemon" here is an App on its own home with its own connection to one journal;
+tests/integration/test_scale_out.py does the same with real daemon processes on PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+from agentd import Goal, RunStatus
+from agentd.daemon.worker import OPEN, RunQueue
+from agentd.journal import Journal
+from agentd.schedule.scheduler import Scheduler
+from agentd.schedule.spec import Schedule
+from agentd.testing import call, feedback, make_test_app, plan
+
+RULES = [
+    ("Write the plan", plan(("write it", "write_file"))),
+    ("Write the call for step 1", call("write_file", path="a.txt", content="x")),
+    ("Write the decision", feedback("done", final_answer="made a.txt")),
+]
+T0 = 1_800_000_000.0
+
+
+def apps_on(tmp_path, journal_url, count: int, **kwargs):
+    return [
+        make_test_app(tmp_path / f"home{i}", rules=RULES,
+                      settings={"journal_url": journal_url, "plugins.load": ["workspace"]} | kwargs)
+        for i in range(count)
+    ]
+
+
+def test_claim_next_takes_each_free_run_once_oldest_first(journal_url, tmp_path):
+    journal = Journal(journal_url)
+    try:
+        ids = [journal.create_run(Goal(text=f"g{i}"), tmp_path, "local") for i in range(3)]
+        held = journal.claim_run(ids[0], "daemon:elsewhere:1:aaaaaa", ttl_s=60)
+        assert held is not None
+        first = journal.claim_next("daemon:elsewhere:2:bbbbbb", 60, OPEN)
+        second = journal.claim_next("daemon:elsewhere:3:cccccc", 60, OPEN)
+        assert (first.run_id, second.run_id) == (ids[1], ids[2])
+        assert journal.claim_next("daemon:elsewhere:3:cccccc", 60, OPEN) is None  # all held
+        with journal._tx() as db:  # the first holder went silent: its lease expired
+            db.execute("UPDATE runs SET lease_expires_at = ? WHERE id = ?", (time.time() - 1, ids[0]))
+        taken = journal.claim_next("daemon:elsewhere:3:cccccc", 60, OPEN)
+        assert (taken.run_id, taken.token) == (ids[0], 2)
+        assert [e["type"] for e in journal.events(ids[0])] == ["lease_takeover"]
+    finally:
+        journal.close()
+
+
+def test_a_claim_in_flight_is_skipped_not_waited_for(pg_url, tmp_path):
+    """PostgreSQL: while one daemon's claim transaction holds the oldest run, another daemon's claim takes the
+    next run at once (FOR UPDATE SKIP LOCKED) instead of queueing behind the lock."""
+    a, b = Journal(pg_url), Journal(pg_url)
+    try:
+        ids = [a.create_run(Goal(text=f"g{i}"), tmp_path, "local") for i in range(2)]
+        got: dict = {}
+        with a._tx():  # a's claim has locked the oldest run and has not committed yet
+            assert a.claim_next("daemon:elsewhere:1:aaaaaa", 60, OPEN).run_id == ids[0]
+            other = threading.Thread(target=lambda: got.update(lease=b.claim_next("daemon:elsewhere:2:bb", 60, OPEN)))
+            other.start()
+            other.join(5)
+            assert not other.is_alive(), "the second claim waited for the first one's lock"
+        assert got["lease"].run_id == ids[1]
+    finally:
+        a.close()
+        b.close()
+
+
+def test_pulling_daemons_share_one_queue_and_run_everything_once(journal_url, tmp_path):
+    apps = apps_on(tmp_path, journal_url, 2)
+    for _, model in apps:
+        model.delay_s = 0.02  # runs overlap, so both daemons pull
+    try:
+        engine = apps[0][0].engine
+        ids = [engine.submit(Goal(text=f"make a.txt ({i})")) for i in range(10)]
+        queues = [RunQueue(app.engine, workers=2, pull=True) for app, _ in apps]
+
+        async def work() -> None:
+            for q in queues:
+                q.start()
+            while any(apps[0][0].journal.get_run(r)["status"] != "succeeded" for r in ids):
+                await asyncio.sleep(0.05)
+            for q in queues:
+                await q.drain(5)
+
+        asyncio.run(asyncio.wait_for(work(), 60))
+        journal = apps[0][0].journal
+        for run_id in ids:
+            types = [e["type"] for e in journal.events(run_id)]
+            assert types.count("run_started") == 1 and types.count("run_finished") == 1, types
+            assert len(journal.tool_calls(run_id)) == 1
+        assert all(q.finished_count > 0 for q in queues)  # both daemons took runs from the one queue
+    finally:
+        for app, _ in apps:
+            app.close()
+
+
+def test_a_schedule_fires_once_across_daemons(journal_url, tmp_path):
+    """Three schedulers tick the same schedule at the same moments: one run per fire time, whichever wins."""
+    apps = apps_on(tmp_path, journal_url, 3)
+    now = [T0]
+    submitted: list[str] = []
+    schedulers = [
+        Scheduler(app.config, app.journal, lambda goal, fid, app=app: submitted.append(fid) or app.engine.submit(goal),
+                  tools=app.tools, clock=lambda: now[0])
+        for app, _ in apps
+    ]
+    errors: list[BaseException] = []
+
+    def tick(scheduler: Scheduler) -> None:
+        try:
+            scheduler.tick("job")
+        except BaseException as exc:  # a tick that lost the race must see "handled", not an error
+            errors.append(exc)
+
+    try:
+        schedulers[0].store.add(Schedule(name="job", goal="write a digest", every="10s", grace_s=1.0), now=T0)
+        for fire in (1, 2, 3):
+            now[0] = T0 + 10 * fire + 0.2
+            threads = [threading.Thread(target=tick, args=(s,)) for s in schedulers]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(20)
+            for run in apps[0][0].journal.list_runs(status="queued"):  # the run ends before the next fire
+                apps[0][0].journal.set_status(run["id"], RunStatus.succeeded)
+        assert errors == []
+        fires = schedulers[1].store.fires("job")
+        assert [(f.scheduled_at - T0, f.status.value) for f in fires] == [(10, "enqueued"), (20, "enqueued"),
+                                                                           (30, "enqueued")]
+        runs = [r for r in apps[2][0].journal.list_runs() if r["schedule"] == "job"]
+        assert len(runs) == 3 and sorted(submitted) == sorted(f.id for f in fires)
+        assert {f.run_id for f in fires} == {r["id"] for r in runs}
+    finally:
+        for app, _ in apps:
+            app.close()
