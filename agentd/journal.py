@@ -290,6 +290,11 @@ class Journal:
                     migration(db)
                     db.execute("INSERT INTO migrations VALUES (?, ?)", (migration.__name__, time.time()))
 
+    def database(self) -> str:
+        """Which database this is, for `agentd doctor`: its version and where (a URL without its password)."""
+        with self._lock:
+            return f"{self._db.version()} at {self.path}"
+
     def migrations(self) -> list[str]:
         return [row[0] for row in self._query("SELECT name FROM migrations ORDER BY name")]
 

@@ -137,3 +137,26 @@ def test_a_schedule_fires_once_across_daemons(journal_url, tmp_path):
     finally:
         for app, _ in apps:
             app.close()
+
+
+def test_daemons_heartbeats_say_who_is_alive(journal_url):
+    from agentd.daemon.peers import Peers, describe
+
+    journal = Journal(journal_url)
+    try:
+        peers = Peers(journal)
+        kw = {"home": "/h", "version": "0.1.0", "workers": 2, "running": 0, "interval_s": 1.0, "started_at": T0}
+        for owner in ("daemon:a:1:aa", "daemon:b:2:bb", "daemon:c:3:cc"):
+            peers.beat(owner, **kw)
+        peers.beat("daemon:a:1:aa", **kw | {"running": 2})  # the same row, updated
+        peers.stopped("daemon:b:2:bb")
+        now = time.time()
+        assert {r["owner"]: (r["alive"], r["running"]) for r in peers.all(now)} == {
+            "daemon:a:1:aa": (True, 2), "daemon:b:2:bb": (False, 0), "daemon:c:3:cc": (True, 0)}
+        later = {r["owner"]: r["alive"] for r in peers.all(now + 3.5)}  # three beats missed: dead
+        assert later == {"daemon:a:1:aa": False, "daemon:b:2:bb": False, "daemon:c:3:cc": False}
+        lines = [describe(r) for r in peers.all(now + 3.5)]
+        assert [line.split()[0] for line in lines] == ["dead", "stopped", "dead"] and "2/2 running" in lines[0]
+        assert Peers(journal).all(now)[0]["alive"]  # a second reader applies no migration twice
+    finally:
+        journal.close()
