@@ -176,6 +176,9 @@ class Config(_Strict):
     # Where the journal lives: "" is sqlite:///$AGENTD_HOME/agentd.db; a postgresql:// URL lets several daemons
     # share one queue, journal and schedule (docs/scale-out.md). AGENTD_JOURNAL_URL sets it too.
     journal_url: str = ""
+    # Where runs' workspaces are created: "" is $AGENTD_HOME/workspaces. Daemons on several machines sharing one
+    # journal put it on a shared file system, mounted at the same path everywhere (docs/scale-out.md).
+    workspaces_dir: str = ""
 
     @field_validator("journal_url")
     @classmethod
@@ -198,7 +201,7 @@ class Config(_Strict):
 
     @property
     def workspaces(self) -> Path:
-        return self.home / "workspaces"
+        return Path(self.workspaces_dir).expanduser() if self.workspaces_dir else self.home / "workspaces"
 
     @property
     def config_file(self) -> Path:

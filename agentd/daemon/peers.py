@@ -2,6 +2,9 @@
 heartbeat every few seconds. `agentd daemon status` and `agentd doctor` read it to say which daemons are alive:
 a row whose heartbeat is older than three intervals, or that says it stopped, is a daemon that is gone (its
 runs are taken over by the others once their leases expire).
+
+A cancel for a run another daemon drives is a row in ``cancel_requests``: the driving daemon's queue looks for
+its runs there every ``CANCEL_POLL_S`` and stops them at their next safe point, as if cancelled locally.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from typing import Any
 
 KEEP_S = 24 * 3600  # rows of daemons gone longer than this are forgotten
 MISSED_BEATS = 3  # a daemon silent for this many intervals reads as dead
+CANCEL_POLL_S = 0.5  # how often a daemon on a shared journal looks for cancels of the runs it drives
 
 
 def m_daemons_001_table(db: Any) -> None:
@@ -34,7 +38,35 @@ def m_daemons_001_table(db: Any) -> None:
     )
 
 
-MIGRATIONS = [m_daemons_001_table]
+def m_daemons_002_cancel_requests(db: Any) -> None:
+    """Cancels asked of one daemon for a run another one drives."""
+    db.execute("CREATE TABLE cancel_requests (run_id TEXT PRIMARY KEY, by TEXT NOT NULL, requested_at REAL NOT NULL)")
+
+
+MIGRATIONS = [m_daemons_001_table, m_daemons_002_cancel_requests]
+
+
+def request_cancel(journal: Any, run_id: str, by: str) -> None:
+    """Ask whichever daemon drives ``run_id`` to cancel it (idempotent)."""
+    now = time.time()
+    with journal._tx() as db:
+        db.execute("DELETE FROM cancel_requests WHERE requested_at < ?", (now - KEEP_S,))
+        db.execute(
+            "INSERT INTO cancel_requests (run_id, by, requested_at) VALUES (?, ?, ?) ON CONFLICT (run_id) DO NOTHING",
+            (run_id, by, now),
+        )
+
+
+def take_cancels(journal: Any, run_ids: list[str]) -> list[str]:
+    """The runs among ``run_ids`` someone asked to cancel; their requests are consumed."""
+    if not run_ids:
+        return []
+    marks = ", ".join("?" * len(run_ids))
+    with journal._tx() as db:
+        found = [r[0] for r in db.execute(f"SELECT run_id FROM cancel_requests WHERE run_id IN ({marks})", run_ids)]
+        if found:
+            db.execute(f"DELETE FROM cancel_requests WHERE run_id IN ({', '.join('?' * len(found))})", found)
+    return found
 
 
 class Peers:

@@ -35,6 +35,7 @@ from ..engine.loop import RunSignal
 from ..errors import AgentdError
 from ..journal import JournalError, LeaseLost, RunHeld, process_owner
 from ..records import Goal, RunStatus, StopReason
+from . import peers
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +91,10 @@ class RunQueue:
         self._tasks = [asyncio.create_task(self._work(i), name=f"worker-{i}") for i in range(self.workers)]
         self._tasks.append(asyncio.create_task(self._sweep(), name="lease-sweep"))
         if self.pulls:
+            self.journal.apply_migrations(peers.MIGRATIONS)
             self._room = asyncio.Event()
             self._tasks.append(asyncio.create_task(self._pull(), name="queue-pull"))
+            self._tasks.append(asyncio.create_task(self._watch_cancels(), name="cancel-watch"))
 
     def recover(self, resume: bool = True) -> dict[str, list[str]]:
         """After a crash or restart: each queued or running run nobody live holds is re-queued (resume) or
@@ -165,7 +168,13 @@ class RunQueue:
             RunStatus.running.value,
         ):
             self.pending.discard(run_id)  # the worker skips ids no longer pending
-            self._end_unstarted(run_id, RunStatus.cancelled, StopReason.cancelled, "cancelled before it ran")
+            try:
+                self._end_unstarted(run_id, RunStatus.cancelled, StopReason.cancelled, "cancelled before it ran")
+            except RunHeld:
+                if not self.pulls:
+                    raise
+                peers.request_cancel(self.journal, run_id, self.owner)  # another daemon drives it: ask it
+                return "cancelling"
             return RunStatus.cancelled.value
         raise NotCancellable(f"run {run_id} already ended ({row['status']})")
 
@@ -226,6 +235,19 @@ class RunQueue:
             self._room.clear()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._room.wait(), PULL_IDLE_S)
+
+    async def _watch_cancels(self) -> None:
+        """Cancels other daemons were asked for, of runs this one drives (peers.request_cancel)."""
+        while self.accepting:
+            await asyncio.sleep(peers.CANCEL_POLL_S)
+            try:
+                found = await asyncio.to_thread(peers.take_cancels, self.journal, list(self.running))
+            except JournalError as exc:
+                log.warning("cancel watch: %s", exc)
+                continue
+            for run_id in found:
+                if run_id in self.running:
+                    self.running[run_id].stop("cancel")
 
     def _forget_future(self, run_id: str, _future: object) -> None:
         self._forget(run_id)

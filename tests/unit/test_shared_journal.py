@@ -76,7 +76,8 @@ def test_pulling_daemons_share_one_queue_and_run_everything_once(journal_url, tm
     try:
         engine = apps[0][0].engine
         ids = [engine.submit(Goal(text=f"make a.txt ({i})")) for i in range(10)]
-        queues = [RunQueue(app.engine, workers=2, pull=True) for app, _ in apps]
+        queues = [RunQueue(app.engine, workers=2, pull=True, owner=f"daemon:test:{i}:{i:06d}")  # one owner each
+                  for i, (app, _) in enumerate(apps)]
 
         async def work() -> None:
             for q in queues:
@@ -160,3 +161,42 @@ def test_daemons_heartbeats_say_who_is_alive(journal_url):
         assert Peers(journal).all(now)[0]["alive"]  # a second reader applies no migration twice
     finally:
         journal.close()
+
+
+def test_a_cancel_asked_of_one_daemon_stops_the_run_another_drives(journal_url, tmp_path):
+    (a, _), (b, model) = apps_on(tmp_path, journal_url, 2)
+    model.delay_s = 0.3  # each model call: time for the cancel to arrive mid-run
+    try:
+        run_id = a.engine.submit(Goal(text="make a.txt"))
+        asker = RunQueue(a.engine, workers=1, pull=True, owner="daemon:test:1:aaaaaa")  # two daemons: two owners
+        driver = RunQueue(b.engine, workers=1, pull=True, owner="daemon:test:2:bbbbbb")
+
+        async def work() -> str:
+            driver.start()
+            while run_id not in driver.running:
+                await asyncio.sleep(0.02)
+            answer = await asyncio.to_thread(asker.cancel, run_id)
+            while a.journal.get_run(run_id)["status"] not in ("cancelled", "succeeded"):
+                await asyncio.sleep(0.05)
+            await driver.drain(5)
+            return answer
+
+        assert asyncio.run(asyncio.wait_for(work(), 30)) == "cancelling"
+        run = a.journal.get_run(run_id)
+        assert (run["status"], run["stop_reason"], run["lease_owner"]) == ("cancelled", "cancelled", None)
+        assert [e["type"] for e in a.journal.events(run_id)].count("run_finished") == 1
+    finally:
+        a.close()
+        b.close()
+
+
+def test_workspaces_dir_puts_every_daemons_workspaces_in_one_shared_folder(journal_url, tmp_path):
+    shared = tmp_path / "shared-mount" / "workspaces"
+    apps = apps_on(tmp_path, journal_url, 2, workspaces_dir=str(shared))
+    try:
+        ids = [app.engine.submit(Goal(text="make a.txt")) for app, _ in apps]
+        assert [apps[1][0].journal.get_run(r)["workspace"] for r in ids] == [str(shared / r) for r in ids]
+        assert all((shared / r).is_dir() for r in ids)
+    finally:
+        for app, _ in apps:
+            app.close()
