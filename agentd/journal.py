@@ -308,17 +308,20 @@ class Journal:
         with self._tx() as db:
             return self._take(db, run_id, owner, ttl_s, rows[0]["lease_owner"] if rows else None, dead)
 
-    def claim_next(self, owner: str, ttl_s: float, statuses: tuple[str, ...]) -> Lease | None:
-        """Claim the oldest run in ``statuses`` whose lease is free or expired, whoever queued it: the shared
-        queue. Daemons pulling at once each get a different run (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; on
-        SQLite the one writer at a time). None: nothing to take."""
+    def claim_next(
+        self, owner: str, ttl_s: float, statuses: tuple[str, ...], skip: tuple[str, ...] = ()
+    ) -> Lease | None:
+        """Claim the oldest run in ``statuses`` (and not in ``skip``) whose lease is free or expired, whoever
+        queued it: the shared queue. Daemons pulling at once each get a different run (``FOR UPDATE SKIP
+        LOCKED`` on PostgreSQL; on SQLite the one writer at a time). None: nothing to take."""
         marks = ", ".join("?" * len(statuses))
+        skipped = f" AND id NOT IN ({', '.join('?' * len(skip))})" if skip else ""
         with self._tx() as db:
             row = db.execute(
-                f"SELECT id, lease_owner FROM runs WHERE status IN ({marks})"
+                f"SELECT id, lease_owner FROM runs WHERE status IN ({marks}){skipped}"
                 " AND (lease_owner IS NULL OR lease_expires_at < ?)"
                 f" ORDER BY created_at LIMIT 1{db.skip_locked()}",
-                (*statuses, time.time()),
+                (*statuses, *skip, time.time()),
             ).fetchone()
             return self._take(db, row["id"], owner, ttl_s, row["lease_owner"]) if row else None
 

@@ -24,11 +24,13 @@ import contextlib
 import functools
 import json
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ..engine.loop import RunSignal
@@ -65,6 +67,7 @@ class RunQueue:
     on_change: Callable[[], None] = lambda: None  # called (thread-safely) whenever a run emits an event
     on_outcome: Callable[[str, dict[str, Any]], None] = lambda run_id, outcome: None  # a run ended or parked
     pull: bool | None = None  # take runs from the shared queue; None: when the journal is not SQLite
+    unreachable: set[str] = field(default_factory=set)  # runs started elsewhere whose workspace is not here
     _tasks: list[asyncio.Task] = field(default_factory=list)
     _threads: dict[str, asyncio.Future] = field(default_factory=dict)
     _loop: asyncio.AbstractEventLoop | None = None
@@ -199,7 +202,7 @@ class RunQueue:
                 continue  # cancelled while waiting, or the daemon is draining (the journal keeps it queued)
             self.pending.discard(run_id)
             row = self.journal.get_run(run_id)
-            if row is None or row["status"] not in OPEN:
+            if row is None or row["status"] not in OPEN or not self._reachable(row):
                 continue
             cancel = RunSignal()
             self.running[run_id] = cancel
@@ -226,7 +229,9 @@ class RunQueue:
             lease = None
             if len(self.running) + len(self.pending) < self.workers:
                 try:
-                    lease = await asyncio.to_thread(self.journal.claim_next, self.owner, ttl, OPEN)
+                    lease = await asyncio.to_thread(
+                        self.journal.claim_next, self.owner, ttl, OPEN, tuple(self.unreachable)
+                    )
                 except JournalError as exc:
                     log.warning("queue pull: %s", exc)
             if lease is not None:
@@ -235,6 +240,29 @@ class RunQueue:
             self._room.clear()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._room.wait(), PULL_IDLE_S)
+
+    def _reachable(self, row: dict[str, Any]) -> bool:
+        """A run is driven where its workspace is. One never started gets its folder made here; one started on
+        a machine whose workspaces this one cannot see is refused, the reason recorded in the run, and left to
+        a daemon that can see it (a shared ``workspaces_dir`` avoids this: docs/scale-out.md)."""
+        workspace = Path(row["workspace"])
+        if workspace.is_dir():
+            return True
+        if row["started_at"] is None:
+            with contextlib.suppress(OSError):
+                workspace.mkdir(parents=True, exist_ok=True)
+                return True
+        lease = self.journal.claim_run(row["id"], self.owner, self.engine.config.loop.lease_ttl_s)
+        if lease is not None and row["id"] not in self.unreachable:
+            reason = (f"workspace {workspace} is not reachable from {socket.gethostname()}: put workspaces_dir on "
+                      "a file system every daemon mounts at the same path")
+            self.journal.add_event(row["id"], "takeover_refused", {"by": self.owner, "reason": reason},
+                                   lease=lease, release=True)
+            log.warning("run %s: takeover refused: %s", row["id"], reason)
+        elif lease is not None:
+            self.journal.release_lease(lease)
+        self.unreachable.add(row["id"])
+        return False
 
     async def _watch_cancels(self) -> None:
         """Cancels other daemons were asked for, of runs this one drives (peers.request_cancel)."""
@@ -313,7 +341,7 @@ class RunQueue:
         self.complete_endings()
         now, queued = time.monotonic(), []
         for row in self.journal.claimable_runs(OPEN):
-            if self._left_to_pull(row):
+            if self._left_to_pull(row) or row["id"] in self.unreachable:
                 continue
             failed = self.journal_errors.get(row["id"])
             if failed and now - failed[0] < self.engine.config.loop.lease_ttl_s:

@@ -200,3 +200,36 @@ def test_workspaces_dir_puts_every_daemons_workspaces_in_one_shared_folder(journ
     finally:
         for app, _ in apps:
             app.close()
+
+
+def test_a_run_whose_workspace_is_not_here_is_refused_with_the_reason_recorded(journal_url, tmp_path):
+    """Another machine started the run and died; this daemon cannot see its workspace: refused, once, and left
+    for a daemon that can. A run never started gets its workspace made where it is driven."""
+    import shutil
+
+    (a, _), (b, _) = apps_on(tmp_path, journal_url, 2)
+    try:
+        started, fresh = (a.engine.submit(Goal(text="make a.txt")) for _ in range(2))
+        lease = a.journal.claim_run(started, "daemon:elsewhere:1:aaaaaa", ttl_s=60)
+        a.journal.set_status(started, RunStatus.running, lease=lease)
+        a.journal.release_lease(lease)  # as if its daemon's lease had expired
+        for run_id in (started, fresh):
+            shutil.rmtree(a.journal.get_run(run_id)["workspace"])  # the other machine's disk
+        q = RunQueue(b.engine, workers=1, pull=True, owner="daemon:test:2:bbbbbb")
+
+        async def work() -> None:
+            q.start()
+            while a.journal.get_run(fresh)["status"] != "succeeded":
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(1.0)  # more pulls pass: the refused run is not tried again
+            await q.drain(5)
+
+        asyncio.run(asyncio.wait_for(work(), 30))
+        refused = [e for e in a.journal.events(started) if e["type"] == "takeover_refused"]
+        assert len(refused) == 1 and "is not reachable" in refused[0]["data"]["reason"]
+        run = a.journal.get_run(started)
+        assert (run["status"], run["lease_owner"]) == ("running", None)  # waits for a daemon that can see it
+        assert a.journal.phases(started) == [] and started in q.unreachable
+    finally:
+        a.close()
+        b.close()
