@@ -166,6 +166,9 @@ def owner_is_dead(owner: str | None) -> bool:
     return False
 
 
+EVENTS_CHANNEL = "agentd_events"  # NOTIFY channel: a run's events grew (payload: the run id)
+
+
 def new_run_id() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
 
@@ -289,6 +292,13 @@ class Journal:
                         continue
                     migration(db)
                     db.execute("INSERT INTO migrations VALUES (?, ?)", (migration.__name__, time.time()))
+
+    def listen(self, channels: tuple[str, ...], on_notify: Callable[[str, str], None], stop: threading.Event) -> None:
+        """PostgreSQL: call ``on_notify(channel, payload)`` for each NOTIFY until ``stop`` is set (on a connection
+        of its own; raises when it breaks). SQLite: returns at once, there is nobody else to hear."""
+        listen = getattr(self._db, "listen", None)
+        if listen is not None:
+            listen(channels, on_notify, stop)
 
     def database(self) -> str:
         """Which database this is, for `agentd doctor`: its version and where (a URL without its password)."""
@@ -510,6 +520,7 @@ class Journal:
             )
             if release and lease is not None:
                 db.execute("UPDATE runs SET lease_owner = NULL, lease_expires_at = NULL WHERE id = ?", (run_id,))
+            db.notify(EVENTS_CHANNEL, run_id)  # followers on other daemons (PostgreSQL)
             return seq
 
     def events(self, run_id: str, after: int = 0) -> list[dict[str, Any]]:

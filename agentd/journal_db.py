@@ -5,8 +5,9 @@ on PostgreSQL (psycopg 3) placeholders become ``%s``, DDL types that differ are 
 4-byte float there, ``AUTOINCREMENT`` is ``BIGSERIAL``), and rows are read by name or by position on both.
 The few real dialect differences are methods: ``begin`` (SQLite's ``BEGIN IMMEDIATE`` takes the one write
 lock; PostgreSQL locks rows as they are written), ``insert_id`` (``lastrowid`` vs ``RETURNING id``),
-``skip_locked`` (PostgreSQL's ``FOR UPDATE SKIP LOCKED`` in a queue claim; SQLite's single writer needs none)
-and ``serialize`` (migrations run one process at a time: an advisory lock on PostgreSQL).
+``skip_locked`` (PostgreSQL's ``FOR UPDATE SKIP LOCKED`` in a queue claim; SQLite's single writer needs none),
+``serialize`` (migrations run one process at a time: an advisory lock on PostgreSQL) and ``notify``/``listen``
+(PostgreSQL's LISTEN/NOTIFY wakes other daemons' followers and delivers cancels; a no-op on SQLite).
 
 ``journal_url``: ``sqlite:///ABSOLUTE/PATH`` (the default, ``$AGENTD_HOME/agentd.db``) or
 ``postgresql://user:password@host:port/dbname`` (any libpq URL, e.g. ``postgresql:///agentd?host=/run/pg``).
@@ -105,6 +106,9 @@ class SQLiteDatabase:
     def skip_locked(self) -> str:
         return ""
 
+    def notify(self, channel: str, payload: str) -> None:
+        """One process per SQLite journal reads it: nobody to wake."""
+
     def version(self) -> str:
         return f"SQLite {sqlite3.sqlite_version}"
 
@@ -156,6 +160,24 @@ class PostgresDatabase:
 
     def skip_locked(self) -> str:
         return " FOR UPDATE SKIP LOCKED"
+
+    def notify(self, channel: str, payload: str) -> None:
+        """Wake the daemons LISTENing on ``channel`` (delivered when the transaction commits)."""
+        self.execute("SELECT pg_notify(?, ?)", (channel, payload))
+
+    def listen(self, channels: tuple[str, ...], on_notify: Any, stop: Any) -> None:
+        """Until ``stop`` is set: call ``on_notify(channel, payload)`` for each NOTIFY, on a connection of its own."""
+        try:
+            with self._psycopg.connect(self.url, autocommit=True) as conn:
+                for channel in channels:
+                    conn.execute(f'LISTEN "{channel}"')
+                while not stop.is_set():
+                    for note in conn.notifies(timeout=1.0):
+                        on_notify(note.channel, note.payload)
+                        if stop.is_set():
+                            break
+        except self._psycopg.Error as exc:  # an OSError to the caller, like a lost connection anywhere else
+            raise ConnectionError(f"listening on {redact(self.url)}: {str(exc).strip()}") from None
 
     def version(self) -> str:
         return "PostgreSQL " + str(self.execute("SHOW server_version").fetchone()[0])

@@ -4,7 +4,8 @@ a row whose heartbeat is older than three intervals, or that says it stopped, is
 runs are taken over by the others once their leases expire).
 
 A cancel for a run another daemon drives is a row in ``cancel_requests``: the driving daemon's queue looks for
-its runs there every ``CANCEL_POLL_S`` and stops them at their next safe point, as if cancelled locally.
+its runs there when PostgreSQL notifies it (LISTEN/NOTIFY), and every ``CANCEL_POLL_S`` in any case, and stops
+them at their next safe point, as if cancelled locally.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 KEEP_S = 24 * 3600  # rows of daemons gone longer than this are forgotten
 MISSED_BEATS = 3  # a daemon silent for this many intervals reads as dead
 CANCEL_POLL_S = 0.5  # how often a daemon on a shared journal looks for cancels of the runs it drives
+CANCEL_CHANNEL = "agentd_cancels"  # NOTIFY channel: a cancel was requested (payload: the run id)
 
 
 def m_daemons_001_table(db: Any) -> None:
@@ -55,6 +57,7 @@ def request_cancel(journal: Any, run_id: str, by: str) -> None:
             "INSERT INTO cancel_requests (run_id, by, requested_at) VALUES (?, ?, ?) ON CONFLICT (run_id) DO NOTHING",
             (run_id, by, now),
         )
+        db.notify(CANCEL_CHANNEL, run_id)
 
 
 def take_cancels(journal: Any, run_ids: list[str]) -> list[str]:

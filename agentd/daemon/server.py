@@ -17,6 +17,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -138,6 +139,7 @@ class Daemon:
     config_mtime_ns: int = 0  # newest change to the config files when they were last read (start or reload)
     peers: Any = None  # agentd.daemon.peers.Peers: the daemons sharing the journal, with heartbeats
     _heartbeat: asyncio.Task | None = None
+    _stop_listening: threading.Event = field(default_factory=threading.Event)
     _changed: asyncio.Event | None = None
     _loop: asyncio.AbstractEventLoop | None = None
 
@@ -184,10 +186,31 @@ class Daemon:
 
         beat()
         self._heartbeat = asyncio.create_task(heartbeat(), name="heartbeat")
+        if self.app.journal.dialect != "sqlite":
+            threading.Thread(target=self._listen, name="journal-listen", daemon=True).start()
+
+    def _listen(self) -> None:
+        """A shared journal: other daemons' events wake this one's followers, and cancel requests reach its queue,
+        as PostgreSQL notifies them (LISTEN/NOTIFY); the polling behind both stays as the fallback."""
+        from ..journal import EVENTS_CHANNEL
+        from .peers import CANCEL_CHANNEL
+
+        def heard(channel: str, _payload: str) -> None:
+            if channel == CANCEL_CHANNEL:
+                self.queue.wake_cancels()
+            self.notify()
+
+        while not self._stop_listening.is_set():
+            try:
+                self.app.journal.listen((EVENTS_CHANNEL, CANCEL_CHANNEL), heard, self._stop_listening)
+            except OSError as exc:  # the database went away: polling carries on; listen again shortly
+                log.warning("journal notifications: %s; listening again in 5 s", exc)
+                self._stop_listening.wait(5)
 
     async def stop(self) -> None:
         """Drain the queue and stop the scheduler; the journal already holds everything else."""
         self.stopping = True
+        self._stop_listening.set()
         if self._heartbeat is not None:
             self._heartbeat.cancel()
         if self.peers is not None:

@@ -73,6 +73,7 @@ class RunQueue:
     _loop: asyncio.AbstractEventLoop | None = None
     _pool: ThreadPoolExecutor | None = None
     _room: asyncio.Event | None = None  # set when a worker may be free: the puller looks again
+    _cancels: asyncio.Event | None = None  # set when a cancel was requested somewhere (LISTEN/NOTIFY)
 
     @property
     def journal(self) -> Any:
@@ -95,7 +96,7 @@ class RunQueue:
         self._tasks.append(asyncio.create_task(self._sweep(), name="lease-sweep"))
         if self.pulls:
             self.journal.apply_migrations(peers.MIGRATIONS)
-            self._room = asyncio.Event()
+            self._room, self._cancels = asyncio.Event(), asyncio.Event()
             self._tasks.append(asyncio.create_task(self._pull(), name="queue-pull"))
             self._tasks.append(asyncio.create_task(self._watch_cancels(), name="cancel-watch"))
 
@@ -264,10 +265,19 @@ class RunQueue:
         self.unreachable.add(row["id"])
         return False
 
+    def wake_cancels(self) -> None:
+        """A cancel was requested on the shared journal (from any thread): look now, not at the next poll."""
+        if self._loop is not None and self._cancels is not None:
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(self._cancels.set)
+
     async def _watch_cancels(self) -> None:
         """Cancels other daemons were asked for, of runs this one drives (peers.request_cancel)."""
+        assert self._cancels is not None
         while self.accepting:
-            await asyncio.sleep(peers.CANCEL_POLL_S)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._cancels.wait(), peers.CANCEL_POLL_S)
+            self._cancels.clear()
             try:
                 found = await asyncio.to_thread(peers.take_cancels, self.journal, list(self.running))
             except JournalError as exc:

@@ -233,3 +233,31 @@ def test_a_run_whose_workspace_is_not_here_is_refused_with_the_reason_recorded(j
     finally:
         a.close()
         b.close()
+
+
+def test_postgresql_notifies_other_daemons_of_events_and_cancel_requests(pg_url, tmp_path):
+    """LISTEN/NOTIFY: what wakes followers and delivers cancels on other daemons at once (polling stays behind)."""
+    from agentd.daemon.peers import CANCEL_CHANNEL, Peers, request_cancel
+    from agentd.journal import EVENTS_CHANNEL
+
+    writer, listener = Journal(pg_url), Journal(pg_url)
+    heard: list[tuple[str, str]] = []
+    got, stop = threading.Event(), threading.Event()
+    thread = threading.Thread(target=listener.listen, args=((EVENTS_CHANNEL, CANCEL_CHANNEL),
+                                                             lambda c, p: heard.append((c, p)) or got.set(), stop))
+    try:
+        Peers(writer)
+        thread.start()
+        run_id = writer.create_run(Goal(text="x"), tmp_path, "local")
+        deadline = time.monotonic() + 20
+        while len(heard) < 2 and time.monotonic() < deadline:  # LISTEN may start after the first NOTIFY: repeat
+            writer.add_event(run_id, "note", {})
+            request_cancel(writer, run_id, "daemon:test:1:aaaaaa")
+            got.wait(0.5)
+            heard[:] = sorted(set(heard))
+        assert heard == [(CANCEL_CHANNEL, run_id), (EVENTS_CHANNEL, run_id)]
+    finally:
+        stop.set()
+        thread.join(5)
+        writer.close()
+        listener.close()
