@@ -117,3 +117,33 @@ def test_three_daemons_share_the_queue_and_survive_a_kill_9(tmp_path, pg_url):
     assert len(lines) == sum(1 for line in lines if re.fullmatch(r"[0-9a-f-]+", line))
     assert takeovers >= 1  # the killed daemon held runs, and the others finished them
     assert all(s["finished_since_start"] > 0 for s in survivors)
+
+
+def test_a_schedule_fires_once_per_fire_with_three_daemons_up(tmp_path, pg_url):
+    daemons = [Daemon(shared_home(tmp_path / f"home{i}", pg_url), {"AGENTD_EFFECTS": str(tmp_path / "fx")})
+               for i in range(3)]
+    journal = Journal(pg_url)
+
+    def fires() -> list:
+        return journal._query("SELECT id, status, run_id FROM sched_fires WHERE schedule = 'tick' ORDER BY id")
+
+    try:
+        start_all(daemons)
+        added = cli(daemons[1].home, "schedule", "add", "tick", "--every", "2s", "--grace", "1s", "--allow", "effect",
+                    "--no-memory", "Effect scheduled")
+        assert added.returncode == 0, added.stderr
+        wait_until(lambda: len([f for f in fires() if f["status"] == "enqueued"]) >= 4, 90, "four fires")
+    finally:
+        for d in daemons:
+            if d.proc is not None and d.proc.poll() is None:
+                d.stop()
+    try:
+        recorded = fires()
+        runs = journal._query("SELECT id FROM runs WHERE schedule = 'tick'")
+    finally:
+        journal.close()
+    enqueued = [f["run_id"] for f in recorded if f["status"] == "enqueued"]
+    assert sorted(enqueued) == sorted(r["id"] for r in runs)  # one run per enqueued fire, no run without one
+    assert len(set(enqueued)) == len(enqueued)
+    logs = "".join((d.home / "daemon.log").read_text(errors="replace") for d in daemons)
+    assert "Traceback" not in logs and "could not enqueue" not in logs, logs[-3000:]
