@@ -192,7 +192,7 @@ class Journal:
             self.path, self.url, self.dialect = self._db.path, self._db.url, self._db.dialect
             self._errors = (sqlite3.Error, self._db.Error)
             self._migrate()
-        except (sqlite3.Error, OSError, ImportError, *self._errors) as exc:
+        except (sqlite3.Error, OSError, ImportError, *self._errors) as exc:  # OSError: a server not reachable
             where = getattr(self, "path", url)
             raise JournalError(f"cannot open the journal at {where}: {exc}; {_advice(exc)}") from None
 
@@ -235,7 +235,7 @@ class Journal:
                     if self._db.in_transaction:
                         self._db.execute("ROLLBACK")
                     raise
-            except self._errors as exc:
+            except (*self._errors, ConnectionError) as exc:  # ConnectionError: the server is still gone
                 raise JournalError(f"journal write failed ({self.path}): {exc}; {_advice(exc)}") from None
 
     def _fence(self, run_id: str | None, lease: Lease | None) -> None:
@@ -272,7 +272,7 @@ class Journal:
         with self._lock:
             try:
                 return self._db.execute(sql, params).fetchall()
-            except self._errors as exc:
+            except (*self._errors, ConnectionError) as exc:  # ConnectionError: the server is still gone
                 raise JournalError(f"journal read failed ({self.path}): {exc}; {_advice(exc)}") from None
 
     def _migrate(self) -> None:

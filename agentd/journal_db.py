@@ -133,16 +133,21 @@ class PostgresDatabase:
         self.Error = psycopg.Error
         self.url = url
         self.path = redact(url)  # what error messages name
+        self._db = self._connect()
+
+    def _connect(self) -> Any:
         try:
-            self._db = psycopg.connect(url, autocommit=True, row_factory=_row_factory, connect_timeout=10)
-        except psycopg.Error as exc:  # an OSError to the caller: the server is not there, like a missing file
-            raise ConnectionError(f"cannot connect to {redact(url)}: {str(exc).strip()}") from None
+            return self._psycopg.connect(self.url, autocommit=True, row_factory=_row_factory, connect_timeout=10)
+        except self._psycopg.Error as exc:  # an OSError to the caller: the server is not there, like a missing file
+            raise ConnectionError(f"cannot connect to {self.path}: {str(exc).strip()}") from None
 
     @property
     def in_transaction(self) -> bool:
-        return self._db.info.transaction_status != self._psycopg.pq.TransactionStatus.IDLE
+        return not self._db.closed and self._db.info.transaction_status != self._psycopg.pq.TransactionStatus.IDLE
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
+        if self._db.closed:  # lost (a server restart, a network cut): the write that saw it failed; connect again
+            self._db = self._connect()
         cur = self._db.execute(_translate(sql), tuple(params))  # type: ignore[arg-type]
         rows = cur.fetchall() if cur.description else []
         return Cursor(rows, cur.rowcount)
@@ -152,7 +157,7 @@ class PostgresDatabase:
         return int(new_id)
 
     def begin(self) -> None:
-        self._db.execute("BEGIN")
+        self.execute("BEGIN")
 
     def serialize(self) -> None:
         """Inside a transaction: one migrating process at a time (released at COMMIT or ROLLBACK)."""

@@ -8,6 +8,8 @@ import asyncio
 import threading
 import time
 
+import pytest
+
 from agentd import Goal, RunStatus
 from agentd.daemon.worker import OPEN, RunQueue
 from agentd.journal import Journal
@@ -261,3 +263,37 @@ def test_postgresql_notifies_other_daemons_of_events_and_cancel_requests(pg_url,
         thread.join(5)
         writer.close()
         listener.close()
+
+
+def test_journal_check_and_recover_say_they_are_for_sqlite(home, monkeypatch):
+    from click.testing import CliRunner
+
+    from agentd.cli import cli
+
+    monkeypatch.setenv("AGENTD_JOURNAL_URL", "postgresql://agentd@/agentd?host=/nonexistent")
+    for command in ("check", "recover"):
+        result = CliRunner().invoke(cli, ["journal", command])
+        assert result.exit_code == 1 and "works on a SQLite journal" in result.output, result.output
+        assert len(result.output.strip().splitlines()) == 1
+
+
+def test_a_lost_database_connection_fails_one_write_then_reconnects(pg_url, tmp_path):
+    """A PostgreSQL restart or network cut: the write that meets it is a JournalError; the next one connects
+    again (the daemon's run is given back resumable in between, as with a full disk)."""
+    import psycopg
+
+    from agentd.journal import JournalError
+
+    journal = Journal(pg_url)
+    try:
+        run_id = journal.create_run(Goal(text="x"), tmp_path, "local")
+        pid = journal._db._db.info.backend_pid
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        with pytest.raises(JournalError, match="journal write failed"):
+            journal.add_event(run_id, "lost", {})
+        journal.add_event(run_id, "after", {})
+        assert [e["type"] for e in journal.events(run_id)] == ["after"]
+        assert journal._db._db.info.backend_pid != pid
+    finally:
+        journal.close()
