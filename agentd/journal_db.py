@@ -195,7 +195,10 @@ _DDL_REWRITES = [
     (re.compile(r"\bINTEGER PRIMARY KEY AUTOINCREMENT\b", re.I), "BIGSERIAL PRIMARY KEY"),
     (re.compile(r"\bREAL\b", re.I), "DOUBLE PRECISION"),
 ]
-_FUNCTION_REWRITES = [(re.compile(r"\bgroup_concat\((\w+)\)", re.I), r"string_agg(\1, ',')")]
+_FUNCTION_REWRITES = [
+    (re.compile(r"\bgroup_concat\((\w+)\)", re.I), r"string_agg(\1, ',')"),
+    (re.compile(r"\bLIKE\b"), "ILIKE"),  # SQLite's LIKE ignores ASCII case; PostgreSQL's does not
+]
 
 
 def _translate(sql: str) -> str:
