@@ -297,3 +297,29 @@ def test_a_lost_database_connection_fails_one_write_then_reconnects(pg_url, tmp_
         assert journal._db._db.info.backend_pid != pid
     finally:
         journal.close()
+
+
+def test_a_submission_retried_on_another_daemon_gets_the_same_run(journal_url):
+    """Idempotency-Key on a shared journal: the retry, racing the first request's uncommitted key on another
+    daemon, waits for it and answers with its run id instead of failing on the duplicate key."""
+    from agentd.daemon.idempotency import IdempotencyKeys
+
+    a, b = Journal(journal_url), Journal(journal_url)
+    got: dict = {}
+
+    def retry() -> None:
+        with IdempotencyKeys(b).claim("key-1", "same body") as (run_id, _):
+            got["run_id"] = run_id
+
+    try:
+        IdempotencyKeys(b)  # its migration, before a holds the database
+        with a._tx(), IdempotencyKeys(a).claim("key-1", "same body") as (first, existing):
+            assert existing is None
+            other = threading.Thread(target=retry)
+            other.start()
+            time.sleep(0.3)  # the retry is now waiting for this transaction
+        other.join(20)
+        assert got == {"run_id": first}
+    finally:
+        a.close()
+        b.close()
