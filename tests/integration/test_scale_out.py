@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_daemon import Daemon, cli
+from test_daemon import Daemon, cli, tool_started, write_home
 from test_run_leases import torture_home
 
 from agentd.journal import Journal
@@ -147,3 +147,44 @@ def test_a_schedule_fires_once_per_fire_with_three_daemons_up(tmp_path, pg_url):
     assert len(set(enqueued)) == len(enqueued)
     logs = "".join((d.home / "daemon.log").read_text(errors="replace") for d in daemons)
     assert "Traceback" not in logs and "could not enqueue" not in logs, logs[-3000:]
+
+
+def test_any_daemon_follows_and_cancels_a_run_another_drives(tmp_path, pg_url):
+    """Daemon B's API serves a run daemon A drives: B's event stream follows it to its end, B's cancel reaches A
+    (a cancel request, announced by NOTIFY) and A stops the run's tool at once."""
+    homes = []
+    for i in range(2):
+        home = tmp_path / f"home{i}"
+        write_home(home, {"workers": 1})
+        config = home / "configs" / "agentd.toml"
+        config.write_text(f'journal_url = "{pg_url}"\n' + config.read_text())
+        (home / "hold").touch()  # the slow tool waits while its daemon's home has this file
+        homes.append(home)
+    daemons = [Daemon(h) for h in homes]
+    lines: list[str] = []
+    try:
+        start_all(daemons)
+        run_id = daemons[0].submit("SLOW job")
+        wait_until(lambda: tool_started(daemons[0], run_id), 60, "the slow tool to start")  # its workspace is A's
+        holder = daemons[0].run(run_id)["lease_owner"]
+        driver, other = daemons if f":{daemons[0].proc.pid}:" in holder else daemons[::-1]
+
+        def follow() -> None:
+            with other.client(timeout=60) as client, client.stream("GET", f"/runs/{run_id}/events") as events:
+                lines.extend(events.iter_lines())
+
+        follower = threading.Thread(target=follow)
+        follower.start()
+        answer = other.post(f"/runs/{run_id}/cancel")
+        assert answer.status_code == 200 and answer.json()["status"] == "cancelling", answer.text
+        follower.join(60)
+        run = other.run(run_id)
+    finally:
+        for d in daemons:
+            if d.proc is not None and d.proc.poll() is None:
+                d.stop()
+    assert (run["status"], run["stop_reason"], run["lease_owner"]) == ("cancelled", "cancelled", None)
+    assert "event: run_finished" in lines and '"status": "cancelled"' in "\n".join(lines), lines[-5:]
+    assert [c["status"] for c in run["tool_calls"]] == ["finished"]  # the tool saw ctx.cancel and returned
+    logs = "".join((d.home / "daemon.log").read_text(errors="replace") for d in daemons)
+    assert "Traceback" not in logs and "journal notifications:" not in logs, logs[-3000:]
