@@ -58,6 +58,6 @@ def make_app(
     config = config or load_config(home=home)
     prepare_home(config.home)
     host = get_plugin_manager(config, extra_plugins=extra_plugins)
-    journal = journal or Journal(config.journal_path)
+    journal = journal or Journal(config.journal_target)
     tools = build_tools(config, host)
     return App(config=config, host=host, journal=journal, tools=tools, models=ModelRegistry(config, host))

@@ -182,14 +182,35 @@ class Config(_Strict):
     _plugin_settings: dict[str, BaseModel] = PrivateAttr(default_factory=dict)
     # Apprise URLs told when any scheduled run fails, is unverified or waits for approval (see docs/scheduling.md).
     notify: list[str] = Field(default_factory=list)
+    # Where the journal lives: "" is sqlite:///$AGENTD_HOME/agentd.db; a postgresql:// URL lets several daemons
+    # share one queue, journal and schedule (docs/scale-out.md). AGENTD_JOURNAL_URL sets it too.
+    journal_url: str = ""
+    # Where runs' workspaces are created: "" is $AGENTD_HOME/workspaces. Daemons on several machines sharing one
+    # journal put it on a shared file system, mounted at the same path everywhere (docs/scale-out.md).
+    workspaces_dir: str = ""
+
+    @field_validator("journal_url")
+    @classmethod
+    def _known_database(cls, value: str) -> str:
+        if value and not value.startswith(("sqlite:///", "postgresql://", "postgres://")):
+            raise ValueError("use sqlite:///PATH or postgresql://USER@HOST/DBNAME")
+        return value
 
     @property
     def journal_path(self) -> Path:
+        """The SQLite journal's file (with a postgresql:// journal_url, where one would be)."""
+        if self.journal_url.startswith("sqlite:///"):
+            return Path(self.journal_url[len("sqlite:///") :])
         return self.home / "agentd.db"
 
     @property
+    def journal_target(self) -> Path | str:
+        """What Journal() opens: the journal_url when one is set, else the SQLite file."""
+        return self.journal_url or self.journal_path
+
+    @property
     def workspaces(self) -> Path:
-        return self.home / "workspaces"
+        return Path(self.workspaces_dir).expanduser() if self.workspaces_dir else self.home / "workspaces"
 
     @property
     def config_file(self) -> Path:
@@ -251,6 +272,9 @@ def load_config(
     if env.get("AGENTD_MODEL"):
         data["default_model"] = env["AGENTD_MODEL"]
         origins[("default_model",)] = "AGENTD_MODEL"
+    if env.get("AGENTD_JOURNAL_URL"):
+        data["journal_url"] = env["AGENTD_JOURNAL_URL"]
+        origins[("journal_url",)] = "AGENTD_JOURNAL_URL"
     if "AGENTD_LOAD_PLUGINS" in env:
         names = [n.strip() for n in env["AGENTD_LOAD_PLUGINS"].split(",") if n.strip()]
         data.setdefault("plugins", {})["load"] = names

@@ -39,7 +39,7 @@ def m_folders_001_changes(db: sqlite3.Connection) -> None:
             folder TEXT NOT NULL,
             root TEXT NOT NULL,
             path TEXT NOT NULL,
-            size INTEGER,
+            size BIGINT,
             sha_before TEXT,
             sha_after TEXT,
             tool TEXT NOT NULL DEFAULT '',
@@ -240,13 +240,14 @@ class FolderChanges:
     def record(self, run_id: str, changes: list[dict[str, Any]], lease: Any = None) -> None:
         if not changes:
             return
-        with self.journal._tx(run_id, lease) as db:
-            db.executemany(
-                "INSERT INTO folder_changes (run_id, folder, root, path, size, sha_before, sha_after, tool, undoable,"
-                " ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(run_id, c["folder"], c["root"], c["path"], c["size"], c["sha_before"], c["sha_after"], c["tool"],
-                  int(c["undoable"]), time.time()) for c in changes],
-            )
+        with self.journal._tx(run_id, lease) as db:  # one transaction; row by row, as both databases take it
+            for c in changes:
+                db.execute(
+                    "INSERT INTO folder_changes (run_id, folder, root, path, size, sha_before, sha_after, tool,"
+                    " undoable, ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (run_id, c["folder"], c["root"], c["path"], c["size"], c["sha_before"], c["sha_after"], c["tool"],
+                     int(c["undoable"]), time.time()),
+                )
 
     def of_run(self, run_id: str) -> list[dict[str, Any]]:
         return [dict(r) for r in self.journal._query(

@@ -9,6 +9,9 @@ run checks the fence in its own transaction: with a Lease, owner and token must 
 renews the expiry); without one, nobody may hold a live lease. A process whose lease was taken over gets
 LeaseLost and stops driving. The lease SQL is plain enough for SQLite and PostgreSQL alike (a conditional
 UPDATE locks the row in both), so a shared journal with several daemons builds on the same operations.
+
+The database is SQLite (the default, ``$AGENTD_HOME/agentd.db``) or PostgreSQL (``journal_url``, several daemons
+sharing one queue); journal_db.py runs the same SQL on both.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import AgentdError
+from .journal_db import connect
 from .records import Goal, RunStatus
 
 
@@ -150,7 +154,7 @@ def m004_prompt_heads(db: sqlite3.Connection) -> None:
     db.execute("CREATE TABLE prompt_heads (digest TEXT PRIMARY KEY, messages_json TEXT NOT NULL)")
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
+MIGRATIONS: list[Callable[[Any], None]] = [
     m001_initial, m002_run_leases, m003_run_threads, m004_prompt_heads
 ]
 
@@ -190,6 +194,9 @@ def owner_is_dead(owner: str | None) -> bool:
     return False
 
 
+EVENTS_CHANNEL = "agentd_events"  # NOTIFY channel: a run's events grew (payload: the run id)
+
+
 def new_run_id() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
 
@@ -197,24 +204,27 @@ def new_run_id() -> str:
 class Journal:
     """Thread-safe access to the journal database; one instance per process."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
+    def __init__(self, path: Path | str) -> None:
+        """``path``: the SQLite file, or a ``journal_url`` (``sqlite:///PATH``, ``postgresql://...``)."""
+        url = str(path) if "://" in str(path) else f"sqlite:///{Path(path)}"
         self._lock = threading.RLock()
+        self._depth = 0  # open _tx blocks of the thread holding the lock: an inner one joins the outer one
+        self._errors: tuple[type[BaseException], ...] = (sqlite3.Error, OSError)
         try:
-            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            with contextlib.suppress(FileExistsError):  # owner-only; SQLite gives the WAL the file's mode
-                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-            self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None, timeout=30)
-            self._db.row_factory = sqlite3.Row
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA foreign_keys=ON")
-            self._batch_thread: int | None = None  # the thread inside batch(), whose writes join its transaction
+            if url.startswith("sqlite:///"):
+                file = Path(url[len("sqlite:///") :])
+                file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                with contextlib.suppress(FileExistsError):  # owner-only; SQLite gives the WAL the file's mode
+                    os.close(os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            self._db = connect(url)
+            self.path, self.url, self.dialect = self._db.path, self._db.url, self._db.dialect
+            self._errors = (sqlite3.Error, self._db.Error)
             self._heads: dict[tuple[tuple[str, str], ...], str] = {}  # prompt heads stored: messages -> digest
             self._head_messages: dict[str, list[list[str]]] = {}  # and read back: digest -> messages
             self._migrate()
-        except (sqlite3.Error, OSError) as exc:
-            raise JournalError(f"cannot open the journal at {self.path}: {exc}; {_advice(exc)}") from None
+        except (sqlite3.Error, OSError, ImportError, *self._errors) as exc:  # OSError: a server not reachable
+            where = getattr(self, "path", url)
+            raise JournalError(f"cannot open the journal at {where}: {exc}; {_advice(exc)}") from None
 
     def close(self) -> None:
         with self._lock:
@@ -222,42 +232,48 @@ class Journal:
 
     # -- plumbing ---------------------------------------------------------------------------------
     @contextmanager
-    def _tx(self, run_id: str | None = None, lease: Lease | None = None) -> Iterator[sqlite3.Connection]:
+    def _tx(self, run_id: str | None = None, lease: Lease | None = None) -> Iterator[Any]:
         """One write transaction: committed whole or rolled back whole, even when Ctrl-C lands inside it.
 
         A write of run ``run_id`` (or of ``lease.run_id``) checks the fence first, inside the transaction.
-        Inside batch(), on its thread, the write joins the batch's transaction (fenced when the batch began)."""
+        Inside another ``_tx`` of the same thread it joins that transaction (the scheduler records a fire and
+        creates its run as one)."""
         with self._lock:
-            if self._batch_thread == threading.get_ident():
-                yield self._db
+            if self._depth:
+                if lease is not None or run_id is not None:
+                    self._fence(run_id, lease)
+                self._depth += 1
+                try:
+                    yield self._db
+                finally:
+                    self._depth -= 1
                 return
             try:
                 if self._db.in_transaction:  # a write interrupted before its rollback ran: drop it now
                     self._db.execute("ROLLBACK")
-                self._db.execute("BEGIN IMMEDIATE")
+                self._db.begin()
                 try:
                     if lease is not None or run_id is not None:
                         self._fence(run_id, lease)
-                    yield self._db
+                    self._depth = 1
+                    try:
+                        yield self._db
+                    finally:
+                        self._depth = 0
                     self._db.execute("COMMIT")
                 except BaseException:
                     if self._db.in_transaction:
                         self._db.execute("ROLLBACK")
                     raise
-            except sqlite3.Error as exc:
+            except (*self._errors, ConnectionError) as exc:  # ConnectionError: the server is still gone
                 raise JournalError(f"journal write failed ({self.path}): {exc}; {_advice(exc)}") from None
 
     @contextmanager
     def batch(self, run_id: str, lease: Lease | None = None) -> Iterator[None]:
         """Several writes of run ``run_id`` in one transaction (one fence check, one commit): a phase and its
         event are recorded together or not at all. A batch inside a batch joins it."""
-        with self._tx(run_id, lease):
-            outer = self._batch_thread
-            self._batch_thread = threading.get_ident()
-            try:
-                yield
-            finally:
-                self._batch_thread = outer
+        with self._tx(run_id, lease):  # the writes inside are inner _tx blocks of this thread: they join it
+            yield
 
     def _fence(self, run_id: str | None, lease: Lease | None) -> None:
         """Owner and token still match (the write renews the lease), or, without a lease, no live one exists."""
@@ -289,25 +305,42 @@ class Journal:
         left = row["lease_expires_at"] - time.time()
         return f"held by {row['lease_owner']} (token {row['lease_token']}, expires in {left:.1f}s)"
 
-    def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+    def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
         with self._lock:
             try:
                 return self._db.execute(sql, params).fetchall()
-            except sqlite3.Error as exc:
+            except (*self._errors, ConnectionError) as exc:  # ConnectionError: the server is still gone
                 raise JournalError(f"journal read failed ({self.path}): {exc}; {_advice(exc)}") from None
 
     def _migrate(self) -> None:
-        self._db.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
+        with self._tx() as db:
+            db.serialize()  # daemons starting together on one PostgreSQL: one creates the table
+            db.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
         self.apply_migrations(MIGRATIONS)
 
-    def apply_migrations(self, migrations: list[Callable[[sqlite3.Connection], None]]) -> None:
+    def apply_migrations(self, migrations: list[Callable[[Any], None]]) -> None:
         """Apply named migrations not yet recorded; other modules (the scheduler) bring their own lists."""
         done = {row[0] for row in self._query("SELECT name FROM migrations")}
         for migration in migrations:
             if migration.__name__ not in done:
                 with self._tx() as db:
+                    db.serialize()  # another process may have applied it since `done` was read
+                    if db.execute("SELECT 1 FROM migrations WHERE name = ?", (migration.__name__,)).fetchone():
+                        continue
                     migration(db)
                     db.execute("INSERT INTO migrations VALUES (?, ?)", (migration.__name__, time.time()))
+
+    def listen(self, channels: tuple[str, ...], on_notify: Callable[[str, str], None], stop: threading.Event) -> None:
+        """PostgreSQL: call ``on_notify(channel, payload)`` for each NOTIFY until ``stop`` is set (on a connection
+        of its own; raises when it breaks). SQLite: returns at once, there is nobody else to hear."""
+        listen = getattr(self._db, "listen", None)
+        if listen is not None:
+            listen(channels, on_notify, stop)
+
+    def database(self) -> str:
+        """Which database this is, for `agentd doctor`: its version and where (a URL without its password)."""
+        with self._lock:
+            return f"{self._db.version()} at {self.path}"
 
     def migrations(self) -> list[str]:
         return [row[0] for row in self._query("SELECT name FROM migrations ORDER BY name")]
@@ -316,26 +349,49 @@ class Journal:
     def claim_run(self, run_id: str, owner: str, ttl_s: float, take_from_dead: bool = True) -> Lease | None:
         """Take the run's lease when nobody holds it, it expired, or (``take_from_dead``) its holder is a dead
         process on this host; the token grows, fencing every earlier holder out. None: a live owner holds it."""
-        now = time.time()
         with self._lock:
             rows = self._query("SELECT lease_owner FROM runs WHERE id = ?", (run_id,))
         dead = rows[0]["lease_owner"] if rows and take_from_dead and owner_is_dead(rows[0]["lease_owner"]) else None
         with self._tx() as db:
-            cur = db.execute(
-                "UPDATE runs SET lease_owner = ?, lease_token = lease_token + 1, lease_heartbeat_at = ?,"
-                " lease_expires_at = ? WHERE id = ?"
-                " AND (lease_owner IS NULL OR lease_expires_at < ? OR lease_owner = ? OR lease_owner = ?)",
-                (owner, now, now + ttl_s, run_id, now, owner, dead),
+            return self._take(db, run_id, owner, ttl_s, rows[0]["lease_owner"] if rows else None, dead)
+
+    def claim_next(
+        self, owner: str, ttl_s: float, statuses: tuple[str, ...], skip: tuple[str, ...] = ()
+    ) -> Lease | None:
+        """Claim the oldest run in ``statuses`` (and not in ``skip``) whose lease is free or expired, whoever
+        queued it: the shared queue. Daemons pulling at once each get a different run (``FOR UPDATE SKIP
+        LOCKED`` on PostgreSQL; on SQLite the one writer at a time). None: nothing to take."""
+        marks = ", ".join("?" * len(statuses))
+        skipped = f" AND id NOT IN ({', '.join('?' * len(skip))})" if skip else ""
+        with self._tx() as db:
+            row = db.execute(
+                f"SELECT id, lease_owner FROM runs WHERE status IN ({marks}){skipped}"
+                " AND (lease_owner IS NULL OR lease_expires_at < ?)"
+                f" ORDER BY created_at LIMIT 1{db.skip_locked()}",
+                (*statuses, *skip, time.time()),
+            ).fetchone()
+            return self._take(db, row["id"], owner, ttl_s, row["lease_owner"]) if row else None
+
+    def _take(
+        self, db: Any, run_id: str, owner: str, ttl_s: float, previous: str | None, dead: str | None = None
+    ) -> Lease | None:
+        """The claim itself (a conditional UPDATE: the row's lock decides between racing claimers)."""
+        now = time.time()
+        cur = db.execute(
+            "UPDATE runs SET lease_owner = ?, lease_token = lease_token + 1, lease_heartbeat_at = ?,"
+            " lease_expires_at = ? WHERE id = ?"
+            " AND (lease_owner IS NULL OR lease_expires_at < ? OR lease_owner = ? OR lease_owner = ?)",
+            (owner, now, now + ttl_s, run_id, now, owner, dead),
+        )
+        if cur.rowcount != 1:
+            return None
+        (token,) = db.execute("SELECT lease_token FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if previous not in (None, owner):  # recorded by the new owner, not the old
+            data = {"from": previous, "to": owner, "token": token}
+            db.execute(
+                "INSERT INTO events (run_id, type, data_json, ts) VALUES (?, ?, ?, ?)",
+                (run_id, "lease_takeover", json.dumps(data), now),
             )
-            if cur.rowcount != 1:
-                return None
-            (token,) = db.execute("SELECT lease_token FROM runs WHERE id = ?", (run_id,)).fetchone()
-            if rows and rows[0]["lease_owner"] not in (None, owner):  # recorded by the new owner, not the old
-                data = {"from": rows[0]["lease_owner"], "to": owner, "token": token}
-                db.execute(
-                    "INSERT INTO events (run_id, type, data_json, ts) VALUES (?, ?, ?, ?)",
-                    (run_id, "lease_takeover", json.dumps(data), now),
-                )
         return Lease(run_id, owner, int(token), ttl_s)
 
     def renew_lease(self, lease: Lease) -> None:
@@ -379,6 +435,7 @@ class Journal:
         now = time.time()
         with self._tx() as db:
             if thread_id is not None:  # checked in the insert's transaction: two submitters cannot both pass
+                db.serialize()  # PostgreSQL: READ COMMITTED alone would let two daemons both see the thread free
                 busy = db.execute(
                     "SELECT id, status FROM runs WHERE thread_id = ? AND status IN (?, ?, ?) LIMIT 1",
                     (thread_id, RunStatus.queued.value, RunStatus.running.value, RunStatus.awaiting_approval.value),
@@ -489,8 +546,8 @@ class Journal:
             text = json.dumps([list(m) for m in messages], ensure_ascii=False)
             digest = hashlib.sha256(text.encode()).hexdigest()[:32]
             with self._tx() as db:
-                db.execute("INSERT OR IGNORE INTO prompt_heads VALUES (?, ?)", (digest, text))
-            if self._batch_thread != threading.get_ident():  # a batch may yet roll the row back
+                db.execute("INSERT INTO prompt_heads VALUES (?, ?) ON CONFLICT (digest) DO NOTHING", (digest, text))
+            if not self._depth:  # an enclosing transaction (a batch) may yet roll the row back
                 self._heads[messages] = digest
         return digest
 
@@ -506,11 +563,10 @@ class Journal:
         self, run_id: str, step: int, tool: str, args: dict[str, Any], lease: Lease | None = None
     ) -> int:
         with self._tx(run_id, lease) as db:
-            cur = db.execute(
+            return db.insert_id(
                 "INSERT INTO tool_calls (run_id, step, tool, args_json, status, started_at) VALUES (?, ?, ?, ?, ?, ?)",
                 (run_id, step, tool, json.dumps(args, default=str), "started", time.time()),
             )
-            return int(cur.lastrowid or 0)
 
     def tool_call_finished(
         self, call_id: int, result: dict[str, Any], status: str = "finished", lease: Lease | None = None
@@ -534,13 +590,14 @@ class Journal:
     ) -> int:
         """Journal an event; ``release`` gives the lease back in the same transaction (a run's last event)."""
         with self._tx(run_id, lease) as db:
-            cur = db.execute(
+            seq = db.insert_id(
                 "INSERT INTO events (run_id, type, data_json, ts) VALUES (?, ?, ?, ?)",
                 (run_id, type_, json.dumps(data, default=str), time.time()),
             )
             if release and lease is not None:
                 db.execute("UPDATE runs SET lease_owner = NULL, lease_expires_at = NULL WHERE id = ?", (run_id,))
-            return int(cur.lastrowid or 0)
+            db.notify(EVENTS_CHANNEL, run_id)  # followers on other daemons (PostgreSQL)
+            return seq
 
     def events(self, run_id: str, after: int = 0) -> list[dict[str, Any]]:
         rows = self._query("SELECT * FROM events WHERE run_id = ? AND id > ? ORDER BY id", (run_id, after))
@@ -550,7 +607,7 @@ class Journal:
         ]
 
 
-def _run_row(row: sqlite3.Row) -> dict[str, Any]:
+def _run_row(row: Any) -> dict[str, Any]:
     data = dict(row)
     data["goal_spec"] = json.loads(data.pop("goal_json"))
     data["usage"] = json.loads(data.pop("usage_json") or "{}")
@@ -565,6 +622,10 @@ def _advice(exc: BaseException) -> str:
         return "check that AGENTD_HOME is writable by this user"
     if "locked" in text:
         return "another process holds the journal; retry shortly"
+    if "connect" in text or "server closed" in text or "password" in text:
+        return "check journal_url (AGENTD_JOURNAL_URL) and that the PostgreSQL server is up and reachable"
+    if "psycopg" in text:
+        return "install the PostgreSQL driver: pip install 'agentd-daemon[postgres]'"
     if any(sign in text for sign in ("malformed", "not a database", "corrupt", "could not decode")):
         return "the journal is damaged: `agentd journal recover` keeps it aside and rebuilds one from what is readable"
     return "run `agentd doctor` for a diagnosis"

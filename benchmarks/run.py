@@ -2,7 +2,7 @@
 
     python benchmarks/run.py            # the loop: framework overhead, real model timings, prefix cache
     python benchmarks/run.py --all      # also every component suite (sandbox, memory, daemon, scheduler, image,
-                                        # dashboard)
+                                        # dashboard, scale-out)
 
 Numbers are for comparing against the baseline printed beside them, on the same machine, in the same run.
 """
@@ -19,7 +19,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 SUITES = [
     "bench_sandbox.py", "bench_scheduler.py", "bench_daemon.py", "bench_image.py", "bench_memory.py",
-    "bench_dashboard.py", "bench_models.py",
+    "bench_dashboard.py", "bench_models.py", "bench_scaleout.py",
 ]
 REAL_GOALS = [
     "Create a file named hello.txt containing the word hello",

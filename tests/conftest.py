@@ -141,3 +141,36 @@ def model_caches(tmp_path):
         "ollama:gone:latest": "blob is missing",
     }
     return home, expected
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A throwaway PostgreSQL cluster for the whole session (tests/pg_cluster.py). Skipped when the binaries
+    are missing, except in CI (CI=true), where a missing PostgreSQL is a failure: install-test.sh installs it."""
+    import os
+
+    from pg_cluster import Cluster, find_bindir
+
+    bindir = find_bindir()
+    if bindir is None:
+        message = "PostgreSQL is not installed (Debian: apt-get install postgresql; scripts/install-test.sh does)"
+        if os.environ.get("CI", "").lower() in ("true", "1"):
+            pytest.fail(message)
+        pytest.skip(message)
+    cluster = Cluster(bindir).start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def pg_url(postgres):
+    """The URL of a fresh, empty database on the session's PostgreSQL."""
+    return postgres.new_database()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def journal_url(request, tmp_path):
+    """Each journal backend in turn: a fresh SQLite file, then a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'agentd.db'}"
+    return request.getfixturevalue("pg_url")

@@ -67,12 +67,14 @@ class IdempotencyKeys:
         with self._lock:
             with self.journal._tx() as db:
                 db.execute("DELETE FROM idempotency_keys WHERE created_at < ?", (time.time() - KEEP_S,))
-                row = db.execute(
+                run_id = new_run_id()  # an insert that finds the key does nothing: daemons sharing a journal race here
+                cur = db.execute(
+                    "INSERT INTO idempotency_keys VALUES (?, ?, ?, ?) ON CONFLICT (key) DO NOTHING",
+                    (key, run_id, fingerprint, time.time()),
+                )
+                row = None if cur.rowcount == 1 else db.execute(
                     "SELECT run_id, fingerprint FROM idempotency_keys WHERE key = ?", (key,)
                 ).fetchone()
-                if row is None:
-                    run_id = new_run_id()
-                    db.execute("INSERT INTO idempotency_keys VALUES (?, ?, ?, ?)", (key, run_id, fingerprint, time.time()))
             if row is not None:
                 if row["fingerprint"] != fingerprint:
                     raise KeyReused(

@@ -17,6 +17,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -136,6 +137,9 @@ class Daemon:
     stopping: bool = False
     recovered: dict[str, list[str]] = field(default_factory=dict)
     config_mtime_ns: int = 0  # newest change to the config files when they were last read (start or reload)
+    peers: Any = None  # agentd.daemon.peers.Peers: the daemons sharing the journal, with heartbeats
+    _heartbeat: asyncio.Task | None = None
+    _stop_listening: threading.Event = field(default_factory=threading.Event)
     _changed: asyncio.Event | None = None
     _loop: asyncio.AbstractEventLoop | None = None
 
@@ -157,10 +161,61 @@ class Daemon:
             log.info("recovered runs: %s", self.recovered)
         self.queue.start()
         self._start_scheduler()
+        self._start_heartbeat()
+
+    def _start_heartbeat(self) -> None:
+        """The ``daemons`` row other daemons and `agentd doctor` read; every half lease, at most every 5 s."""
+        from .. import __version__
+        from .peers import Peers
+
+        self.peers = Peers(self.app.journal)
+        interval = min(self.config.loop.lease_ttl_s / 2, 5.0)
+
+        def beat() -> None:
+            q = self.queue
+            self.peers.beat(q.owner, home=str(self.config.home), version=__version__, workers=q.workers,
+                            running=len(q.running), interval_s=interval, started_at=self.started_at)
+
+        async def heartbeat() -> None:
+            while not self.stopping:
+                try:
+                    await asyncio.to_thread(beat)
+                except AgentdError as exc:
+                    log.warning("heartbeat: %s", exc)
+                await asyncio.sleep(interval)
+
+        beat()
+        self._heartbeat = asyncio.create_task(heartbeat(), name="heartbeat")
+        if self.app.journal.dialect != "sqlite":
+            threading.Thread(target=self._listen, name="journal-listen", daemon=True).start()
+
+    def _listen(self) -> None:
+        """A shared journal: other daemons' events wake this one's followers, and cancel requests reach its queue,
+        as PostgreSQL notifies them (LISTEN/NOTIFY); the polling behind both stays as the fallback."""
+        from ..journal import EVENTS_CHANNEL
+        from .peers import CANCEL_CHANNEL
+
+        def heard(channel: str, _payload: str) -> None:
+            if channel == CANCEL_CHANNEL:
+                self.queue.wake_cancels()
+            self.notify()
+
+        while not self._stop_listening.is_set():
+            try:
+                self.app.journal.listen((EVENTS_CHANNEL, CANCEL_CHANNEL), heard, self._stop_listening)
+            except OSError as exc:  # the database went away: polling carries on; listen again shortly
+                log.warning("journal notifications: %s; listening again in 5 s", exc)
+                self._stop_listening.wait(5)
 
     async def stop(self) -> None:
         """Drain the queue and stop the scheduler; the journal already holds everything else."""
         self.stopping = True
+        self._stop_listening.set()
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+        if self.peers is not None:
+            with contextlib.suppress(AgentdError):
+                await asyncio.to_thread(self.peers.stopped, self.queue.owner)
         self.notify()
         if self.scheduler is not None:
             with contextlib.suppress(Exception):
@@ -269,7 +324,13 @@ class Daemon:
             "accepting": bool(q and q.accepting) and not self.stopping,
             "recovered": self.recovered,
             "config_mtime_ns": self.config_mtime_ns,
+            "journal": self.app.journal.dialect if self.app else None,
         }
+        if self.peers is not None:
+            try:
+                data["daemons"] = self.peers.all()
+            except AgentdError as exc:  # status must answer even when the database is unwell
+                data["daemons"] = {"error": str(exc)}
         if self.scheduler is not None and hasattr(self.scheduler, "status"):
             try:
                 data["scheduler"] = self.scheduler.status()

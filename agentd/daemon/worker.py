@@ -11,30 +11,39 @@ drives (an in-process ``agentd goal``, another daemon) are left alone; a sweep e
 whose lease expired or whose holder died, and completes runs that ended without their last event. A run
 whose journal write failed (disk full) is given back resumable; its followers get a ``run_error`` event, and
 the sweep retries it a lease later.
+
+On a shared journal (PostgreSQL: several daemons, one queue) idle workers also *pull*: ``claim_next`` takes the
+oldest run nobody holds, whichever daemon queued it, with the same lease; the sweep then leaves free and
+expired runs to the pull and only hands runs of dead processes on this host to their takeover.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ..engine.loop import RunSignal
 from ..errors import AgentdError
 from ..journal import JournalError, LeaseLost, RunHeld, process_owner
 from ..records import Goal, RunStatus, StopReason
+from . import peers
 
 log = logging.getLogger(__name__)
 
 OPEN = (RunStatus.queued.value, RunStatus.running.value)
 ENDED = tuple(s.value for s in RunStatus if s.value not in OPEN)
+PULL_IDLE_S = 0.25  # how long an idle puller waits before asking the shared queue again
 
 
 class NotCancellable(AgentdError):
@@ -57,14 +66,27 @@ class RunQueue:
     progress: dict[str, dict[str, Any]] = field(default_factory=dict)  # run id -> its latest progress event
     on_change: Callable[[], None] = lambda: None  # called (thread-safely) whenever a run emits an event
     on_outcome: Callable[[str, dict[str, Any]], None] = lambda run_id, outcome: None  # a run ended or parked
+    pull: bool | None = None  # take runs from the shared queue; None: when the journal is not SQLite
+    unreachable: set[str] = field(default_factory=set)  # runs started elsewhere whose workspace is not here
     _tasks: list[asyncio.Task] = field(default_factory=list)
     _threads: dict[str, asyncio.Future] = field(default_factory=dict)
     _loop: asyncio.AbstractEventLoop | None = None
     _pool: ThreadPoolExecutor | None = None
+    _room: asyncio.Event | None = None  # set when a worker may be free: the puller looks again
+    _cancels: asyncio.Event | None = None  # set when a cancel was requested somewhere (LISTEN/NOTIFY)
 
     @property
     def journal(self) -> Any:
         return self.engine.journal
+
+    @property
+    def pulls(self) -> bool:
+        return self.pull if self.pull is not None else self.journal.dialect != "sqlite"
+
+    def _left_to_pull(self, row: dict[str, Any]) -> bool:
+        """A free or expired run when pulling: the pull takes it when a worker is free (sweep and recovery
+        only hand over runs whose holder died on this host)."""
+        return self.pulls and (row["lease_owner"] is None or row["lease_expires_at"] < time.time())
 
     # -- life cycle ----------------------------------------------------------------------------------
     def start(self) -> None:
@@ -72,6 +94,11 @@ class RunQueue:
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="run")
         self._tasks = [asyncio.create_task(self._work(i), name=f"worker-{i}") for i in range(self.workers)]
         self._tasks.append(asyncio.create_task(self._sweep(), name="lease-sweep"))
+        if self.pulls:
+            self.journal.apply_migrations(peers.MIGRATIONS)
+            self._room, self._cancels = asyncio.Event(), asyncio.Event()
+            self._tasks.append(asyncio.create_task(self._pull(), name="queue-pull"))
+            self._tasks.append(asyncio.create_task(self._watch_cancels(), name="cancel-watch"))
 
     def recover(self, resume: bool = True) -> dict[str, list[str]]:
         """After a crash or restart: each queued or running run nobody live holds is re-queued (resume) or
@@ -79,6 +106,8 @@ class RunQueue:
         found: dict[str, list[str]] = {"resumed": [], "failed": []}
         self.complete_endings()
         for row in self.journal.claimable_runs(OPEN):
+            if self._left_to_pull(row):
+                continue
             if resume or row["status"] == RunStatus.queued.value:
                 self.enqueue(row["id"])
                 found["resumed"].append(row["id"])
@@ -143,7 +172,13 @@ class RunQueue:
             RunStatus.running.value,
         ):
             self.pending.discard(run_id)  # the worker skips ids no longer pending
-            self._end_unstarted(run_id, RunStatus.cancelled, StopReason.cancelled, "cancelled before it ran")
+            try:
+                self._end_unstarted(run_id, RunStatus.cancelled, StopReason.cancelled, "cancelled before it ran")
+            except RunHeld:
+                if not self.pulls:
+                    raise
+                peers.request_cancel(self.journal, run_id, self.owner)  # another daemon drives it: ask it
+                return "cancelling"
             return RunStatus.cancelled.value
         raise NotCancellable(f"run {run_id} already ended ({row['status']})")
 
@@ -168,7 +203,7 @@ class RunQueue:
                 continue  # cancelled while waiting, or the daemon is draining (the journal keeps it queued)
             self.pending.discard(run_id)
             row = self.journal.get_run(run_id)
-            if row is None or row["status"] not in OPEN:
+            if row is None or row["status"] not in OPEN or not self._reachable(row):
                 continue
             cancel = RunSignal()
             self.running[run_id] = cancel
@@ -183,6 +218,74 @@ class RunQueue:
         self.running.pop(run_id, None)
         self._threads.pop(run_id, None)
         self.progress.pop(run_id, None)
+        if self._room is not None:
+            self._room.set()
+
+    # -- the shared queue ----------------------------------------------------------------------------
+    async def _pull(self) -> None:
+        """While a worker is free: claim the oldest run nobody holds (any daemon's) and queue it here."""
+        assert self._room is not None
+        ttl = self.engine.config.loop.lease_ttl_s
+        while self.accepting:
+            lease = None
+            if len(self.running) + len(self.pending) < self.workers:
+                try:
+                    lease = await asyncio.to_thread(
+                        self.journal.claim_next, self.owner, ttl, OPEN, tuple(self.unreachable)
+                    )
+                except JournalError as exc:
+                    log.warning("queue pull: %s", exc)
+            if lease is not None:
+                self.enqueue(lease.run_id)  # held by this daemon's owner: Engine.run re-claims it as its own
+                continue
+            self._room.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._room.wait(), PULL_IDLE_S)
+
+    def _reachable(self, row: dict[str, Any]) -> bool:
+        """A run is driven where its workspace is. One never started gets its folder made here; one started on
+        a machine whose workspaces this one cannot see is refused, the reason recorded in the run, and left to
+        a daemon that can see it (a shared ``workspaces_dir`` avoids this: docs/scale-out.md)."""
+        workspace = Path(row["workspace"])
+        if workspace.is_dir():
+            return True
+        if row["started_at"] is None:
+            with contextlib.suppress(OSError):
+                workspace.mkdir(parents=True, exist_ok=True)
+                return True
+        lease = self.journal.claim_run(row["id"], self.owner, self.engine.config.loop.lease_ttl_s)
+        if lease is not None and row["id"] not in self.unreachable:
+            reason = (f"workspace {workspace} is not reachable from {socket.gethostname()}: put workspaces_dir on "
+                      "a file system every daemon mounts at the same path")
+            self.journal.add_event(row["id"], "takeover_refused", {"by": self.owner, "reason": reason},
+                                   lease=lease, release=True)
+            log.warning("run %s: takeover refused: %s", row["id"], reason)
+        elif lease is not None:
+            self.journal.release_lease(lease)
+        self.unreachable.add(row["id"])
+        return False
+
+    def wake_cancels(self) -> None:
+        """A cancel was requested on the shared journal (from any thread): look now, not at the next poll."""
+        if self._loop is not None and self._cancels is not None:
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(self._cancels.set)
+
+    async def _watch_cancels(self) -> None:
+        """Cancels other daemons were asked for, of runs this one drives (peers.request_cancel)."""
+        assert self._cancels is not None
+        while self.accepting:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._cancels.wait(), peers.CANCEL_POLL_S)
+            self._cancels.clear()
+            try:
+                found = await asyncio.to_thread(peers.take_cancels, self.journal, list(self.running))
+            except JournalError as exc:
+                log.warning("cancel watch: %s", exc)
+                continue
+            for run_id in found:
+                if run_id in self.running:
+                    self.running[run_id].stop("cancel")
 
     def _forget_future(self, run_id: str, _future: object) -> None:
         self._forget(run_id)
@@ -248,6 +351,8 @@ class RunQueue:
         self.complete_endings()
         now, queued = time.monotonic(), []
         for row in self.journal.claimable_runs(OPEN):
+            if self._left_to_pull(row) or row["id"] in self.unreachable:
+                continue
             failed = self.journal_errors.get(row["id"])
             if failed and now - failed[0] < self.engine.config.loop.lease_ttl_s:
                 continue

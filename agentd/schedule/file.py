@@ -171,7 +171,7 @@ def doctor_checks(config: Any) -> list[tuple[str, bool, str]]:
         checks.append(("schedules file", True, "none declared"))
     from ..journal import Journal
 
-    journal = Journal(config.journal_path)
+    journal = Journal(config.journal_target)
     try:
         from .store import ScheduleStore
 

@@ -7,8 +7,10 @@ grace time: enqueued) or missed (recorded as ``missed``, then the misfire policy
 of them still run). The same reconciliation runs for every schedule on start, which is how fires missed while
 the daemon was down are found: APScheduler's own misfire handling would coalesce or drop them silently.
 
-A fire is recorded (UNIQUE id ``name@time``) before it is enqueued, so it can never enqueue twice; a fire left
-``pending`` by a crash between record and enqueue is finished on the next start.
+A fire is recorded (UNIQUE id ``name@time``) in the transaction that creates its run, so it can never enqueue
+twice, even with several daemons ticking the same schedule on one shared journal (PostgreSQL; there each daemon
+keeps APScheduler's jobs in memory, rebuilt from the schedules table on start, as APScheduler 3 cannot share a
+job store). A fire left ``pending`` (its enqueue failed) is finished on the next start.
 """
 
 from __future__ import annotations
@@ -125,10 +127,12 @@ class Scheduler:
             log.exception("schedules file not imported")
             self.import_report = {"errors": [f"schedules file not imported: {exc}"]}
         self.catch_up()
-        url = f"sqlite:///{self.journal.path}"
-        jobstore = SQLAlchemyJobStore(
-            url=url, tablename=self.settings.jobstore_table, engine_options={"connect_args": {"timeout": 30}}
-        )
+        jobstore: Any = MemoryJobStore()  # a shared journal: APScheduler's store is one scheduler's (see below)
+        if self.journal.dialect == "sqlite":
+            url = f"sqlite:///{self.journal.path}"
+            jobstore = SQLAlchemyJobStore(
+                url=url, tablename=self.settings.jobstore_table, engine_options={"connect_args": {"timeout": 30}}
+            )
         self._aps = BackgroundScheduler(
             jobstores={"default": jobstore, "internal": MemoryJobStore()},
             executors={"default": ThreadPoolExecutor(self.settings.threads)},
@@ -279,10 +283,11 @@ class Scheduler:
         if active:
             detail = f"run {active[0]['id']} was still {active[0]['status']}"
             return self._record(schedule, when, FireStatus.skipped_overlap, kind, missed, detail, fid)
-        fire = self._record(schedule, when, FireStatus.pending, kind, missed, "", fid)
-        if fire is None:
-            return None  # this fire was handled before
-        return self._enqueue(schedule, fire)
+        with self.journal._tx():  # the fire's record and its run commit together: daemons sharing the journal
+            fire = self._record(schedule, when, FireStatus.pending, kind, missed, "", fid)
+            if fire is None:
+                return None  # this fire was handled before (here or by another daemon)
+            return self._enqueue(schedule, fire)
 
     def _enqueue(self, schedule: Schedule, fire: Fire) -> Fire:
         try:

@@ -163,19 +163,15 @@ class ScheduleStore:
 
     # -- fires ------------------------------------------------------------------------------------
     def record_fire(self, fire: Fire) -> bool:
-        """Insert a fire; False when its id is already recorded (it was handled before)."""
-        try:
-            with self._tx() as db:
-                db.execute(
-                    "INSERT INTO sched_fires VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (fire.id, fire.schedule, fire.scheduled_at, fire.status.value, fire.kind, int(fire.missed),
-                     fire.run_id, fire.detail, fire.recorded_at),
-                )
-        except Exception as exc:  # the journal wraps sqlite errors; a UNIQUE clash means "already handled"
-            if "UNIQUE" in str(exc):
-                return False
-            raise
-        return True
+        """Insert a fire; False when its id is already recorded (it was handled before, maybe by another daemon:
+        on PostgreSQL a racing insert of the same id waits for the first one's transaction, then does nothing)."""
+        with self._tx() as db:
+            cur = db.execute(
+                "INSERT INTO sched_fires VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+                (fire.id, fire.schedule, fire.scheduled_at, fire.status.value, fire.kind, int(fire.missed),
+                 fire.run_id, fire.detail, fire.recorded_at),
+            )
+        return cur.rowcount == 1
 
     def update_fire(self, fire_id: str, status: FireStatus, run_id: str | None = None, detail: str = "") -> None:
         with self._tx() as db:

@@ -156,9 +156,14 @@ class Daemon:
         return self.proc.wait(timeout)
 
 
+both_journals = pytest.mark.parametrize("make_daemon", ["sqlite", "postgresql"], indirect=True)
+
+
 @pytest.fixture
-def make_daemon(tmp_path):
+def make_daemon(tmp_path, request):
+    """Factory of daemons on SQLite; ``@both_journals`` tests run twice, the second time on PostgreSQL."""
     started: list[Daemon] = []
+    url = request.getfixturevalue("pg_url") if getattr(request, "param", "sqlite") == "postgresql" else ""
 
     def factory(
         daemon: dict | None = None, delay_s: float = 0.0, env: dict | None = None, home=None
@@ -166,7 +171,11 @@ def make_daemon(tmp_path):
         h = home or tmp_path / "home"
         if home is None:
             write_home(h, daemon, delay_s)
+            if url:
+                config = h / "configs" / "agentd.toml"
+                config.write_text(f'journal_url = "{url}"\n' + config.read_text())
         d = Daemon(h, env).start()
+        d.journal_target = url or h / "agentd.db"  # what Journal() opens to read its runs
         started.append(d)
         return d
 
@@ -175,6 +184,16 @@ def make_daemon(tmp_path):
         if d.proc and d.proc.poll() is None:
             d.proc.kill()
             d.proc.wait()
+
+
+def sqlite(d: Daemon) -> bool:
+    return d.get("/status").json()["journal"] == "sqlite"
+
+
+def recovered(d: Daemon) -> list[str]:
+    """The runs a restarted daemon queued again. On a shared journal only those a dead process here held: free
+    queued runs are left to the pull (any daemon's)."""
+    return sorted(d.get("/status").json()["recovered"]["resumed"])
 
 
 def wait_for(predicate, limit: float = 30.0) -> None:
@@ -198,6 +217,7 @@ def tool_started(d: Daemon, run_id: str) -> bool:
 
 
 # -- the API and the CLI through it -------------------------------------------------------------------------
+@both_journals
 def test_goal_through_the_daemon_streams_events_and_exits_0(make_daemon):
     d = make_daemon()
     assert stat.S_IMODE((d.home / "agentd.sock").stat().st_mode) == 0o600
@@ -221,6 +241,7 @@ def test_goal_through_the_daemon_streams_events_and_exits_0(make_daemon):
     assert d.run(detached.stdout.strip())["status"] == "succeeded"
 
 
+@both_journals
 def test_twenty_concurrent_goals_all_finish_with_their_own_results(make_daemon):
     d = make_daemon({"workers": 3})
     ids = {i: d.submit(f"Create item-{i:02d}.txt") for i in range(20)}
@@ -235,6 +256,7 @@ def test_twenty_concurrent_goals_all_finish_with_their_own_results(make_daemon):
     assert len(d.get("/runs", params={"limit": 100}).json()) == 20
 
 
+@both_journals
 def test_cancel_stops_a_running_tool_and_records_cancelled(make_daemon):
     d = make_daemon()
     (d.home / "hold").touch()
@@ -249,6 +271,7 @@ def test_cancel_stops_a_running_tool_and_records_cancelled(make_daemon):
     assert d.post("/runs/no-such-run/cancel").status_code == 404
 
 
+@both_journals
 def test_parked_run_is_approved_through_the_cli_and_continues(make_daemon):
     d = make_daemon()
     run_id = d.submit("Create item-05.txt", allowed_tools=["read_file"])
@@ -262,6 +285,7 @@ def test_parked_run_is_approved_through_the_cli_and_continues(make_daemon):
 
 
 # -- crash safety -------------------------------------------------------------------------------------------
+@both_journals
 def test_kill_9_mid_tool_and_while_queued_resumes_every_run_once(make_daemon):
     d = make_daemon({"workers": 1})
     (d.home / "hold").touch()
@@ -272,7 +296,7 @@ def test_kill_9_mid_tool_and_while_queued_resumes_every_run_once(make_daemon):
     assert (d.home / "agentd.sock").exists()  # stale socket left behind by the crash
     (d.home / "hold").unlink()
     d2 = make_daemon(home=d.home)
-    assert sorted(d2.get("/status").json()["recovered"]["resumed"]) == sorted([slow, *queued])
+    assert recovered(d2) == (sorted([slow, *queued]) if sqlite(d2) else [slow])
     d2.wait([slow, *queued])
     run = d2.run(slow)
     assert (run["status"], run["stop_reason"]) == ("failed", "gave_up")  # the model saw the interruption
@@ -285,6 +309,7 @@ def test_kill_9_mid_tool_and_while_queued_resumes_every_run_once(make_daemon):
     assert len(d2.get("/runs").json()) == 3  # none lost, none duplicated
 
 
+@both_journals
 def test_kill_9_mid_plan_resumes_from_the_last_completed_phase(make_daemon):
     d = make_daemon(delay_s=3.0)
     run_id = d.submit("Create item-09.txt")
@@ -305,6 +330,7 @@ def test_kill_9_mid_plan_resumes_from_the_last_completed_phase(make_daemon):
     assert len(starts) == 2 and '"resumed": true' in starts[1]
 
 
+@both_journals
 def test_resume_false_fails_interrupted_runs_with_daemon_crash(make_daemon):
     d = make_daemon({"workers": 1, "resume": False})
     (d.home / "hold").touch()
@@ -317,6 +343,7 @@ def test_resume_false_fails_interrupted_runs_with_daemon_crash(make_daemon):
     assert (Path(run["workspace"]) / "calls.log").read_text() == "start\n"
 
 
+@both_journals
 def test_sigterm_drains_then_interrupts_resumably_and_keeps_queued_runs(make_daemon):
     d = make_daemon({"workers": 1, "drain_timeout_s": 0.5})
     (d.home / "hold").touch()
@@ -327,7 +354,7 @@ def test_sigterm_drains_then_interrupts_resumably_and_keeps_queued_runs(make_dae
     assert not (d.home / "agentd.sock").exists() and not (d.home / "agentd.pid").exists()
     from agentd.journal import Journal
 
-    journal = Journal(d.home / "agentd.db")
+    journal = Journal(d.journal_target)
     try:
         row = journal.get_run(slow)
         # A shutdown is not a person's cancel: the run is back in the queue, unowned, with nothing thrown away.
@@ -337,7 +364,7 @@ def test_sigterm_drains_then_interrupts_resumably_and_keeps_queued_runs(make_dae
     finally:
         journal.close()
     d2 = make_daemon(home=d.home)
-    assert sorted(d2.get("/status").json()["recovered"]["resumed"]) == sorted([slow, waiting])
+    assert recovered(d2) == (sorted([slow, waiting]) if sqlite(d2) else [])
     d2.wait([slow, waiting])
     run = d2.run(slow)
     assert run["status"] == "succeeded" and [c["status"] for c in run["tool_calls"]] == ["finished"]
@@ -345,6 +372,7 @@ def test_sigterm_drains_then_interrupts_resumably_and_keeps_queued_runs(make_dae
     assert d2.run(waiting)["status"] == "succeeded"
 
 
+@both_journals
 def test_one_daemon_per_home(make_daemon):
     d = make_daemon()
     second = cli(d.home, "daemon", "run")
@@ -358,6 +386,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@both_journals
 def test_tcp_listener_requires_the_token_and_the_api_never_500s(make_daemon):
     port = _free_port()
     d = make_daemon({"tcp_host": "127.0.0.1", "tcp_port": port}, env={"AGENTD_TOKEN": "s3cret"})
@@ -439,6 +468,7 @@ def test_daemon_start_status_stop_in_the_background(tmp_path):
     assert not (home / "agentd.sock").exists()
 
 
+@both_journals
 def test_a_second_signal_exits_at_once_and_the_run_is_resumed_later(make_daemon):
     d = make_daemon({"workers": 1, "drain_timeout_s": 300})
     (d.home / "hold").touch()
@@ -449,7 +479,7 @@ def test_a_second_signal_exits_at_once_and_the_run_is_resumed_later(make_daemon)
     d.stop(signal.SIGTERM, timeout=60)  # the second signal: out now, without finishing the drain
     from agentd.journal import Journal
 
-    journal = Journal(d.home / "agentd.db")
+    journal = Journal(d.journal_target)
     try:
         assert journal.get_run(slow)["status"] == "running"  # not drained, not cancelled: left to recovery
     finally:

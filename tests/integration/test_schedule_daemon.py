@@ -24,7 +24,13 @@ CALL = {"tool": "write_file", "args": {"path": "note.txt", "content": "hello"}}
 DONE = {"decision": "done", "summary": "ok", "final_answer": "wrote note.txt"}
 
 
-def _home(tmp_path: Path, delay_s: float = 0.0) -> Path:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def journal_url(request) -> str:
+    """Each test on the daemon's default SQLite journal, then on PostgreSQL (a fresh database)."""
+    return "" if request.param == "sqlite" else request.getfixturevalue("pg_url")
+
+
+def _home(tmp_path: Path, delay_s: float = 0.0, journal_url: str = "") -> Path:
     home = tmp_path / "home"
     (home / "configs").mkdir(parents=True)
     (home / "workspaces").mkdir()
@@ -32,7 +38,7 @@ def _home(tmp_path: Path, delay_s: float = 0.0) -> Path:
     rules = [["Write the plan", PLAN], ["Write the call for step", CALL], ["Write the decision", DONE]]
     script.write_text(json.dumps({"rules": rules, "delay_s": delay_s}))
     (home / "configs" / "agentd.toml").write_text(
-        f'[models.local]\nprovider = "scripted"\nscript = "{script}"\n\n'
+        (f'journal_url = "{journal_url}"\n' if journal_url else "") + f'[models.local]\nprovider = "scripted"\nscript = "{script}"\n\n'
         '[plugins]\nload = ["workspace"]\n\n[plugins.daemon]\nworkers = 1\ndrain_timeout_s = 1.0\n'
         "\n[plugins.scheduler]\nsync_interval_s = 0.3\n"
     )
@@ -91,8 +97,8 @@ def _runs(home: Path, name: str) -> list[dict]:
     return [r for r in rows if r["schedule"] == name]
 
 
-def test_schedule_fires_in_daemon_and_catches_up_after_downtime(tmp_path):
-    home = _home(tmp_path)
+def test_schedule_fires_in_daemon_and_catches_up_after_downtime(tmp_path, journal_url):
+    home = _home(tmp_path, journal_url=journal_url)
     daemon = _start(home)
     try:
         _cli(home, "schedule", "add", "note", "--every", "2s", "--grace", "1s", "--misfire", "once",
@@ -125,8 +131,8 @@ def test_schedule_fires_in_daemon_and_catches_up_after_downtime(tmp_path):
     assert "missed (policy once)" in _cli(home, "report", "--since", "1h").stdout
 
 
-def test_kill_9_during_a_scheduled_run(tmp_path):
-    home = _home(tmp_path, delay_s=1.5)  # each model call takes 1.5 s: a run takes several seconds
+def test_kill_9_during_a_scheduled_run(tmp_path, journal_url):
+    home = _home(tmp_path, delay_s=1.5, journal_url=journal_url)  # each model call takes 1.5 s: a run takes several seconds
     _cli(home, "schedule", "add", "slow", "--every", "4s", "--grace", "3s", "--misfire", "skip",
          "--no-memory", "Write note.txt")
     daemon = _start(home)

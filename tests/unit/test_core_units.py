@@ -13,25 +13,32 @@ from agentd.journal import MIGRATIONS, Journal, JournalError
 from agentd.tools import Tool, ToolContext, ToolError, execute, resolve_in_workspace
 
 
-def test_journal_migrations_are_recorded_once(tmp_path):
-    Journal(tmp_path / "a.db").close()
-    journal = Journal(tmp_path / "a.db")
+def test_journal_migrations_are_recorded_once(journal_url):
+    Journal(journal_url).close()
+    journal = Journal(journal_url)
     assert journal.migrations() == sorted(m.__name__ for m in MIGRATIONS)
-    mode = journal._db.execute("PRAGMA journal_mode").fetchone()[0]
-    assert mode == "wal"
+    if journal.dialect == "sqlite":
+        assert journal._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
-def test_journal_write_failure_is_a_clear_error(tmp_path):
-    journal = Journal(tmp_path / "a.db")
-    journal._db.execute("PRAGMA query_only = ON")  # stands in for a full or read-only disk
+READ_ONLY = {  # stands in for a full or read-only disk
+    "sqlite": ("PRAGMA query_only = ON", "PRAGMA query_only = OFF"),
+    "postgresql": ("SET default_transaction_read_only = on", "SET default_transaction_read_only = off"),
+}
+
+
+def test_journal_write_failure_is_a_clear_error(journal_url, tmp_path):
+    journal = Journal(journal_url)
+    read_only, writable = READ_ONLY[journal.dialect]
+    journal._db.execute(read_only)
     with pytest.raises(JournalError, match="journal write failed"):
         journal.create_run(Goal(text="x"), tmp_path, "local")
-    journal._db.execute("PRAGMA query_only = OFF")
+    journal._db.execute(writable)
     assert journal.list_runs() == []  # nothing half-written
 
 
-def test_run_ids_resolve_by_unique_prefix(tmp_path):
-    journal = Journal(tmp_path / "a.db")
+def test_run_ids_resolve_by_unique_prefix(journal_url, tmp_path):
+    journal = Journal(journal_url)
     run_id = journal.create_run(Goal(text="x"), tmp_path, "local", run_id="20260101-000000-abcdef")
     assert journal.get_run("20260101-000000-ab")["id"] == run_id
     assert journal.get_run("nope") is None
@@ -128,9 +135,9 @@ def test_a_path_the_file_system_refuses_is_a_tool_error(tmp_path):
         resolve_in_workspace(tmp_path, "a" * 5000)
 
 
-def test_a_write_interrupted_mid_transaction_is_rolled_back_and_the_journal_stays_usable(tmp_path):
-    journal = Journal(tmp_path / "a.db")
-    journal._db.execute("BEGIN IMMEDIATE")  # as left by a KeyboardInterrupt between BEGIN and COMMIT
+def test_a_write_interrupted_mid_transaction_is_rolled_back_and_the_journal_stays_usable(journal_url):
+    journal = Journal(journal_url)
+    journal._db.begin()  # as left by a KeyboardInterrupt between BEGIN and COMMIT
     journal._db.execute("INSERT INTO events (run_id, type, data_json, ts) VALUES ('r', 'half', '{}', 0)")
     journal.add_event("r", "whole", {})
     assert [e["type"] for e in journal.events("r")] == ["whole"]

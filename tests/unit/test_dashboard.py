@@ -204,6 +204,17 @@ def test_login_links_work_once_and_expire():
 
 
 @pytest.fixture
+def scripted(scripted, journal_url, monkeypatch):
+    """conftest's factory, on SQLite and then on PostgreSQL: every page reads through either journal."""
+    monkeypatch.setenv("AGENTD_JOURNAL_URL", journal_url)
+
+    def factory(replies=None, settings=None, **kwargs):
+        return scripted(replies, settings={"journal_url": journal_url} | (settings or {}), **kwargs)
+
+    return factory
+
+
+@pytest.fixture
 def guarded(scripted):
     app, _ = scripted([])
     daemon = dashboard_daemon(app)

@@ -1,4 +1,6 @@
-"""One owner per run: the journal's lease (claim, renew, release, fence) and the engine and queue built on it."""
+"""One owner per run: the journal's lease (claim, renew, release, fence) and the engine and queue built on it.
+
+Every test runs on both journals: SQLite and a real PostgreSQL (``journal_url``, tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -26,8 +28,8 @@ A, B = "cli:elsewhere:1:aaaaaa", "daemon:elsewhere:2:bbbbbb"  # owners on anothe
 
 
 @pytest.fixture
-def journal(tmp_path):
-    j = Journal(tmp_path / "agentd.db")
+def journal(journal_url):
+    j = Journal(journal_url)
     yield j
     j.close()
 
@@ -91,8 +93,8 @@ def test_a_dead_holder_on_this_host_is_taken_over_at_once(journal, tmp_path):
     assert journal.claimable_runs(("queued",)) == []  # B lives (on paper): not claimable
 
 
-def test_the_engine_will_not_drive_a_run_someone_else_holds(tmp_path):
-    app, model = make_test_app(tmp_path, rules=RULES, settings={"plugins.load": ["workspace"]})
+def test_the_engine_will_not_drive_a_run_someone_else_holds(tmp_path, journal_url):
+    app, model = make_test_app(tmp_path, rules=RULES, settings={"journal_url": journal_url, "plugins.load": ["workspace"]})
     try:
         run_id = app.engine.submit(Goal(text="make a.txt"))
         assert app.journal.claim_run(run_id, A, ttl_s=30) is not None
@@ -103,12 +105,12 @@ def test_the_engine_will_not_drive_a_run_someone_else_holds(tmp_path):
         app.close()
 
 
-def test_a_driver_that_loses_its_lease_stops_and_writes_nothing_more(tmp_path):
+def test_a_driver_that_loses_its_lease_stops_and_writes_nothing_more(tmp_path, journal_url):
     """A paused driver (silent past its ttl) is taken over; on waking, its next write is refused."""
     planning = threading.Event()
     rules = [("Write the plan", lambda _prompt: planning.set() or plan(("write it", "write_file"))), *RULES[1:]]
     app, model = make_test_app(
-        tmp_path, rules=rules, settings={"plugins.load": ["workspace"], "loop.lease_ttl_s": 0.6}
+        tmp_path, rules=rules, settings={"journal_url": journal_url, "plugins.load": ["workspace"], "loop.lease_ttl_s": 0.6}
     )
     model.delay_s = 0.5
     try:
@@ -136,9 +138,9 @@ def test_a_driver_that_loses_its_lease_stops_and_writes_nothing_more(tmp_path):
         app.close()
 
 
-def test_the_lease_is_renewed_while_a_long_call_runs(tmp_path):
+def test_the_lease_is_renewed_while_a_long_call_runs(tmp_path, journal_url):
     app, model = make_test_app(
-        tmp_path, rules=RULES, settings={"plugins.load": ["workspace"], "loop.lease_ttl_s": 0.6}
+        tmp_path, rules=RULES, settings={"journal_url": journal_url, "plugins.load": ["workspace"], "loop.lease_ttl_s": 0.6}
     )
     model.delay_s = 1.0  # each model call outlasts the ttl; the heartbeat keeps the run owned
     try:
@@ -152,8 +154,8 @@ def test_the_lease_is_renewed_while_a_long_call_runs(tmp_path):
         app.close()
 
 
-def test_in_process_runs_are_born_held(tmp_path):
-    app, _ = make_test_app(tmp_path, rules=RULES, settings={"plugins.load": ["workspace"]})
+def test_in_process_runs_are_born_held(tmp_path, journal_url):
+    app, _ = make_test_app(tmp_path, rules=RULES, settings={"journal_url": journal_url, "plugins.load": ["workspace"]})
     try:
         run_id = app.engine.submit(Goal(text="make a.txt"), hold=True)
         assert app.journal.claimable_runs(("queued", "running")) == []  # no daemon sweep may take it
@@ -162,15 +164,15 @@ def test_in_process_runs_are_born_held(tmp_path):
         app.close()
 
 
-def test_the_sweep_requeues_expired_runs_and_completes_unfinished_endings(tmp_path):
-    app, _ = make_test_app(tmp_path, rules=RULES, settings={"plugins.load": ["workspace"]})
+def test_the_sweep_requeues_expired_runs_and_completes_unfinished_endings(tmp_path, journal_url):
+    app, _ = make_test_app(tmp_path, rules=RULES, settings={"journal_url": journal_url, "plugins.load": ["workspace"]})
     try:
         held = app.engine.submit(Goal(text="make a.txt"))
         app.journal.claim_run(held, A, ttl_s=300)
         ended = app.engine.submit(Goal(text="make a.txt"))
         lease = app.journal.claim_run(ended, A, ttl_s=300)
         app.journal.set_status(ended, RunStatus.succeeded, lease=lease)  # ...and the driver died here
-        q = RunQueue(app.engine, workers=1)
+        q = RunQueue(app.engine, workers=1, pull=False)  # the sweep alone (PostgreSQL would pull, see worker.py)
         assert q.sweep_once() == []  # A lives: neither is touched
         expire(app.journal, held)
         expire(app.journal, ended)
@@ -189,9 +191,9 @@ def test_the_sweep_requeues_expired_runs_and_completes_unfinished_endings(tmp_pa
         app.close()
 
 
-def test_a_run_ended_by_its_last_owner_is_not_driven_again(tmp_path):
+def test_a_run_ended_by_its_last_owner_is_not_driven_again(tmp_path, journal_url):
     """A second driver that read the run as open just before its owner ended it claims an ended run."""
-    app, model = make_test_app(tmp_path, rules=RULES, settings={"plugins.load": ["workspace"]})
+    app, model = make_test_app(tmp_path, rules=RULES, settings={"journal_url": journal_url, "plugins.load": ["workspace"]})
     try:
         run_id = app.engine.submit(Goal(text="make a.txt"))
         assert app.engine.run(run_id)["status"] == "succeeded"

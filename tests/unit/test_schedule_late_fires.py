@@ -13,8 +13,9 @@ T0 = 1_800_000_000.0  # 2027-01-15T08:00:00Z
 
 
 @pytest.fixture
-def env(scripted):
-    app, _ = scripted([])
+def env(scripted, journal_url, monkeypatch):
+    monkeypatch.setenv("AGENTD_JOURNAL_URL", journal_url)  # the CLI's commands open the same journal
+    app, _ = scripted([], settings={"journal_url": journal_url})  # on SQLite, then on PostgreSQL
     now = [T0]
     submitted: list[str] = []
 

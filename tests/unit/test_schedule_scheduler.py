@@ -21,9 +21,10 @@ class Clock:
 
 
 @pytest.fixture
-def env(scripted):
+def env(scripted, journal_url, monkeypatch):
     """(scheduler, app, clock, submitted) where submit creates a real queued run in the journal."""
-    app, _ = scripted([])
+    monkeypatch.setenv("AGENTD_JOURNAL_URL", journal_url)  # the CLI's commands open the same journal
+    app, _ = scripted([], settings={"journal_url": journal_url})  # on SQLite, then on PostgreSQL
     clock = Clock(T0)
     submitted: list[str] = []
 

@@ -159,6 +159,16 @@ def status(as_json: bool) -> None:
     for run_id in data["running_runs"]:
         click.echo(f"  running {run_id}")
     click.echo(f"models   {', '.join(data['models_loaded']) or 'none loaded yet'}")
+    daemons = data.get("daemons")
+    if isinstance(daemons, list) and data.get("journal") != "sqlite":
+        from ...daemon.peers import describe  # the daemons sharing this journal (docs/scale-out.md)
+
+        alive = sum(1 for d in daemons if d["alive"])
+        click.echo(f"daemons  {alive} alive on the journal")
+        for row in daemons:
+            click.echo(f"  {describe(row)}")
+    elif isinstance(daemons, dict):
+        click.echo(f"daemons  {daemons['error']}")
     if "scheduler" in data:
         click.echo(f"schedule {json.dumps(data['scheduler'], default=str)[:300]}")
 

@@ -10,13 +10,25 @@ def journal() -> None:
     """Check the journal (agentd.db) or rebuild it from a damaged one."""
 
 
+def _sqlite_config(command: str):  # type: ignore[no-untyped-def]
+    """The config, when its journal is the SQLite file these commands work on."""
+    from ...config import load_config
+
+    config = load_config()
+    if config.journal_url and not config.journal_url.startswith("sqlite:"):
+        raise click.ClickException(
+            f"`agentd journal {command}` works on a SQLite journal; this one is on PostgreSQL (journal_url): "
+            "use the server's own tools (pg_dump, pg_amcheck) and `agentd doctor`"
+        )
+    return config
+
+
 @journal.command("check")
 def check() -> None:
     """Check the journal's integrity and list workspaces no run owns (exit 1 on a problem)."""
-    from ...config import load_config
     from ...journal_recovery import check_journal
 
-    config = load_config()
+    config = _sqlite_config("check")
     report = check_journal(config.journal_path, config.workspaces)
     if report.ok:
         click.echo(f"journal ok: {config.journal_path} ({report.runs} runs)")
@@ -33,10 +45,9 @@ def check() -> None:
 @click.option("--yes", is_flag=True, help="Recover even when the check finds no damage.")
 def recover(yes: bool) -> None:
     """Move the damaged journal aside (agentd.db.corrupt-<time>, never deleted) and rebuild it from what is readable."""
-    from ...config import load_config
     from ...journal_recovery import check_journal, recover_journal
 
-    config = load_config()
+    config = _sqlite_config("recover")
     if not config.journal_path.exists():
         raise click.ClickException(f"there is no journal at {config.journal_path}: nothing to recover")
     if check_journal(config.journal_path, config.workspaces).ok and not yes:

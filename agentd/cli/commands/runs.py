@@ -13,7 +13,7 @@ def _journal():  # type: ignore[no-untyped-def]
     from ...journal import Journal
 
     config = load_config()
-    return Journal(config.journal_path)
+    return Journal(config.journal_target)
 
 
 @click.group()
@@ -149,7 +149,7 @@ def _cancel_offline(config, run_id: str) -> str:  # type: ignore[no-untyped-def]
     from ...journal import Journal
     from ...records import RunStatus, StopReason
 
-    journal = Journal(config.journal_path)
+    journal = Journal(config.journal_target)
     try:
         row = journal.get_run(run_id)
         if row is None:

@@ -256,7 +256,7 @@ def report(since: str, as_json: bool) -> None:
     from ...schedule.spec import parse_duration
 
     config = _config()
-    journal = Journal(config.journal_path)
+    journal = Journal(config.journal_target)
     try:
         data = build_report(journal, time.time() - parse_duration(since, "--since"))
     finally:

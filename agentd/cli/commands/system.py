@@ -58,7 +58,10 @@ def run_checks() -> list[tuple[str, bool, str]]:
     except AgentdError as exc:
         checks.append(("journal", False, str(exc)))
         return checks
-    checks.append(("journal", True, f"{config.journal_path} (migrations: {', '.join(app.journal.migrations())})"))
+    where = config.journal_path if app.journal.dialect == "sqlite" else app.journal.database()
+    checks.append(("journal", True, f"{where} (migrations: {', '.join(app.journal.migrations())})"))
+    if app.journal.dialect != "sqlite":
+        checks.append(_daemons_check(app.journal))
     checks.extend(_model_check(app, name) for name in config.models)
     for info in app.host.infos.values():
         if info.error:
@@ -89,6 +92,8 @@ def _home_checks(config) -> list[tuple[str, bool, str]]:  # type: ignore[no-unty
               f"`chmod -R go-rwx {config.home}` (any agentd command that opens the home does it)"
               if loose else "owner-only")
     checks = [("home private", not loose, detail)]
+    if config.journal_url and not config.journal_url.startswith("sqlite:"):
+        return checks  # a PostgreSQL journal: the server keeps it intact; opening it below checks it is there
     report = check_journal(config.journal_path, config.workspaces)
     if report.orphans:
         checks.append(("workspaces", False, f"{len(report.orphans)} belong to no run in the journal (e.g. "
@@ -97,6 +102,19 @@ def _home_checks(config) -> list[tuple[str, bool, str]]:  # type: ignore[no-unty
         checks.append(("journal", False, f"{config.journal_path} is damaged ({report.problems[0]}); "
                        "`agentd journal recover` keeps it aside and rebuilds one from what is readable"))
     return checks
+def _daemons_check(journal) -> tuple[str, bool, str]:  # type: ignore[no-untyped-def]
+    """A shared journal: which daemons are alive (their heartbeats in the ``daemons`` table)."""
+    from ...daemon.peers import Peers
+
+    rows = Peers(journal).all()
+    alive = [r for r in rows if r["alive"]]
+    if not alive:
+        return ("daemons", True, "none alive on this journal: `agentd daemon start` on each machine")
+    names = ", ".join(f"{r['host']} pid {r['pid']}" for r in alive)
+    gone = len(rows) - len(alive)
+    return ("daemons", True, f"{len(alive)} alive ({names})" + (f"; {gone} gone in the last day" if gone else ""))
+
+
 def _notify_check(urls: list[str]) -> tuple[str, bool, str]:
     from ...errors import ConfigError
     from ...notify import check_urls
