@@ -98,3 +98,36 @@ def test_a_valid_call_of_a_schema_only_tool_runs(scripted):
 def test_an_unreadable_schema_is_not_enforced_and_the_tool_stays_callable():
     tool = Tool("odd", "An odd schema.", parameters={"type": "object", "required": "count"}, fn=lambda **a: "ok")
     assert tool.validate({"x": 1}) == {"x": 1}
+
+
+WEATHER = {
+    "type": "object",
+    "properties": {
+        "city": {"type": "string", "description": "the city name, e.g. Paris"},
+        "unit": {"type": "string", "enum": ["celsius", "fahrenheit"], "default": "celsius",
+                 "description": "temperature scale"},
+        "days": {"type": "integer", "description": "how many days ahead"},
+    },
+    "required": ["city"],
+}
+
+
+class Weather:
+    @hookimpl
+    def register_tools(self, register):
+        register(Tool("weather", "The weather forecast for a city.", parameters=WEATHER, fn=lambda **a: "sunny"))
+
+
+def test_the_act_prompt_shows_the_goal_and_each_parameters_type_and_description(scripted):
+    goal = "Will it rain in Lyon tomorrow?"
+    app, model = scripted([plan(("look it up", "weather")), call("weather", city="Lyon", days=1),
+                           feedback("done", final_answer="sunny")], extra_plugins=(Weather(),))
+    app.engine.run(app.engine.submit(Goal(text=goal)))
+    act = model.calls[1]["messages"]
+    request = act[-1].content
+    assert request.startswith(f"Goal: {goal}\n") and request.endswith("Write the call for step 1: look it up\n")
+    assert "- city (string, required): the city name, e.g. Paris" in request
+    assert '- unit ("celsius"|"fahrenheit", optional, default "celsius"): temperature scale' in request
+    assert "- days (integer, optional): how many days ahead" in request
+    system = act[0].content
+    assert '- weather(city: string, unit?: "celsius"|"fahrenheit" = "celsius", days?: integer): The weather' in system
