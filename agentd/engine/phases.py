@@ -117,11 +117,13 @@ def plan_request(goal: str, memories: list[str], notes: list[str], first: bool, 
 
 
 def act_request(step_number: int, intent: str, goal: str = "", tool: Tool | None = None) -> str:
-    """The act turn: the user's goal (a small model's step intent alone is often a poor restatement of it), the
-    planned tool's arguments when its schema describes them, and the step."""
+    """The act turn: the planned tool's arguments when its schema describes them, and the step; after the first
+    step also the user's goal (a small model's intent is often a poor restatement of it). Step 1 follows the
+    plan turn, which shows the goal just above: repeated there, it made the 135M model write the file's name
+    as its content ("Create hello.txt containing the word hello")."""
     lines = contract(tool) if tool is not None else []
-    return render("act.j2", step_number=step_number, intent=intent, goal=goal, tool=tool.name if tool else "",
-                  contract=lines)
+    return render("act.j2", step_number=step_number, intent=intent, goal=goal if step_number > 1 else "",
+                  tool=tool.name if tool else "", contract=lines)
 
 
 def feedback_request(result: str, remaining: int, choices: list[str], ok: bool) -> str:

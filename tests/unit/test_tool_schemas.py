@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 from agentd import Goal, Tool, hookimpl
 from agentd.cli import cli
+from agentd.engine import phases
 from agentd.testing import call, feedback, plan
 
 SCHEMA = {
@@ -125,9 +126,12 @@ def test_the_act_prompt_shows_the_goal_and_each_parameters_type_and_description(
     app.engine.run(app.engine.submit(Goal(text=goal)))
     act = model.calls[1]["messages"]
     request = act[-1].content
-    assert request.startswith(f"Goal: {goal}\n") and request.endswith("Write the call for step 1: look it up\n")
+    assert act[-3].content.startswith(f"Goal: {goal}\n")  # the plan turn, just above: not repeated for step 1
+    assert request.startswith("Arguments of weather:\n") and request.endswith("Write the call for step 1: look it up\n")
     assert "- city (string, required): the city name, e.g. Paris" in request
     assert '- unit ("celsius"|"fahrenheit", optional, default "celsius"): temperature scale' in request
     assert "- days (integer, optional): how many days ahead" in request
+    later = phases.act_request(2, "look again", goal, app.tools["weather"])
+    assert later.startswith(f"Goal: {goal}\nArguments of weather:\n")
     system = act[0].content
     assert '- weather(city: string, unit?: "celsius"|"fahrenheit" = "celsius", days?: integer): The weather' in system
