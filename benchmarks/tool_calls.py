@@ -7,7 +7,8 @@ llama.cpp call with the same GGUF, scored by BFCL's own AST checker.
 
 For each sampled case (simple, multiple, irrelevance):
 - agentd: the case's functions are registered as schema-only tools (``Tool(name, description, parameters=
-  schema, fn=...)``) beside the workspace plugin's tools, and the question runs as a goal through the engine
+  schema, fn=...)``), alone (no default plugin loads: with the workspace tools beside them the 135M model
+  wrote files), and the question runs as a goal through the engine
   with the configured default model (the bundled SmolLM2-135M unless configured otherwise). The first call of
   one of the case's functions is the answer; a run that calls none answers "no call".
 - bare: one llama.cpp chat call on the same GGUF with the same sampling settings; the system message lists the
@@ -111,12 +112,12 @@ def correct(checker: types.ModuleType, category: str, case: dict[str, Any], call
 class Agentd:
     """The engine on a fresh home: the workspace plugin's tools plus the case's functions as tools."""
 
-    def __init__(self) -> None:
+    def __init__(self, settings: dict[str, Any]) -> None:
         from agentd.app import make_app
         from agentd.config import load_config
 
         self.home = Path(tempfile.mkdtemp(prefix="bfcl-agentd-"))
-        overrides = {"plugins.load": ["workspace"], "loop.max_steps": 3, "loop.max_seconds": 300}
+        overrides = {"plugins.load": [], "loop.max_steps": 3, "loop.max_seconds": 300} | settings
         self.app = make_app(load_config(home=self.home, env={}, overrides=overrides))
         self.builtin = set(self.app.tools.names())
 
@@ -189,10 +190,14 @@ def main() -> None:
     parser.add_argument("--categories", default="simple,multiple,irrelevance")
     parser.add_argument("--systems", default="agentd,bare")
     parser.add_argument("--out", type=Path, help="write every case's result here as JSON")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
+                        help="agentd config override, e.g. loop.direct_answers=true")
     args = parser.parse_args()
     wheel = zipfile.ZipFile(args.wheel)
     checker = load_checker(wheel)
-    systems = {name: {"agentd": Agentd, "bare": Bare}[name]() for name in args.systems.split(",")}
+    settings = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set)}
+    make = {"agentd": lambda: Agentd(settings), "bare": Bare}
+    systems = {name: make[name]() for name in args.systems.split(",")}
     rows = []
     for seed in args.seed or [1]:
         for category in args.categories.split(","):
