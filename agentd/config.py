@@ -106,6 +106,10 @@ class LoopConfig(_Strict):
     # How many tools the model is offered, ranked by relevance to the goal (tools the goal names always first);
     # 0 = sized for the model: 6 for llamacpp (small local models), 24 for API models.
     max_tools: int = Field(0, ge=0)
+    # A plan may be a direct answer instead of steps when no tool applies (never when the goal asks for a tool);
+    # the outcome checks still decide whether it stands. Off in [loop] (so for tiny models): the bundled 135M
+    # model takes it for a shortcut ("Create hello.txt" answered "Hello"); the small and large profiles turn it on.
+    direct_answers: bool = False
 
     def budgets(self, **overrides: Any) -> Budgets:
         """A run's Budgets: these defaults, replaced by every override that is not None (CLI, API, schedule)."""
@@ -127,6 +131,7 @@ class ProfileConfig(_Strict):
     ground_answers: bool | None = None
     worked_examples: int | None = Field(None, ge=-1)
     feedback: Literal["rules", "model"] | None = None
+    direct_answers: bool | None = None
 
     def loop_settings(self) -> dict[str, Any]:
         """The [loop] keys this profile sets."""
@@ -138,10 +143,11 @@ DEFAULT_PROFILES: dict[str, dict[str, Any]] = {
     "tiny": {"below_params_b": 1.0},
     "small": {
         "below_params_b": 5.0, "max_plan_steps": 5, "act_tools": "all", "worked_examples": 3, "feedback": "rules",
+        "direct_answers": True,
     },
     "large": {
         "max_plan_steps": 8, "critic": "both", "act_tools": "all", "ground_paths": False,
-        "tool_requests": "off", "worked_examples": 1, "feedback": "rules",
+        "tool_requests": "off", "worked_examples": 1, "feedback": "rules", "direct_answers": True,
     },
 }
 

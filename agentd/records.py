@@ -125,12 +125,14 @@ class PlannedStep(Record):
 class Plan(Record):
     steps: list[PlannedStep]
     reasoning: str = ""
+    answer: str = ""  # a direct answer: no tool applies, so no steps
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Plan:
         return cls(
             steps=[PlannedStep.from_dict(s) for s in data.get("steps", [])],
             reasoning=data.get("reasoning", ""),
+            answer=data.get("answer", ""),
         )
 
 

@@ -12,6 +12,7 @@ import dataclasses
 import errno
 import functools
 import inspect
+import json
 import logging
 import os
 import queue
@@ -151,8 +152,15 @@ class Tool:
         )
 
     def validate(self, args: dict[str, Any]) -> dict[str, Any]:
-        """Check arguments against the schema; raise ToolError with a readable message."""
+        """Check arguments against the schema; raise ToolError with a readable message.
+
+        A tool made from a function checks them with the model its signature built (pydantic); a schema-only
+        tool (``Tool(name, description, parameters=schema, fn=...)``, MCP and LangChain tools) with jsonschema.
+        """
         if self._validator is None:
+            problems = schema_problems(self.parameters, args)
+            if problems:
+                raise ToolError(f"invalid arguments for {self.name}: {problems}")
             return dict(args)
         from pydantic import ValidationError
 
@@ -182,6 +190,39 @@ class Tool:
         return False
 
 
+def schema_problems(schema: dict[str, Any], args: Any, limit: int = 3) -> str:
+    """What is wrong with ``args`` under the JSON schema ``schema``, in one line ("" when nothing is).
+
+    A schema jsonschema cannot read is logged and not enforced: a third-party tool's odd schema must not make
+    the tool uncallable.
+    """
+    validator = _schema_validator(json.dumps(schema, sort_keys=True, default=str))
+    if validator is None:
+        return ""
+    errors = sorted(validator.iter_errors(args), key=lambda e: list(e.absolute_path))[:limit]
+    return "; ".join(f"{'.'.join(map(str, e.absolute_path)) or 'args'}: {_clip(e.message)}" for e in errors)
+
+
+@functools.lru_cache(maxsize=512)
+def _schema_validator(schema_json: str) -> Any:
+    import jsonschema  # not at module level: `import agentd.cli` stays light
+
+    schema = json.loads(schema_json)
+    cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+    try:
+        cls.check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        log.warning("a tool's JSON schema is invalid (%s); its arguments are not checked", exc.message)
+        return None
+    return cls(schema)
+
+
+def _clip(message: str, limit: int = 160) -> str:
+    """A validation message stays one short line (jsonschema repeats the whole offending value)."""
+    message = " ".join(message.split())
+    return message if len(message) <= limit else message[: limit - 3] + "..."
+
+
 # A negation up to two words before the phrase, in the same sentence.
 _NEGATED = re.compile(r"\b(not|no|never|without|don't|dont|doesn't|avoid)\b[^\w.;:!?]*(\w+[^\w.;:!?]+){0,2}$",
                       re.IGNORECASE)
@@ -202,8 +243,6 @@ def as_result(value: Any) -> ToolResult:
     if isinstance(value, str):
         return ToolResult(output=value)
     if isinstance(value, dict):
-        import json
-
         return ToolResult(output=json.dumps(value, ensure_ascii=False, default=str), data=value)
     return ToolResult(output=str(value))
 

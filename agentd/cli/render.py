@@ -119,6 +119,8 @@ class LiveTrace:
         self.console.print(f"[bold cyan]{title}[/]{asked}")
         for i, step in enumerate(d["steps"], 1):
             self.console.print(f"  {i}. {step['intent']} [dim]\\[{step.get('tool') or '?'}][/]")
+        if d.get("answer"):
+            self.console.print("  [dim]no tool applies; answered directly[/]")
 
     def on_critique(self, d: dict[str, Any]) -> None:
         colour = {"approve": "green", "revise": "yellow", "reject": "red"}[d["verdict"]]

@@ -12,7 +12,9 @@ reject or choke on: a third-party tool's odd schema must not take a run down.
 
 Supported: type (one or a list), const, enum, anyOf/oneOf, allOf with one member, object (properties in
 declared order, required ones first, others optional), array (items, prefixItems, minItems, maxItems),
-string (minLength, maxLength, and agentd's ``x-prefix``: a text the string must start with), integer,
+string (minLength, maxLength, and agentd's ``x-prefix``: a text the string must start with; a string without
+maxLength is capped at ``max_string`` characters, STRING_CHARS by default, so a degenerate reply stops early
+instead of filling the token limit; a maxLength above LONG_STRING is no bound in the grammar), integer,
 number, boolean, null, and ``$ref`` into ``$defs``/``definitions``. Anything else (``{}``, ``additionalProperties`` only, unknown keywords) becomes any JSON value.
 
 The grammar accepts a subset of what the schema allows, on purpose: required properties first, in declared
@@ -34,6 +36,10 @@ class Unsupported(ValueError):
     """A schema part with no safe grammar; the converter falls back to any JSON value for it."""
 
 
+STRING_CHARS = 200  # the default cap on a string without maxLength: paths, names, queries are far shorter
+# A maxLength above this is left to the token limit: llama.cpp expands {0,n} into n rules, and a text that
+# long (a file's content, code) is what the schema asked to allow.
+LONG_STRING = 2000
 SPACE = '" "?'
 PRIMITIVES = {
     "space": SPACE,
@@ -88,8 +94,9 @@ def repeat(item: str, low: int, high: int | None) -> str:
 
 
 class Converter:
-    def __init__(self, root: dict[str, Any]) -> None:
+    def __init__(self, root: dict[str, Any], max_string: int | None = STRING_CHARS) -> None:
         self.root = root
+        self.max_string = max_string
         self.rules: dict[str, str] = {}
         self.by_body: dict[str, str] = {}
         self.refs: dict[str, str] = {}
@@ -155,8 +162,8 @@ class Converter:
         return self.primitive("value")
 
     def string(self, schema: dict[str, Any], hint: str) -> str:
-        low, high = int(schema.get("minLength", 0)), schema.get("maxLength")
-        high = None if high is None else int(high)
+        low, high = int(schema.get("minLength", 0)), schema.get("maxLength", self.max_string)
+        high = None if high is None or int(high) > LONG_STRING else int(high)
         prefix = str(schema.get("x-prefix", ""))
         if low == 0 and high is None and not prefix:
             return self.primitive("string")
@@ -250,9 +257,10 @@ class Converter:
         return self.add(hint, f'"[" space {body} "]" space' if body else '"[" space "]" space')
 
 
-def to_gbnf(schema: dict[str, Any]) -> str:
-    """The GBNF grammar (``root ::= ...``) accepting JSON texts ``schema`` describes (the subset above)."""
-    conv = Converter(schema)
+def to_gbnf(schema: dict[str, Any], max_string: int | None = STRING_CHARS) -> str:
+    """The GBNF grammar (``root ::= ...``) accepting JSON texts ``schema`` describes (the subset above);
+    ``max_string`` caps strings without a maxLength (None: no cap)."""
+    conv = Converter(schema, max_string)
     rules = {"root": conv.visit(schema, "top"), **conv.rules}
     return "".join(f"{name} ::= {body}\n" for name, body in rules.items())
 

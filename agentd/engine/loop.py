@@ -416,13 +416,14 @@ class _RunContext:
     def do_plan(self) -> None:
         started = time.time()
         s, max_steps = self.state, self.loop.max_plan_steps
-        request = phases.plan_request(s.goal.text, s.memories or [], s.notes[-2:], first=not s.transcript,
-                                      folders=s.folder_listing, previous=s.previous)
         offered = self._offer_tools()
         requested = selection.named_tools(s.goal.text, self.tools) if self._honour_requests() else []
-        schema = phases.plan_schema(self.tools, max_steps, first=requested)
+        direct = self.loop.direct_answers and self._may_answer_directly(requested)
+        request = phases.plan_request(s.goal.text, s.memories or [], s.notes[-2:], not s.transcript, direct,
+                                      folders=s.folder_listing, previous=s.previous)
+        schema = phases.plan_schema(self.tools, max_steps, first=requested, direct=direct)
         plan, data = self.ask(
-            "plan", request, schema, lambda v: phases.parse_plan(v, self.tools, max_steps, first=requested)
+            "plan", request, schema, lambda v: phases.parse_plan(v, self.tools, max_steps, requested, direct)
         )
         if requested:
             data["requested_tools"] = requested
@@ -435,6 +436,8 @@ class _RunContext:
             return
         data["plan"] = plan.to_dict()
         event = {"steps": [s.to_dict() for s in plan.steps], "replan": self.state.replans}
+        if plan.answer:
+            event["answer"] = plan.answer
         self.record("plan", data, started, [("plan", event | ({"requested_tools": requested} if requested else {}))])
 
     def _offer_tools(self) -> list[str] | None:
@@ -446,6 +449,12 @@ class _RunContext:
         offered = selection.select_tools(self.state.goal.text, self.engine.tools, self.engine.host, self.config, cap)
         self.state.offered_tools = offered  # the plan phase journals it, so a resumed run folds the same set
         return offered
+
+    def _may_answer_directly(self, requested: list[str]) -> bool:
+        """No direct answer where a tool plainly applies: the goal asks for one or names a file to write, or
+        the outcome checks already sent an answer back."""
+        goal = self.state.goal.text
+        return not (requested or self.state.repairs or verify.wanted_files(goal, self.engine.tools.names()))
 
     def _honour_requests(self) -> bool:
         """Tools the goal asks for ("use python", "use fs.read_text_file", even misspelt slightly) bind the first
@@ -478,7 +487,8 @@ class _RunContext:
     def do_act(self) -> None:
         started = time.time()
         step = self.state.plan.steps[self.state.step]  # type: ignore[union-attr]
-        request = phases.act_request(self.state.step + 1, step.intent)
+        planned = self.tools.tools.get(step.tool)
+        request = phases.act_request(self.state.step + 1, step.intent, self.state.goal.text, planned)
         loop = self.loop
         choices = self.tools.subset([step.tool]) if loop.act_tools == "planned" and step.tool in self.tools else self.tools
         paths = phases.path_candidates(self.state.goal.text, self._known_files()) if loop.ground_paths else None
@@ -758,7 +768,7 @@ def _canonical(value: Any) -> dict[str, Any]:
     if isinstance(value, ToolCall):
         return {"tool": value.tool, "args": value.args}
     if isinstance(value, Plan):
-        return {"steps": [s.to_dict() for s in value.steps]}
+        return {"answer": value.answer} if value.answer else {"steps": [s.to_dict() for s in value.steps]}
     if isinstance(value, Critique):
         return {"verdict": value.verdict.value, "reasons": value.reasons}
     if isinstance(value, Feedback):

@@ -46,8 +46,59 @@ def render(name: str, **values: Any) -> str:
 
 
 def signature(tool: Tool) -> str:
-    props = tool.parameters.get("properties", {})
-    return ", ".join(props)
+    """The tool's arguments in one compact line: ``city: string, unit?: "c"|"f" = "c"`` (``?``: optional)."""
+    props = tool.parameters.get("properties") or {}
+    required = set(tool.parameters.get("required") or [])
+    return ", ".join(
+        f"{name}{'' if name in required else '?'}: {type_text(spec)}{_default(spec)}" for name, spec in props.items()
+    )
+
+
+def type_text(spec: Any) -> str:
+    """A JSON schema's type as a short text: ``integer``, ``array of string``, ``"a"|"b"`` for an enum."""
+    if not isinstance(spec, dict):
+        return "any"
+    if "const" in spec:
+        return json.dumps(spec["const"], ensure_ascii=False)
+    if "enum" in spec:
+        values = [json.dumps(v, ensure_ascii=False) for v in spec["enum"][:ENUM_SHOWN]]
+        return "|".join(values + (["..."] if len(spec["enum"]) > ENUM_SHOWN else []))
+    for key in ("anyOf", "oneOf"):
+        if isinstance(spec.get(key), list):
+            return "|".join(dict.fromkeys(type_text(s) for s in spec[key]))
+    kind = spec.get("type")
+    if isinstance(kind, list):
+        return "|".join(map(str, kind))
+    if kind == "array":
+        return f"array of {type_text(spec.get('items'))}"
+    return str(kind or ("object" if "properties" in spec or "$ref" in spec else "any"))
+
+
+ENUM_SHOWN = 8  # a long list of allowed values is the grammar's business; the prompt shows the first few
+PARAM_TEXT = 120  # characters of a parameter's description in the act request
+
+
+def _default(spec: Any) -> str:
+    if not isinstance(spec, dict) or spec.get("default") is None:
+        return ""
+    text = json.dumps(spec["default"], ensure_ascii=False, default=str)
+    return f" = {text if len(text) <= 30 else text[:27] + '...'}"
+
+
+def contract(tool: Tool) -> list[str]:
+    """One line per argument (type, required or default, description) for the act request; none when the schema
+    describes no argument (the system message's signature already says everything else)."""
+    props = tool.parameters.get("properties") or {}
+    if not any(isinstance(spec, dict) and spec.get("description") for spec in props.values()):
+        return []
+    required = set(tool.parameters.get("required") or [])
+    lines = []
+    for name, spec in props.items():
+        need = "required" if name in required else f"optional{_default(spec).replace(' = ', ', default ')}"
+        about = " ".join(str(spec.get("description", "") if isinstance(spec, dict) else "").split())
+        about = about if len(about) <= PARAM_TEXT else about[: PARAM_TEXT - 3] + "..."
+        lines.append(f"- {name} ({type_text(spec)}, {need}){': ' + about if about else ''}")
+    return lines
 
 
 def system_message(tools: ToolRegistry) -> str:
@@ -68,17 +119,27 @@ def reply_text(value: dict[str, Any]) -> str:
 
 # -- requests: the user turns of the conversation ------------------------------------------------
 def plan_request(
-    goal: str, memories: list[str], notes: list[str], first: bool, folders: Sequence[str] = (),
+    goal: str, memories: list[str], notes: list[str], first: bool, direct: bool = False, folders: Sequence[str] = (),
     previous: dict[str, Any] | None = None,
 ) -> str:
-    """The plan turn; ``folders``: the attached folders' listing (agentd.folders.listing); a follow-up's first
-    one opens with the run before (its goal, answer and files)."""
-    return render("plan.j2", goal=goal, memories=memories, notes=notes, first=first, folders=list(folders),
-                  previous=previous)
+    """The plan turn; with ``direct``, the model may answer instead when no tool applies; ``folders``: the
+    attached folders' listing (agentd.folders.listing); a follow-up's first one opens with the run before (its
+    goal, answer and files)."""
+    return render("plan.j2", goal=goal, memories=memories, notes=notes, first=first, direct=direct,
+                  folders=list(folders), previous=previous)
 
 
-def act_request(step_number: int, intent: str) -> str:
-    return render("act.j2", step_number=step_number, intent=intent)
+def act_request(step_number: int, intent: str, goal: str = "", tool: Tool | None = None) -> str:
+    """The act turn: the planned tool's arguments when its schema describes them, and the step; after the first
+    step also the user's goal (a small model's intent is often a poor restatement of it). Step 1 follows the
+    plan turn, which shows the goal just above: repeated there, it made the 135M model write the file's name
+    as its content ("Create hello.txt containing the word hello")."""
+    return _act_text(step_number, intent, goal, tool.name if tool else "", contract(tool) if tool else [])
+
+
+def _act_text(step_number: int, intent: str, goal: str, tool: str, lines: list[str] | tuple[str, ...]) -> str:
+    return render("act.j2", step_number=step_number, intent=intent, goal=goal if step_number > 1 else "",
+                  tool=tool, contract=list(lines))
 
 
 def feedback_request(result: str, remaining: int, choices: list[str], ok: bool) -> str:
@@ -92,10 +153,20 @@ def _examples() -> tuple[dict[str, Any], ...]:
     return tuple(tomllib.loads(text).get("example", []))
 
 
-@lru_cache(maxsize=64)
-def example_turns(tools: frozenset[str], limit: int = -1) -> tuple[tuple[str, str], ...]:
+def example_turns(tools: ToolRegistry, limit: int = -1) -> tuple[tuple[str, str], ...]:
     """Worked runs as earlier turns, rendered by the same functions as a real run's turns: the first ``limit``
-    whose ``tools`` are registered (-1: all). Rendered once per tool set and process."""
+    whose ``tools`` are registered (-1: all). Rendered once per tool set (names and contracts) and process."""
+    names = frozenset(tools.names())
+    used = {c["tool"] for example in _examples() for c in example["calls"]} & names
+    contracts = tuple(sorted((name, tuple(contract(tools[name]))) for name in used))
+    return _example_turns(names, contracts, limit)
+
+
+@lru_cache(maxsize=64)
+def _example_turns(
+    tools: frozenset[str], contracts: tuple[tuple[str, tuple[str, ...]], ...], limit: int
+) -> tuple[tuple[str, str], ...]:
+    lines = dict(contracts)
     turns: list[tuple[str, str]] = []
     shown = 0
     for example in _examples():
@@ -115,7 +186,8 @@ def example_turns(tools: frozenset[str], limit: int = -1) -> tuple[tuple[str, st
             decision = {"decision": "done" if last else "continue", "summary": final or "step done",
                         "final_answer": final}
             turns += [
-                ("user", act_request(number, example["steps"][number - 1]["intent"])),
+                ("user", _act_text(number, example["steps"][number - 1]["intent"], example["goal"], c["tool"],
+                                   lines[c["tool"]])),
                 ("assistant", reply_text({"tool": c["tool"], "args": c["args"]})),
                 ("user", feedback_request(c["result"], remaining, feedback_choices(remaining, True), True)),
                 ("assistant", reply_text(decision)),
@@ -125,7 +197,7 @@ def example_turns(tools: frozenset[str], limit: int = -1) -> tuple[tuple[str, st
 
 def prompt_head(tools: ToolRegistry, examples: int = -1) -> tuple[tuple[str, str], ...]:
     """The constant start of every prompt of a run: the system message and the worked examples."""
-    return (("system", system_message(tools)), *example_turns(frozenset(tools.names()), examples))
+    return (("system", system_message(tools)), *example_turns(tools, examples))
 
 
 TURN_CHARS = 1200  # a runaway reply or observation never floods the context window
@@ -156,8 +228,11 @@ def messages(
 
 
 # -- plan -----------------------------------------------------------------------------------------
-def plan_schema(tools: ToolRegistry, max_steps: int, first: list[str] | None = None) -> dict[str, Any]:
-    """Steps of intent and tool; with ``first`` (tools the goal asked for), step 1 must use one of those."""
+def plan_schema(
+    tools: ToolRegistry, max_steps: int, first: list[str] | None = None, direct: bool = False
+) -> dict[str, Any]:
+    """Steps of intent and tool; with ``first`` (tools the goal asked for), step 1 must use one of those; with
+    ``direct`` (and no tool asked for), ``{"answer": ...}`` instead: no tool applies."""
 
     def step(names: list[str]) -> dict[str, Any]:
         return {
@@ -169,12 +244,24 @@ def plan_schema(tools: ToolRegistry, max_steps: int, first: list[str] | None = N
     steps: dict[str, Any] = {"type": "array", "items": step(tools.names()), "minItems": 1, "maxItems": max_steps}
     if first:
         steps["prefixItems"] = [step(first)]
-    return {"type": "object", "properties": {"steps": steps}, "required": ["steps"]}
+    plan = {"type": "object", "properties": {"steps": steps}, "required": ["steps"]}
+    if not direct or first:
+        return plan
+    return {"anyOf": [plan, {"type": "object", "properties": {"answer": ANSWER}, "required": ["answer"]}]}
 
 
-def parse_plan(value: Any, tools: ToolRegistry, max_steps: int, first: list[str] | None = None) -> Plan:
+ANSWER = {"type": "string", "minLength": 1, "maxLength": 400}
+
+
+def parse_plan(
+    value: Any, tools: ToolRegistry, max_steps: int, first: list[str] | None = None, direct: bool = False
+) -> Plan:
     if isinstance(value, list):
         value = {"steps": value}
+    if direct and not first and isinstance(value, dict) and not value.get("steps"):
+        answer = str(value.get("answer") or "").strip()
+        if answer:
+            return Plan(steps=[], answer=answer)
     if not isinstance(value, dict) or not isinstance(value.get("steps"), list) or not value["steps"]:
         raise Invalid('expected {"steps": [...]} with at least one step')
     steps: list[PlannedStep] = []

@@ -127,6 +127,9 @@ class LoopState:
             self.step = 0
             self.pending_call = None
             self.awaiting_feedback = False
+            if self.plan.answer and not self.plan.steps:  # a direct answer: concluded like a done decision
+                self.final_answer = self.plan.answer
+                self.concluded = Feedback(Decision.done, "answered directly: no tool applies", self.plan.answer)
 
     def _apply_critique(self, data: dict[str, Any]) -> None:
         critique = Critique.from_dict(data["critique"])

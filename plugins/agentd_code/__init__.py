@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field
 
 from agentd import ToolContext, ToolError, ToolResult, hookimpl
 
@@ -26,12 +28,15 @@ __all__ = ["daemon_starting", "doctor_checks", "register_tools", "run_python", "
 PYTHON_PHRASES = ("use python", "using python", "with python", "run python", "use python3", "using python3")
 SHELL_PHRASES = ("use the shell", "using the shell", "shell command", "use bash", "using bash", "run the command")
 
+# Code and commands may be long: no short cap in the output grammar (engine/gbnf.py).
+LongText = Annotated[str, Field(max_length=1_000_000)]
+
 # run id -> the schedule that started it, learnt in before_tool_call; lets network_schedules grant network.
 _run_schedules: dict[str, str | None] = {}
 _lock = threading.Lock()
 
 
-def run_python(code: str, ctx: ToolContext, timeout_s: float | None = None) -> ToolResult:
+def run_python(code: LongText, ctx: ToolContext, timeout_s: float | None = None) -> ToolResult:
     """Run Python code in a sandbox and get its exit code, stdout, stderr and the files it wrote.
 
     The workspace is the current folder (and the only writable place); there is no network. Print what you
@@ -44,7 +49,7 @@ def run_python(code: str, ctx: ToolContext, timeout_s: float | None = None) -> T
     return _run(ctx, settings, ["-c", runner_source()], code.encode("utf-8"), env, timeout_s, python=True)
 
 
-def run_shell(command: str, ctx: ToolContext, timeout_s: float | None = None) -> ToolResult:
+def run_shell(command: LongText, ctx: ToolContext, timeout_s: float | None = None) -> ToolResult:
     """Run a shell command (bash) in a sandbox and get its exit code, stdout, stderr and the files it wrote.
 
     The workspace is the current folder (and the only writable place); there is no network; python3 is on

@@ -13,13 +13,17 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field
 
 from agentd import ToolContext, ToolError, ToolResult, hookimpl
 from agentd.tools import WorkspaceWalk, open_in_workspace, replace_in_workspace
 
 MAX_READ = 20_000
 LIST_LIMIT = 500
+# A text argument as long as a file may be: no short cap in the output grammar (engine/gbnf.py).
+LongText = Annotated[str, Field(max_length=1_000_000)]
 
 
 def _locate(ctx: ToolContext, path: str) -> tuple[Path, str, Any]:
@@ -31,7 +35,7 @@ def _locate(ctx: ToolContext, path: str) -> tuple[Path, str, Any]:
     return ctx.workspace, path, None
 
 
-def write_file(path: str, content: str, ctx: ToolContext) -> ToolResult:
+def write_file(path: str, content: LongText, ctx: ToolContext) -> ToolResult:
     """Write text to a file in the workspace, replacing it if it exists."""
     root, inside, folder = _locate(ctx, path)
     data = content.encode("utf-8")
@@ -85,7 +89,7 @@ def list_files(ctx: ToolContext, path: str = ".") -> str:
     return "\n".join(names) if names else "(the workspace is empty)"
 
 
-def final_answer(answer: str) -> ToolResult:
+def final_answer(answer: LongText) -> ToolResult:
     """Finish the goal and give the answer to the user."""
     if not answer.strip():
         raise ToolError("the answer is empty; give the answer itself, using what the earlier steps found")

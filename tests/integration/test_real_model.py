@@ -96,7 +96,7 @@ def test_structured_outputs_parse_at_least_95_percent(tmp_path):
         total, first_try = total + 1, first_try + (reply.attempts == 1)
         step = reply.value.steps[0]
         transcript += [("user", request), ("assistant", phases.reply_text({"steps": [s.to_dict() for s in reply.value.steps]}))]
-        request = phases.act_request(1, step.intent)
+        request = phases.act_request(1, step.intent, goal, tools[step.tool])
         schema = phases.act_schema(tools.subset([step.tool]), step.tool, phases.path_candidates(goal, []))
         reply = structured.ask(handle, phases.messages(tools, transcript, request), schema,
                                lambda v: phases.parse_act(v, tools), name="act")

@@ -30,7 +30,7 @@ def test_the_prompt_head_is_rendered_once_per_process(scripted, monkeypatch):
     rendered: list[str] = []
     real = phases.render
     monkeypatch.setattr(phases, "render", lambda name, **values: rendered.append(name) or real(name, **values))
-    for cached in (getattr(phases, "_system_text", None), phases.example_turns):
+    for cached in (getattr(phases, "_system_text", None), phases._example_turns):
         getattr(cached, "cache_clear", lambda: None)()  # rendered afresh below, once
     for turn in range(3):
         phases.messages(app.engine.tools, [], f"request {turn}")

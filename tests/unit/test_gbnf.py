@@ -318,3 +318,21 @@ def test_phase_grammars_accept_what_the_validators_accept(tmp_path):
     act = gbnf.to_gbnf(phases.act_schema(tools.subset(["write_file"]), "write_file", ["a.txt"]))
     assert accepts(act, json.dumps({"tool": "write_file", "args": {"path": "a.txt", "content": "x\ny"}}))
     assert not accepts(act, json.dumps({"tool": "write_file", "args": {"path": "b.txt", "content": "x"}}))
+
+
+def test_strings_without_max_length_are_capped_and_a_schema_may_raise_or_lift_the_cap():
+    grammar = gbnf.to_gbnf({"type": "string"})
+    assert accepts(grammar, json.dumps("x" * gbnf.STRING_CHARS))
+    assert not accepts(grammar, json.dumps("x" * (gbnf.STRING_CHARS + 1)))  # a runaway string stops here
+    wider = gbnf.to_gbnf({"type": "string", "maxLength": gbnf.STRING_CHARS + 50})
+    assert accepts(wider, json.dumps("x" * (gbnf.STRING_CHARS + 50)))
+    assert "char*" in gbnf.to_gbnf({"type": "string", "maxLength": gbnf.LONG_STRING + 1})  # long text: no bound
+    assert accepts(gbnf.to_gbnf({"type": "string"}, max_string=None), json.dumps("x" * 1000))
+
+
+def test_built_in_long_text_arguments_are_not_capped(tmp_path):
+    app, _ = make_test_app(tmp_path)
+    act = gbnf.to_gbnf(phases.act_schema(app.tools.subset(["write_file"]), "write_file"))
+    assert accepts(act, json.dumps({"tool": "write_file", "args": {"path": "a.txt", "content": "y" * 1000}}))
+    assert not accepts(act, json.dumps({"tool": "write_file", "args": {"path": "p" * 300, "content": "y"}}))
+    app.close()
