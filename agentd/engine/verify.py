@@ -34,6 +34,7 @@ class Evidence:
     numbers: set[str] = field(default_factory=set)
     text: str = ""  # every successful observation's output, for word checks
     tools: set[str] = field(default_factory=set)
+    measured: bool = False  # a tool ran that says which part of its output is content (data["evidence"]: code)
     last_failed: bool = False
     files_at_start: set[str] = field(default_factory=set)
     folders: list[Any] = field(default_factory=list)  # the goal's attached folders (agentd/folders.py)
@@ -62,7 +63,9 @@ class Evidence:
                 value = line  # a number with its context ("10 km = 6.214 mi") reads better than the bare float
             if isinstance(value, (str, int, float)) and str(value).strip() and len(str(value)) <= 100:
                 ev.values.append(str(value).strip())
-            outputs.append(obs.result.output)
+            content = obs.result.data.get("evidence")  # a tool's content without its status line ("after 0.08s")
+            ev.measured = ev.measured or isinstance(content, str)
+            outputs.append(content if isinstance(content, str) else obs.result.output)
         ev.text = "\n".join(outputs)
         ev.numbers = numbers(ev.text) | {n for v in ev.values for n in numbers(v)}
         steps = [o for o in state.observations if "final_answer" not in o.result.data and o.call.tool != "final_answer"]
@@ -213,7 +216,10 @@ def _check_value(goal: str, ev: Evidence, answer: str) -> list[Finding]:
             return [Finding("value", f"the run computed {computed[-1]} but the final answer says {answer[:80]!r}")]
         if said <= numbers(goal):
             return [Finding("value", "the final answer only repeats numbers from the goal", MISSING)]
-        return [Finding("value", f"no tool observation of this run shows {', '.join(sorted(said))}", MISSING)]
+        unseen = ", ".join(sorted(said - numbers(goal)))
+        if ev.measured:  # the run computed, and what it printed does not show the number: made up, not missing
+            return [Finding("value", f"the code this run ran printed nothing that shows {unseen}; print the result")]
+        return [Finding("value", f"no tool observation of this run shows {unseen}", MISSING)]
     if ev.values and not any(v.lower() in answer.lower() for v in ev.values):
         return [Finding("value", f"the run found {ev.values[-1]!r} but the final answer does not state it")]
     if not ev.text and not ev.values:

@@ -200,6 +200,8 @@ def to_tool_result(result: SandboxResult, limits: Limits, network: bool, changed
         "strong_isolation": result.strong, "stdout_cut": result.stdout_cut, "stderr_cut": result.stderr_cut,
         "changed": changed, "deleted": deleted,
     }
+    # What the code printed is the call's content for the outcome checks; the status line's numbers are not.
+    data["evidence"] = "\n".join(part for part in (result.stdout, result.stderr) if part)
     value = result.stdout.strip()
     # One short line of output from a call that changed no file is the call's value (agentd's
     # loop.ground_answers); a call that wrote files did something, and what it printed (f.write's 5) is not it.

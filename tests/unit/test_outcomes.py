@@ -72,6 +72,33 @@ def test_an_answer_without_the_computed_value_is_composed_from_the_evidence(tmp_
     assert out["final_answer"].startswith("391")
 
 
+class Silent:
+    """A code tool whose program printed nothing: only its status line carries numbers, as run_python's does."""
+
+    __name__ = "silent"
+
+    @hookimpl
+    def register_tools(self, register):
+        def run_code(code: str) -> ToolResult:
+            """Run code."""
+            return ToolResult(output="exit code 0 after 0.08s\nstdout: (empty)", data={"evidence": ""})
+
+        register(run_code)
+
+
+def test_numbers_from_a_status_line_are_not_a_computed_value(tmp_path):
+    """The bundled model answered "Calculate 156 / 12 using Python" with the run's timing ("0.08s") after code
+    that printed nothing; that claim must not pass as verified, nor even as missing evidence."""
+    def attempt(code):
+        return [plan(("compute", "run_code")), call("run_code", code=code),
+                feedback("done", final_answer="Wrote the 0.08s to 0.00s")]
+    app, _ = make_test_app(tmp_path, attempt("") + attempt("156 / 12"), extra_plugins=(Silent(),),
+                           settings={"loop.ground_answers": False})
+    _, out = run(app, "Calculate 156 / 12 with run_code.")
+    assert out["status"] == "failed" and out["stop_reason"] == "unverified"
+    assert [f["message"] for f in out["findings"]] == ["the code this run ran printed nothing that shows 0, 0.08; print the result"]
+
+
 def test_done_after_a_failed_last_step_is_refused(tmp_path):
     answer = [plan(("answer", "final_answer")), call("final_answer", answer="It says hello")]
     replies = [plan(("read", "read_file")), call("read_file", path="nope.txt"), feedback("replan", "no file"),

@@ -219,3 +219,17 @@ def test_supervisor_honours_cancel(tmp_path):
 def test_supervisor_cuts_long_output(tmp_path):
     result = run(tmp_path, ["python3", "-c", "print('y' * 10000)"], limits=Limits(output_chars=200))
     assert result.stdout_cut == 10001 - 200 and "cut here" in result.stdout
+
+
+def test_a_code_result_gives_what_the_program_printed_as_its_evidence():
+    """The outcome checks read stdout/stderr, not the status line's exit code and duration (engine/verify.py)."""
+    from agentd_code.execution import to_tool_result
+    from agentd_code.process import SandboxResult
+
+    def result(stdout, stderr=""):
+        run = SandboxResult(exit_code=0, stdout=stdout, stderr=stderr, duration_s=0.08)
+        return to_tool_result(run, Limits(), network=False, changed=[], deleted=[], max_artifacts=10)
+
+    silent = result("")
+    assert "after 0.08s" in silent.output and silent.data["evidence"] == ""
+    assert result("13.0\n", "warning\n").data["evidence"] == "13.0\n\nwarning\n"
