@@ -59,6 +59,7 @@ class LoopState:
     folder_listing: list[str] = field(default_factory=list)  # the attached folders when the run began
     previous: dict[str, Any] | None = None  # a follow-up's view of the run before (threads.previous_context)
     offered_tools: list[str] | None = None  # the tools the plan phase offered the model (None: all)
+    requested_tools: list[str] = field(default_factory=list)  # tools the goal asked for, bound to the first plan
     repairs: int = 0  # rounds the outcome checks sent the run back to work
     verified: bool | None = None  # set when the run ends: did its claim pass the outcome checks?
     findings: list[dict[str, Any]] = field(default_factory=list)
@@ -121,6 +122,8 @@ class LoopState:
     def _apply_plan(self, data: dict[str, Any]) -> None:
         if "offered_tools" in data:
             self.offered_tools = list(data["offered_tools"])
+        if data.get("requested_tools") and not self.requested_tools:
+            self.requested_tools = list(data["requested_tools"])
         if data.get("plan"):
             self.plan = Plan.from_dict(data["plan"])
             self.approved = False

@@ -1,8 +1,9 @@
 """Outcome verification: before a run may end ``succeeded``, its claim is checked against the journal's evidence.
 
 The built-in checks are rules, no model call: files the goal names exist and were written by this run, a value
-the goal asks for appears in an observation and in the answer, the answer names no file the run did not write
-and no tool it did not call, and the last step did not fail. They run as the ``verify_outcome`` hook (this
+the goal asks for appears in an observation and in the answer (numbers a code tool printed, not its status
+line), the answer names no file the run did not write and no tool it did not call, a tool the goal asks for
+("in Python") was called, and the last step did not fail. They run as the ``verify_outcome`` hook (this
 module is a default plugin), so other plugins add their own checks the same way.
 
 A finding is ``contradicted`` (the evidence says the claim is wrong: the run may not succeed) or ``missing``
@@ -258,11 +259,20 @@ def compose_answer(goal: str, state: Any, answer: str, tool_names: Any = ()) -> 
     return " ".join(parts) if parts else answer
 
 
+def check_tools_asked(state: Any) -> list[Finding]:
+    """A tool the goal asked for (by name, or by phrase: "using Python"; bound to the first plan unless
+    ``loop.tool_requests`` is off) that no step of the run called successfully: an answer without it is the
+    model's guess, not the tool's value."""
+    called = Evidence.of(state).tools
+    return [Finding("tools", f"the goal asks for {name} but no step of this run called it successfully")
+            for name in getattr(state, "requested_tools", []) if name != "final_answer" and name not in called]
+
+
 @hookimpl(trylast=True)
 def verify_outcome(goal, state, answer, workspace, tools):
     """The built-in rule checks (see the module docstring)."""
     names = tools.names() if tools is not None else ()
-    return check_outcome(goal.text, state, answer, Path(workspace), names)
+    return check_outcome(goal.text, state, answer, Path(workspace), names) + check_tools_asked(state)
 
 
 def verification_of(phases: list[dict[str, Any]]) -> dict[str, Any]:

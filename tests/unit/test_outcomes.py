@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from agentd import Goal, ToolResult, hookimpl
 from agentd.cli import cli
 from agentd.engine import selection, verify
+from agentd.engine.state import LoopState
 from agentd.evaluation import Case, check
 from agentd.testing import call, feedback, make_test_app, plan
 
@@ -97,6 +98,40 @@ def test_numbers_from_a_status_line_are_not_a_computed_value(tmp_path):
     _, out = run(app, "Calculate 156 / 12 with run_code.")
     assert out["status"] == "failed" and out["stop_reason"] == "unverified"
     assert [f["message"] for f in out["findings"]] == ["the code this run ran printed nothing that shows 0, 0.08; print the result"]
+
+
+def test_a_tool_the_goal_asks_for_must_have_been_called(tmp_path):
+    """ "Compute it using Python" answered after a failed run_python and a write of the guess: the answer is the
+    model's, not the tool's, so it is contradicted (a repair round, then unverified), not merely unverified."""
+    from types import SimpleNamespace
+
+    from agentd import Observation, ToolCall
+
+    def step(tool, ok, **args):
+        result = ToolResult(output="ok") if ok else ToolResult(error="SyntaxError")
+        return Observation(step=0, call=ToolCall(tool=tool, args=args), result=result)
+
+    guessed = SimpleNamespace(observations=[step("run_python", False, code="print(7**3"),
+                                            step("write_file", True, path="a.txt", content="343")],
+                              requested_tools=["run_python"])
+    ran = SimpleNamespace(observations=[step("run_python", True, code="print(7**3)")], requested_tools=["run_python"])
+    findings = verify.check_tools_asked(guessed)
+    assert [(f.message, f.kind) for f in findings] == [
+        ("the goal asks for run_python but no step of this run called it successfully", verify.CONTRADICTED)]
+    assert verify.check_tools_asked(ran) == []
+    assert verify.check_tools_asked(SimpleNamespace(observations=guessed.observations, requested_tools=[])) == []
+
+
+def test_the_tools_a_goal_asked_for_are_kept_from_the_first_plan(tmp_path):
+    replies = [plan(("run it", "run_python")), call("run_python", code="print(7 ** 3)"),
+               feedback("done", final_answer="343")]
+    app, _ = make_test_app(tmp_path, replies)
+    run_id = app.engine.submit(Goal(text="Compute 7 to the power of 3 using Python."))
+    app.engine.run(run_id)
+    state = LoopState(run_id=run_id, goal=Goal(text="x"))  # rebuilt from the journal, as a resumed run is
+    for phase in app.journal.phases(run_id):
+        state.apply(phase["kind"], phase)
+    assert state.requested_tools == ["run_python"]
 
 
 def test_done_after_a_failed_last_step_is_refused(tmp_path):
