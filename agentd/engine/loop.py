@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -47,6 +48,7 @@ from .state import LoopState, call_key
 
 log = logging.getLogger(__name__)
 VALUE_CHARS = 100  # a tool's "value" longer than this is a document, not an answer to lead with
+_OVERFLOW = re.compile(r"Requested tokens \((\d+)\) exceed context window of (\d+)")  # llama-cpp-python's words
 Emit = Callable[[str, dict[str, Any]], None]
 
 
@@ -314,6 +316,23 @@ class _RunContext:
         # The window the provider opened (n_ctx 0 is auto: only the provider knows the figure).
         n_ctx = self.model().info.get("n_ctx") or model_config.n_ctx or BUNDLED_N_CTX
         budget = (n_ctx - model_config.max_tokens) * 3 if model_config.provider == "llamacpp" else None
+        window = n_ctx
+        for _attempt in range(3):
+            value, data, overflow = self._ask_once(name, request, schema, validate, budget)
+            if overflow is None or budget is None:
+                return value, data
+            # Code and JSON run under 3 characters a token: shrink the budget by what the model measured.
+            used, window = overflow
+            budget = int(budget * (window - model_config.max_tokens) / used * 0.9)
+        data.update(error=f"the {name} prompt does not fit the model's context of {window} tokens even with "
+                    "older turns dropped: raise the model's n_ctx or shorten the goal", model_failure=True)
+        self.emit("model_error", {"phase": name, "error": data["error"]})
+        return None, data
+
+    def _ask_once(
+        self, name: str, request: str, schema: dict, validate: Callable[[Any], Any], budget: int | None
+    ) -> tuple[Any, dict, tuple[int, int] | None]:
+        """One structured call; the third item is (prompt tokens, window) when the prompt overflowed it."""
         messages = phases.messages(
             self.tools, self.state.transcript, request, budget_chars=budget, examples=self.loop.worked_examples
         )
@@ -332,19 +351,23 @@ class _RunContext:
         except StructuredOutputError as exc:
             data.update(raw=exc.raw, error=str(exc))
             self.emit("model_error", {"phase": name, "error": str(exc)})
-            return None, data
+            return None, data, None
         except AgentdError:
             raise
         except Exception as exc:  # the model boundary: provider errors vary (HTTP, llama.cpp, ...)
+            overflow = _OVERFLOW.search(str(exc))
+            if overflow:
+                log.info("the %s prompt overflowed the context (%s); dropping older turns", name, exc)
+                return None, data, (int(overflow[1]), int(overflow[2]))
             log.exception("model call failed in %s", name)
             data.update(error=f"{type(exc).__name__}: {exc}{_where(self.model())}", model_failure=True)
             self.emit("model_error", {"phase": name, "error": data["error"]})
-            return None, data
+            return None, data, None
         data.update(raw=reply.raw, usage=reply.usage.to_dict(), attempts=reply.attempts, repaired=reply.repaired)
         data["reply"] = phases.reply_text(_canonical(reply.value))
         if reply.errors:
             data["retry_errors"] = reply.errors
-        return reply.value, data
+        return reply.value, data, None
 
     # -- the loop -------------------------------------------------------------------------------
     def drive(self) -> None:

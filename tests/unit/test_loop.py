@@ -404,3 +404,34 @@ def test_a_plan_that_repeats_a_step_in_other_words_keeps_it_once(scripted):
     assert [s["intent"] for s in planned["plan"]["steps"]] == ["17 * 23"]
     kept = phases.parse_plan(plan(("write a", "write_file"), ("write b", "write_file")), app.tools, 3)
     assert len(kept.steps) == 2
+
+
+def _overflowing(monkeypatch, overflows: int) -> list[int]:
+    """llama.cpp refusing the first ``overflows`` prompts as too long for its window; returns each prompt's size."""
+    from agentd.engine import loop as loop_module
+
+    real, sizes = loop_module.structured.ask, []
+
+    def ask(handle, messages, *args, **kwargs):
+        sizes.append(sum(len(text) for _, text in messages))
+        if len(sizes) <= overflows:
+            raise ValueError("Requested tokens (4163) exceed context window of 4096")
+        return real(handle, messages, *args, **kwargs)
+
+    monkeypatch.setattr(loop_module.structured, "ask", ask)
+    return sizes
+
+
+def test_a_prompt_that_overflows_the_context_is_asked_again_with_older_turns_dropped(scripted, monkeypatch):
+    app, _ = scripted([WRITE, call("write_file", path="a.txt", content="x"), feedback("done", final_answer="ok")])
+    sizes = _overflowing(monkeypatch, overflows=1)
+    _, out = run(app, "Create a file named a.txt containing x")
+    assert out["status"] == "succeeded" and len(sizes) == 4  # the plan twice, then act and feedback
+
+
+def test_a_prompt_that_never_fits_ends_the_run_with_what_to_do(scripted, monkeypatch):
+    app, _ = scripted([WRITE])
+    sizes = _overflowing(monkeypatch, overflows=99)
+    _, out = run(app)
+    assert out["status"] == "failed" and len(sizes) == 3
+    assert "does not fit the model's context of 4096 tokens" in out["detail"] and "n_ctx" in out["detail"]
