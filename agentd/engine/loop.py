@@ -607,7 +607,7 @@ class _RunContext:
             self.conclude(answer, f"{call.tool} repeated a step that had worked; the checks show the goal reached")
         elif repeats >= 3:
             self.stop(StopReason.loop, f"{call.tool} was called 3 times with the same arguments and result")
-        elif repeats == 2:
+        elif repeats == 2 and not result.ok:  # a step that worked, done again, is redone work, not a wrong turn
             reason = f"{call.tool} with the same arguments gave the same result twice; do something different"
             self.record("replan", {"reason": reason}, events=[("replan", {"reason": reason})])
 

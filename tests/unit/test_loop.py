@@ -133,13 +133,24 @@ def test_path_traversal_is_refused_as_a_tool_error(scripted):
     assert "leaves the workspace" in model.calls[2]["prompt"]
 
 
-def test_repeated_identical_call_forces_a_replan_then_stops_as_a_loop(scripted):
-    same = call("write_file", path="a.txt", content="x")
-    two = plan(("write a", "write_file"), ("write a again", "write_file"))
-    app, _ = scripted([two, same, feedback("continue"), same, two, same], settings={"loop.max_replans": 5})
-    run_id, out = run(app, "tidy the notes", budgets=Budgets(max_replans=5))  # nothing the checks can see
+def test_repeated_identical_failure_forces_a_replan_then_stops_as_a_loop(scripted):
+    same = call("read_file", path="missing.txt")
+    two = plan(("read it", "read_file"), ("read it again", "read_file"))
+    app, _ = scripted([two, same, feedback("continue"), same, two, same], settings={"loop.ground_paths": False})
+    run_id, out = run(app, "tidy the notes", budgets=Budgets(max_replans=5))
     assert out["status"] == "stopped" and out["stop_reason"] == "loop"
     assert "replan" in kinds(app, run_id)
+
+
+def test_a_step_that_worked_done_again_is_not_a_wrong_turn_but_a_third_time_is_a_loop(scripted):
+    """The bundled model plans "write the file" twice; replanning after the second, identical, successful write
+    made it overwrite the right file with a wrong one. Only a third identical call ends the run."""
+    same = call("write_file", path="a.txt", content="x")
+    two = plan(("write a", "write_file"), ("write a again", "write_file"))
+    app, _ = scripted([two, same, feedback("continue"), same, feedback("replan", "again"), WRITE, same])
+    run_id, out = run(app, "tidy the notes")  # nothing the checks can see
+    assert "replan" not in kinds(app, run_id)  # the model was asked after the second write, not overruled
+    assert out["status"] == "stopped" and out["stop_reason"] == "loop"
 
 
 def test_a_repeated_step_that_worked_ends_the_run_when_the_checks_show_the_goal_reached(scripted):
