@@ -38,6 +38,9 @@ class ModelConfig(_Strict):
     n_ctx: int = 0
     n_threads: int = Field(1, ge=1)
     n_batch: int = Field(256, ge=8)
+    # Warm starts: keep llama.cpp's evaluated state of the constant prompt head in AGENTD_HOME/cache/llama-state
+    # (owner-only, a few tens of MB per model and tool set) so a new process does not evaluate it again.
+    prefix_cache: bool = True
     # openai: any OpenAI-compatible endpoint.
     base_url: str = ""
     api_key: str = ""

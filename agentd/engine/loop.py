@@ -346,7 +346,7 @@ class _RunContext:
         try:
             reply = structured.ask(
                 self.model(), messages, schema, validate, name=name, retries=self.loop.output_retries,
-                on_token=self._progress(name),
+                on_token=self._progress(name), head=len(head),
             )
         except StructuredOutputError as exc:
             data.update(raw=exc.raw, error=str(exc))

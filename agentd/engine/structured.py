@@ -81,10 +81,12 @@ def ask(
     name: str,
     retries: int = 2,
     on_token: Callable[[int], None] | None = None,
+    head: int = 0,
 ) -> Reply:
     """Ask until ``validate`` accepts the parsed JSON, at most ``retries`` re-asks; raise StructuredOutputError.
 
-    ``on_token`` follows each call's generated tokens (ModelHandle.complete).
+    ``on_token`` follows each call's generated tokens; ``head`` counts the leading messages that are the run's
+    constant prompt head (both: ModelHandle.complete).
     """
     usage = Usage()
     errors: list[str] = []
@@ -93,13 +95,13 @@ def ask(
     raw = ""
     for attempt in range(1, retries + 2):
         try:
-            raw, call_usage = handle.complete(convo, on_token=on_token, **kwargs)
+            raw, call_usage = handle.complete(convo, on_token=on_token, head=head, **kwargs)
         except Exception as exc:
             if kwargs and handle.structured in ("json_schema", "json_object") and _unsupported(exc):
                 # The server refused the response_format: fall back to prompt-only JSON for this handle.
                 handle.structured = "prompt"
                 kwargs = {}
-                raw, call_usage = handle.complete(convo, on_token=on_token, **kwargs)
+                raw, call_usage = handle.complete(convo, on_token=on_token, head=head, **kwargs)
             else:
                 raise
         usage.add(call_usage)

@@ -70,9 +70,14 @@ def llamacpp_model(cfg: ModelConfig) -> ModelHandle:
     # llama.cpp builds its chat handler from the file's tokenizer.chat_template ("chat_template.default", or a
     # built-in format it recognises in it); a file without one falls back to llama-2's format.
     info = {"path": str(path), "n_ctx": n_ctx, "chat_format": chat.client.chat_format} | meta.summary()
+    warm = None
+    if cfg.prefix_cache:
+        from .llama_state import PrefixCache
+
+        warm = PrefixCache(chat.client, path).warm
     return ModelHandle(
         name="", chat=chat, structured=mode, info=info, grammar_kwargs=_checked_grammars(chat.client),
-        token_kwargs=_llama_token_kwargs,
+        token_kwargs=_llama_token_kwargs, warm=warm,
     )
 
 

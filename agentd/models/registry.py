@@ -42,18 +42,27 @@ class ModelHandle:
     # that make it call ``tick()`` once per token (llama.cpp: a logits processor), or that make it stream
     # (API models: ``stream=True``; LangChain then calls on_llm_new_token per chunk). None: neither.
     token_kwargs: Callable[[Callable[[], None]], dict[str, Any]] | None = None
+    # Before a call whose first ``head`` messages are the run's constant prompt head: make the model hold that
+    # head's evaluated state, kept in ``cache_dir`` (llama.cpp: ``llama_state.PrefixCache.warm``).
+    warm: Callable[[list[tuple[str, str]], Path | None], str] | None = None
+    cache_dir: Path | None = None  # set by the registry: AGENTD_HOME/cache
     lock: threading.Lock = field(default_factory=threading.Lock)
     # LangChain message objects by (role, text): a run's prompts share their head and most of their turns, and
     # building a message (a validated pydantic model) costs more than the rest of a scripted call.
     _converted: dict[tuple[str, str], Any] = field(default_factory=dict, repr=False)
 
     def complete(
-        self, messages: list[tuple[str, str]], on_token: Callable[[int], None] | None = None, **kwargs: Any
+        self,
+        messages: list[tuple[str, str]],
+        on_token: Callable[[int], None] | None = None,
+        head: int = 0,
+        **kwargs: Any,
     ) -> tuple[str, Usage]:
         """One model call; returns the text and its usage. Calls through one handle are serialised.
 
         ``on_token(n)`` is called with the count of tokens generated so far in this call: 0 when the call
-        starts, then as tokens arrive (from the model's thread; keep it cheap).
+        starts, then as tokens arrive (from the model's thread; keep it cheap). ``head``: how many leading
+        messages are the constant prompt head (the provider may keep their evaluated state across processes).
         """
         lc_messages = [self._message(role, text) for role, text in messages]
         collector = _UsageCollector(on_token)
@@ -63,6 +72,8 @@ class ModelHandle:
         with self.lock:
             if on_token is not None:
                 on_token(0)
+            if head and self.warm is not None:
+                self.warm(messages[:head], self.cache_dir)
             result = self.chat.generate([lc_messages], callbacks=[collector], **kwargs)
         seconds = time.monotonic() - started
         generation = result.generations[0][0]
@@ -178,6 +189,7 @@ class ModelRegistry:
                     raise ModelUnavailable(f"model {name!r} could not be loaded: {exc}") from exc
                 handle.name = name
                 handle.provider = model_config.provider
+                handle.cache_dir = self.config.home / "cache"
                 self._handles[name] = handle
             return self._handles[name]
 
