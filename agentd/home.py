@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 PRIVATE_UMASK = 0o077
 SUBFOLDERS = ("configs", "workspaces", "memory", "logs")
 # Top-level entries agentd owns; a home can be a source checkout, whose other files are left alone.
-OWNED = (*SUBFOLDERS, "plugins", "agentd.db", "agentd.db-wal", "agentd.db-shm", "agentd.db-journal",
+OWNED = (*SUBFOLDERS, "plugins", "cache", "agentd.db", "agentd.db-wal", "agentd.db-shm", "agentd.db-journal",
          "agentd.lock", "agentd.pid", "agentd.sock")
 
 
