@@ -666,10 +666,11 @@ class _RunContext:
         """An answer composed from what the run's steps show, when that evidence shows the goal reached and no
         rule finds fault with it; "" otherwise."""
         goal, names = self.state.goal.text, self.engine.tools.names()
-        if not verify.positive_evidence(goal, self.state, self.workspace, names):
+        ev = verify.Evidence.of(self.state)
+        if not verify.positive_evidence(goal, self.state, self.workspace, names, ev):
             return ""
-        answer = verify.compose_answer(goal, self.state, "", names)
-        if not answer or verify.check_outcome(goal, self.state, answer, self.workspace, names):
+        answer = verify.compose_answer(goal, self.state, "", names, ev)
+        if not answer or verify.check_outcome(goal, self.state, answer, self.workspace, names, ev):
             return ""
         return answer
 

@@ -139,9 +139,12 @@ def asks_value(goal: str) -> bool:
 
 
 # -- the built-in rule checks ----------------------------------------------------------------------
-def check_outcome(goal: str, state: Any, answer: str, workspace: Path, tool_names: Any = ()) -> list[Finding]:
-    """Every rule check on one proposed answer; an empty list means verified."""
-    ev = Evidence.of(state)
+def check_outcome(
+    goal: str, state: Any, answer: str, workspace: Path, tool_names: Any = (), ev: Evidence | None = None
+) -> list[Finding]:
+    """Every rule check on one proposed answer; an empty list means verified. ``ev``: the run's evidence when
+    the caller already gathered it (``Evidence.of(state)``)."""
+    ev = ev if ev is not None else Evidence.of(state)
     findings = _check_files(goal, ev, workspace, tool_names)
     findings += _check_value(goal, ev, answer)
     findings += _check_answer_claims(ev, answer, workspace, tool_names)
@@ -150,9 +153,11 @@ def check_outcome(goal: str, state: Any, answer: str, workspace: Path, tool_name
     return findings
 
 
-def positive_evidence(goal: str, state: Any, workspace: Path, tool_names: Any = ()) -> bool:
+def positive_evidence(
+    goal: str, state: Any, workspace: Path, tool_names: Any = (), ev: Evidence | None = None
+) -> bool:
     """Whether the goal asks for something checkable (files, a value) and the run's evidence shows it."""
-    ev = Evidence.of(state)
+    ev = ev if ev is not None else Evidence.of(state)
     wanted = [f for f in wanted_files(goal, tool_names) if f not in ev.files_at_start]
     if asks_value(goal) and not wanted:
         return bool(ev.values)
@@ -246,9 +251,9 @@ def _check_answer_claims(ev: Evidence, answer: str, workspace: Path, tool_names:
     return findings
 
 
-def compose_answer(goal: str, state: Any, answer: str, tool_names: Any = ()) -> str:
+def compose_answer(goal: str, state: Any, answer: str, tool_names: Any = (), ev: Evidence | None = None) -> str:
     """An answer built from the evidence: the observed value first, then the files actually written."""
-    ev = Evidence.of(state)
+    ev = ev if ev is not None else Evidence.of(state)
     parts = []
     if asks_value(goal) and ev.values:
         parts.append(ev.values[-1])
@@ -259,11 +264,11 @@ def compose_answer(goal: str, state: Any, answer: str, tool_names: Any = ()) -> 
     return " ".join(parts) if parts else answer
 
 
-def check_tools_asked(state: Any) -> list[Finding]:
+def check_tools_asked(state: Any, ev: Evidence | None = None) -> list[Finding]:
     """A tool the goal asked for (by name, or by phrase: "using Python"; bound to the first plan unless
     ``loop.tool_requests`` is off) that no step of the run called successfully: an answer without it is the
     model's guess, not the tool's value."""
-    called = Evidence.of(state).tools
+    called = (ev if ev is not None else Evidence.of(state)).tools
     return [Finding("tools", f"the goal asks for {name} but no step of this run called it successfully")
             for name in getattr(state, "requested_tools", []) if name != "final_answer" and name not in called]
 
@@ -272,7 +277,8 @@ def check_tools_asked(state: Any) -> list[Finding]:
 def verify_outcome(goal, state, answer, workspace, tools):
     """The built-in rule checks (see the module docstring)."""
     names = tools.names() if tools is not None else ()
-    return check_outcome(goal.text, state, answer, Path(workspace), names) + check_tools_asked(state)
+    ev = Evidence.of(state)
+    return check_outcome(goal.text, state, answer, Path(workspace), names, ev) + check_tools_asked(state, ev)
 
 
 def verification_of(phases: list[dict[str, Any]]) -> dict[str, Any]:
