@@ -105,7 +105,7 @@ def test_structured_outputs_parse_at_least_95_percent(tmp_path):
         choices = phases.feedback_choices(0, True)
         request = phases.feedback_request("done", 0, choices, True)
         reply = structured.ask(handle, phases.messages(tools, transcript, request), phases.feedback_schema(choices),
-                               lambda v: phases.parse_feedback(v, choices), name="feedback")
+                               lambda v, choices=choices: phases.parse_feedback(v, choices), name="feedback")
         total, first_try = total + 1, first_try + (reply.attempts == 1)
     app.close()
     print(f"first-attempt parse rate: {first_try}/{total}")

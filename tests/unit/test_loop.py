@@ -341,7 +341,7 @@ def test_prompt_prefix_is_stable_across_phases(scripted):
     app, model = scripted([WRITE, call("write_file", path="a.txt", content="x"), feedback("done")])
     run(app)
     prompts = [c["messages"] for c in model.calls]
-    for earlier, later in zip(prompts, prompts[1:]):
+    for earlier, later in zip(prompts, prompts[1:], strict=False):
         shared = earlier[:-1]  # everything but the earlier request reappears at the start of the later prompt
         assert [m.content for m in later[: len(shared)]] == [m.content for m in shared]
 
