@@ -166,7 +166,7 @@ class Memory:
         self.settings = settings
         self.home = Path(home)
         try:
-            self.embedder = embedder or make_embedder(EmbeddingSettings.parse(settings.embedding))
+            self.embedder = embedder or shared_embedder(settings.embedding)
         except EmbeddingError as exc:
             raise MemoryStoreError(str(exc)) from None
         self.check = check
@@ -607,10 +607,26 @@ _OPEN: dict[str, Memory] = {}
 _OPEN_LOCK = threading.Lock()
 
 
+_EMBEDDERS: dict[str, Embedder] = {}
+_EMBEDDERS_LOCK = threading.Lock()  # taken inside _OPEN_LOCK (get_memory builds a Memory holding it)
+
+
+def shared_embedder(settings: dict[str, Any]) -> Embedder:
+    """One embedder per embedding configuration per process: a loaded model (~100 MB for the default one) is
+    shared by every home's Memory, instead of loaded again for each."""
+    key = json.dumps(settings, sort_keys=True, default=str)
+    with _EMBEDDERS_LOCK:
+        if key not in _EMBEDDERS:
+            _EMBEDDERS[key] = make_embedder(EmbeddingSettings.parse(settings))
+        return _EMBEDDERS[key]
+
+
 def close_memories(home: Path) -> None:
-    """Close the Chroma clients opened for ``home``; the Memory (and its loaded embedding model) stays cached."""
+    """Close and forget the Memory objects opened for ``home`` (their Chroma clients: SQLite handles and
+    threads); the embedding model stays loaded for the next home. The next use opens the store again."""
     with _OPEN_LOCK:
-        opened = [m for m in _OPEN.values() if m.home == Path(home)]
+        closing = [key for key, m in _OPEN.items() if m.home == Path(home)]
+        opened = [_OPEN.pop(key) for key in closing]
     for memory in opened:
         memory.close()
 

@@ -244,3 +244,21 @@ def test_cli_search_is_answered_by_the_running_daemon(app_factory, monkeypatch):
     assert asked == [{"query": "staging server", "k": 1, "kind": None, "scopes": None}]
     shown = CliRunner().invoke(commands.memory, ["search", "staging server"]).output
     assert "bluefin" in shown and shown.startswith("1. ")
+
+
+def test_homes_share_one_embedding_model_and_a_closed_home_is_forgotten(tmp_path):
+    """A test suite (or a process serving several homes) loaded one embedding model per home and kept every
+    home's Memory for ever: ~100 MB per home with the default model."""
+    first, _ = make_test_app(tmp_path / "one", settings=FAKE)
+    second, _ = make_test_app(tmp_path / "two", settings=FAKE)
+    try:
+        one, two = get_memory(first.config), get_memory(second.config)
+        assert one is not two and one.embedder is two.embedder
+        one.remember("a note")
+        first.close()
+        again = get_memory(first.config)
+        assert again is not one and again.embedder is one.embedder
+        assert [hit.text for hit in again.search("a note", kind="note")] == ["a note"]  # opened again from disk
+    finally:
+        first.close()
+        second.close()
