@@ -33,3 +33,7 @@ class StructuredOutputError(AgentdError):
     def __init__(self, message: str, raw: str = "") -> None:
         super().__init__(message)
         self.raw = raw
+
+
+class ToolError(Exception):
+    """Raise inside a tool for an expected failure: the message (no traceback) goes to the model."""

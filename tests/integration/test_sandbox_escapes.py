@@ -332,11 +332,11 @@ def test_a_folder_swapped_for_a_symlink_never_gets_a_file_written_outside(area, 
     a few times in 1000 writes)."""
     from agentd_workspace import write_file
 
-    import agentd.tools
+    import agentd.workspace_fs
     from agentd import ToolContext, ToolError
 
     if not openat2:
-        monkeypatch.setattr(agentd.tools, "_openat2_works", False)
+        monkeypatch.setattr(agentd.workspace_fs, "_openat2_works", False)
     outside = area / "root-home"
     outside.mkdir(mode=0o700)
     workspace = area / "race-ws"

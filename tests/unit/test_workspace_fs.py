@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-import agentd.tools
+import agentd.workspace_fs
 from agentd import ToolError
 from agentd.tools import WorkspaceWalk, open_in_workspace, replace_in_workspace
 
@@ -14,7 +14,7 @@ from agentd.tools import WorkspaceWalk, open_in_workspace, replace_in_workspace
 @pytest.fixture(params=[True, False], ids=["openat2", "component-by-component"])
 def mode(request, monkeypatch):
     if not request.param:
-        monkeypatch.setattr(agentd.tools, "_openat2_works", False)
+        monkeypatch.setattr(agentd.workspace_fs, "_openat2_works", False)
     return request.param
 
 
