@@ -26,6 +26,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import AgentdError, ConfigError
+from ..home import config_mtime_ns  # noqa: F401 - the daemon records it at start and reload; also imported from here
 
 log = logging.getLogger(__name__)
 
@@ -340,15 +341,6 @@ class Daemon:
 
 
 RESTART_KEYS = ("workers", "tcp_host", "tcp_port", "token_env")  # daemon settings a reload cannot change
-
-
-def config_mtime_ns(home: Path) -> int:
-    """The newest modification time of configs/agentd.toml and configs/schedules.toml (0 when neither exists)."""
-    times = []
-    for name in ("agentd.toml", "schedules.toml"):
-        with contextlib.suppress(OSError):
-            times.append((Path(home) / "configs" / name).stat().st_mtime_ns)
-    return max(times, default=0)
 
 
 class _Server:
