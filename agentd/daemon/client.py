@@ -12,6 +12,7 @@ import secrets
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +33,36 @@ class DaemonError(AgentdError):
         self.status_code = status_code  # 0: no answer at all (the daemon could not be reached)
 
 
+class GoalRefused(DaemonError):
+    """The daemon refused a goal for a reason an in-process run would refuse it too (unknown model or profile,
+    a folder that may not be attached...): the same message and exit code as in-process."""
+
+    def __init__(self, message: str, status_code: int, exit_code: int) -> None:
+        super().__init__(message, status_code)
+        self.exit_code = exit_code
+
+
 class DaemonLost(DaemonError):
     """The daemon went away while a run was followed; the run may still be going (exit 5, not "failed")."""
 
     exit_code = LOST_EXIT_CODE
+
+
+@dataclass
+class DaemonHome:
+    """What a client needs to reach a home's daemon, without loading (and validating) the whole config: the
+    daemon checks what it is sent against its own. The config is loaded only if a setting is asked for."""
+
+    home: Path
+
+    def plugin_settings(self, name: str) -> dict[str, Any]:
+        """``[plugins.NAME]`` from the config on disk ({} when it does not load)."""
+        from ..config import load_config
+
+        try:
+            return load_config(home=self.home, validate_plugins=False).plugin_settings(name)
+        except AgentdError:
+            return {}
 
 
 def socket_path(config: Any) -> Path:
@@ -51,24 +78,32 @@ def connect(config: Any, timeout: float = 10.0) -> httpx.Client:
 
 def daemon_running(config: Any) -> bool:
     """True when a daemon answers on this home's socket (a stale socket from a crash answers nothing)."""
+    return health(config) is not None
+
+
+def health(config: Any) -> dict[str, Any] | None:
+    """The daemon's ``/health`` answer, or None when no daemon answers on this home's socket."""
     if not socket_path(config).exists():
-        return False
+        return None
     try:
         with connect(config, timeout=2.0) as client:
-            return client.get("/health").status_code == 200
-    except httpx.HTTPError:
-        return False
+            response = client.get("/health")
+        return dict(response.json()) if response.status_code == 200 else None
+    except (httpx.HTTPError, ValueError):
+        return None
 
 
-def stale_config_warning(config: Any) -> str:
-    """A warning when the config files on disk changed after the running daemon read them, else ""."""
-    from .server import config_mtime_ns
+def stale_config_warning(config: Any, answer: dict[str, Any] | None = None) -> str:
+    """A warning when the config files on disk changed after the running daemon read them, else "".
+    ``answer``: a ``/health`` answer already fetched."""
+    from ..home import config_mtime_ns
 
-    try:
-        loaded = int(request(config, "GET", "/health").get("config_mtime_ns", 0))
-    except AgentdError:
-        return ""
-    if config_mtime_ns(config.home) <= loaded:
+    if answer is None:
+        try:
+            answer = request(config, "GET", "/health")
+        except AgentdError:
+            return ""
+    if config_mtime_ns(config.home) <= int(answer.get("config_mtime_ns", 0)):
         return ""
     return (
         "warning: the config on disk changed after the daemon read it; the daemon still uses the old one: "
@@ -87,9 +122,12 @@ def request(config: Any, method: str, path: str, timeout: float | None = 10.0, *
         ) from None
     if response.status_code >= 400:
         try:
-            detail = response.json().get("detail", response.text)
-        except ValueError:
-            detail = response.text
+            answer = response.json()
+            detail = answer.get("detail", response.text)
+        except (ValueError, AttributeError):
+            answer, detail = {}, response.text
+        if isinstance(answer.get("exit_code"), int) and method == "POST" and path == "/runs":
+            raise GoalRefused(str(detail), response.status_code, answer["exit_code"])
         if isinstance(detail, list):  # FastAPI's validation errors
             detail = "; ".join(
                 f"{'.'.join(str(x) for x in e.get('loc', []))}: {e.get('msg')}" for e in detail
@@ -99,19 +137,20 @@ def request(config: Any, method: str, path: str, timeout: float | None = 10.0, *
 
 
 def submit(config: Any, goal: Any) -> str:
-    """Queue a goal on the daemon; returns its run id.
+    """Queue a goal (a Goal, or the API's JSON for one) on the daemon; returns its run id.
 
     The request carries an Idempotency-Key, so after a connection error (the goal may or may not have been
     journaled) one retry with the same key returns the run the first attempt created instead of a second run.
     """
     headers = {"Idempotency-Key": secrets.token_hex(16)}
+    body = goal.to_dict() if hasattr(goal, "to_dict") else goal
     try:
-        return str(request(config, "POST", "/runs", json=goal.to_dict(), headers=headers)["run_id"])
+        return str(request(config, "POST", "/runs", json=body, headers=headers)["run_id"])
     except DaemonError as exc:
         if exc.status_code:
             raise
     time.sleep(0.5)
-    return str(request(config, "POST", "/runs", json=goal.to_dict(), headers=headers)["run_id"])
+    return str(request(config, "POST", "/runs", json=body, headers=headers)["run_id"])
 
 
 def events(
@@ -119,8 +158,6 @@ def events(
 ) -> Iterator[dict[str, Any]]:
     """A run's events until it finishes or parks; reconnects with Last-Event-ID if the daemon restarts."""
     deadline = None
-    if retry_s is None:
-        retry_s = float(config.plugin_settings("daemon").get("reconnect_s", RECONNECT_S))
     while True:
         try:
             with connect(config, timeout=None) as client:  # type: ignore[arg-type]
@@ -144,6 +181,8 @@ def events(
         except (httpx.HTTPError, DaemonError) as exc:
             if isinstance(exc, DaemonError) and exc.status_code:
                 raise
+            if retry_s is None:  # read once it is needed: following a run needs no config
+                retry_s = float(config.plugin_settings("daemon").get("reconnect_s", RECONNECT_S))
             deadline = deadline or time.monotonic() + retry_s
             if time.monotonic() > deadline:
                 raise DaemonLost(
@@ -197,11 +236,14 @@ def follow(
     return outcome
 
 
-def run_goal_remote(config: Any, goal: Any, as_json: bool = False, detach: bool = False) -> int:
-    """``agentd goal`` with a daemon up: submit, then stream (or print the id: --detach); the exit code."""
+def run_goal_remote(
+    config: Any, goal: Any, as_json: bool = False, detach: bool = False, answer: dict[str, Any] | None = None
+) -> int:
+    """``agentd goal`` with a daemon up: submit, then stream (or print the id: --detach); the exit code.
+    ``answer``: the daemon's ``/health`` answer when the caller already asked."""
     from ..cli.render import JsonLines, LiveTrace
 
-    warning = stale_config_warning(config)
+    warning = stale_config_warning(config, answer)
     if warning:
         print(warning, file=sys.stderr)
     run_id = submit(config, goal)

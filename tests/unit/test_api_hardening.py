@@ -182,7 +182,7 @@ def test_losing_the_daemon_while_following_exits_5_not_failed(app, monkeypatch):
     app.config.plugins.daemon = {"reconnect_s": 0.2}
     with pytest.raises(client.DaemonLost, match="may still be going"):
         list(client.events(app.config, "r-1"))  # no daemon answers on the socket any more
-    monkeypatch.setattr(client, "daemon_running", lambda config: True)
+    monkeypatch.setattr(client, "health", lambda config: {"ok": True, "config_mtime_ns": 2**62})
     monkeypatch.setattr(client, "submit", lambda config, goal: "r-1")
     result = CliRunner().invoke(cli, ["goal", "Create a.txt"])
     assert result.exit_code == client.LOST_EXIT_CODE == 5, result.output
