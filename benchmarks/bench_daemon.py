@@ -96,9 +96,7 @@ class Daemon:
         raise SystemExit("the daemon did not start; see " + str(home / "daemon.log"))
 
     def client(self) -> httpx.Client:
-        from agentd.daemon.client import connect  # as the CLI connects (no TLS context over the socket)
-
-        return connect(type("Home", (), {"home": self.home}), timeout=60)
+        return connect(self.home / "agentd.sock")
 
     def rss_mb(self) -> float:
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
@@ -115,12 +113,16 @@ class Daemon:
 PROBE_INTERVAL_S = 0.02
 
 
+def connect(socket_path: Path) -> httpx.Client:
+    """A keep-alive client on the daemon's socket; plain HTTP, so no TLS context (no CA bundle to load)."""
+    transport = httpx.HTTPTransport(uds=str(socket_path), verify=False)
+    return httpx.Client(transport=transport, base_url="http://agentd", timeout=60, verify=False)
+
+
 def probe(socket_path: str, stop_file: str, out_file: str) -> None:
     """The open-loop prober (its own process): GET /status on a fixed schedule until ``stop_file`` exists;
     writes the latencies (ms, from each request's scheduled time) to ``out_file``."""
-    from agentd.daemon.client import connect
-
-    client = connect(type("Home", (), {"home": Path(socket_path).parent}), timeout=60)
+    client = connect(Path(socket_path))
     latencies: list[float] = []
     start = time.perf_counter()
     for k in itertools.count():

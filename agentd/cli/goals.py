@@ -46,15 +46,15 @@ def split_continue(text: str | None, continues: str | None) -> tuple[str, str | 
 def goal_request(text: str, options: dict[str, Any]) -> dict[str, Any]:
     """The API's JSON for a goal from CLI options; the daemon fills in its ``[loop]`` budgets and checks the
     model, profile and folders against its config."""
-    from pathlib import Path
-
-    from ..folders import absolute_dirs
-
     budgets = {name: options.get(name) for name in ("max_steps", "max_replans", "max_tokens", "max_seconds")}
     request = {"text": text, "model": options.get("model"), "memory": not options.get("no_memory"),
                "profile": options.get("profile"), "continues": options.get("continues"),
                "budgets": {name: value for name, value in budgets.items() if value is not None}}
     if options.get("dirs"):
+        from pathlib import Path
+
+        from ..folders import absolute_dirs
+
         request |= {"dirs": absolute_dirs(options["dirs"], Path.cwd()), "no_undo": bool(options.get("no_undo"))}
     return request
 
