@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,7 +18,7 @@ import tomllib
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from .errors import ConfigError
-from .home import DEFAULT_HOME, resolve_home  # noqa: F401 - re-exported: resolve_home is config's public API
+from .home import DEFAULT_HOME, resolve_home  # resolve_home stays importable from here (its old home)
 from .records import Budgets
 
 

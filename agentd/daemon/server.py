@@ -26,7 +26,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import AgentdError, ConfigError
-from ..home import config_mtime_ns  # noqa: F401 - the daemon records it at start and reload; also imported from here
+from ..home import config_mtime_ns
 
 log = logging.getLogger(__name__)
 PEERS_MAX_AGE_S = 1.0  # /status lists the daemons sharing the journal as read at most this long ago
