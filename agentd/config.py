@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,9 +18,9 @@ import tomllib
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from .errors import ConfigError
+from .home import DEFAULT_HOME, resolve_home  # resolve_home stays importable from here (its old home)
 from .records import Budgets
 
-DEFAULT_HOME = Path("~/.local/share/agentd")
 
 
 class _Strict(BaseModel):
@@ -238,17 +237,6 @@ class Config(_Strict):
             known = ", ".join(sorted(self.models)) or "none"
             raise ConfigError(f"unknown model {name!r}; configured models: {known} (see `agentd models list`)")
         return name, self.models[name]
-
-
-def resolve_home(env: Mapping[str, str] | None = None, cwd: Path | None = None) -> Path:
-    """AGENTD_HOME, else the current folder when it is an agentd checkout, else ~/.local/share/agentd."""
-    values: Mapping[str, str] = os.environ if env is None else env
-    if values.get("AGENTD_HOME"):
-        return Path(values["AGENTD_HOME"]).expanduser().resolve()
-    cwd = cwd or Path.cwd()
-    if (cwd / "configs" / "agentd.toml").is_file() and (cwd / "workspaces").is_dir():
-        return cwd.resolve()
-    return DEFAULT_HOME.expanduser()
 
 
 def load_config(

@@ -10,16 +10,16 @@ warning, on the next start. ``loose_entries`` is what `agentd doctor` flags.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import stat
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from .errors import ConfigError
 
-log = logging.getLogger(__name__)
-
 PRIVATE_UMASK = 0o077
+DEFAULT_HOME = Path("~/.local/share/agentd")
 SUBFOLDERS = ("configs", "workspaces", "memory", "logs")
 # Top-level entries agentd owns; a home can be a source checkout, whose other files are left alone.
 OWNED = (*SUBFOLDERS, "plugins", "cache", "agentd.db", "agentd.db-wal", "agentd.db-shm", "agentd.db-journal",
@@ -28,6 +28,26 @@ OWNED = (*SUBFOLDERS, "plugins", "cache", "agentd.db", "agentd.db-wal", "agentd.
 
 class HomeError(ConfigError):
     """AGENTD_HOME cannot be used: not writable, full, or its journal is read-only (exit 2)."""
+
+
+def resolve_home(env: Mapping[str, str] | None = None, cwd: Path | None = None) -> Path:
+    """AGENTD_HOME, else the current folder when it is an agentd checkout, else ~/.local/share/agentd."""
+    values: Mapping[str, str] = os.environ if env is None else env
+    if values.get("AGENTD_HOME"):
+        return Path(values["AGENTD_HOME"]).expanduser().resolve()
+    cwd = cwd or Path.cwd()
+    if (cwd / "configs" / "agentd.toml").is_file() and (cwd / "workspaces").is_dir():
+        return cwd.resolve()
+    return DEFAULT_HOME.expanduser()
+
+
+def config_mtime_ns(home: Path) -> int:
+    """The newest modification time of configs/agentd.toml and configs/schedules.toml (0 when neither exists)."""
+    times = []
+    for name in ("agentd.toml", "schedules.toml"):
+        with contextlib.suppress(OSError):
+            times.append((Path(home) / "configs" / name).stat().st_mtime_ns)
+    return max(times, default=0)
 
 
 def prepare_home(home: Path) -> list[Path]:
@@ -40,7 +60,7 @@ def prepare_home(home: Path) -> list[Path]:
     except OSError as exc:
         raise HomeError(f"cannot set up AGENTD_HOME {home}: {exc.strerror or exc}; {_what_to_do(home)}") from None
     if tightened:
-        log.warning(
+        _log().warning(
             "AGENTD_HOME %s was readable by other users: removed group/other permissions from %d entr%s "
             "(e.g. %s); from now on everything in it is owner-only",
             home, len(tightened), "y" if len(tightened) == 1 else "ies", tightened[0],
@@ -109,10 +129,16 @@ def _tighten(path: Path) -> bool:
     except FileNotFoundError:  # a file a running tool just removed
         return False
     except PermissionError:  # another user's file (placed there by hand): doctor keeps flagging it
-        log.warning("cannot make %s owner-only: it belongs to another user", path)
+        _log().warning("cannot make %s owner-only: it belongs to another user", path)
         return False
     return True
 
 
 def _what_to_do(home: Path) -> str:
     return f"free some space or fix its permissions, or set AGENTD_HOME to a folder you own (now {home})"
+
+
+def _log() -> Any:
+    import logging  # here: `agentd --help` and `agentd goal` resolve the home and log nothing
+
+    return logging.getLogger(__name__)

@@ -1,8 +1,12 @@
 """CLI start-up: `agentd --help` and a core command's help against a bare `python -c "import click"`.
 
+`agentd --help` lists the plugins' commands from AGENTD_HOME/cache once a first listing wrote it; the
+"(no cache)" row is a new home each time, so each call loads the config and the plugins.
+
     python benchmarks/bench_cli.py [--rounds 15] [--base /tmp/agentd-base] [--daemon]
 
-With --daemon: also the time from starting `agentd goal --json` to its first streamed event, with a daemon up.
+With --daemon: also the time from starting `agentd goal --json` to its first streamed event, with a daemon up
+(the bare import is timed in those rounds too, so its row has twice the samples).
 
 Each measure is a fresh process; rounds interleave the measures. Printed: min/median/max wall in ms and the
 median over the bare click import's median (the ratio is what compares across machines).
@@ -11,6 +15,7 @@ median over the bare click import's median (the ratio is what compares across ma
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -26,16 +31,21 @@ def measures(base: str) -> dict[str, tuple[list[str], Path]]:
     found = {
         'python -c "import click"': (["-c", "import click"], ROOT),
         "agentd --help": (["-m", "agentd", "--help"], ROOT),
+        "agentd --help (no cache)": (["-m", "agentd", "--help"], ROOT),
         "agentd runs --help": (["-m", "agentd", "runs", "--help"], ROOT),
     }
     if base:
-        found |= {f"{name} @base": (args, Path(base)) for name, (args, _) in found.items() if "agentd" in name}
+        found |= {f"{name} @base": (args, Path(base)) for name, (args, _) in found.items()
+                  if "agentd" in name and "no cache" not in name}
     return found
 
 
-def wall(args: list[str], tree: Path, home: str) -> float:
+def wall(args: list[str], tree: Path, home: str, name: str = "") -> float:
     # Bytecode cached (as an installed package has it), in the run's temporary folder.
-    env = os.environ | {"PYTHONPATH": f"{tree}{os.pathsep}{tree / 'plugins'}", "AGENTD_HOME": home,
+    agentd_home = home
+    if "no cache" in name:
+        agentd_home = str(Path(home) / f"fresh-{time.perf_counter_ns()}")  # a new home each time: nothing cached
+    env = os.environ | {"PYTHONPATH": f"{tree}{os.pathsep}{tree / 'plugins'}", "AGENTD_HOME": agentd_home,
                         "PYTHONPYCACHEPREFIX": str(Path(home) / "pycache")}
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     started = time.perf_counter()
@@ -52,10 +62,10 @@ def first_event(tree: Path, home: Path) -> float:
     proc = subprocess.Popen([sys.executable, "-m", "agentd", "goal", "--json", "--no-memory", "make out.txt"],
                             env=env, cwd=tree, stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
-    proc.stdout.readline()
+    line = proc.stdout.readline()
     seconds = time.perf_counter() - started
     proc.stdout.read()
-    proc.wait(60)
+    assert proc.wait(60) == 0 and "type" in json.loads(line), line  # a real event, not an early exit
     return seconds * 1000
 
 
@@ -69,10 +79,10 @@ def main() -> None:
     times: dict[str, list[float]] = {name: [] for name in todo}
     with tempfile.TemporaryDirectory() as home:
         for argv, tree in todo.values():
-            wall(argv, tree, home)  # warm the file cache and the bytecode
+            wall(argv, tree, home)  # warm the file cache and the bytecode (and write the listing cache)
         for _ in range(args.rounds):
             for name, (argv, tree) in todo.items():
-                times[name].append(wall(argv, tree, home))
+                times[name].append(wall(argv, tree, home, name))
         if args.daemon:
             first_events(args, Path(home), times)
     bare = statistics.median(times['python -c "import click"'])
@@ -93,7 +103,9 @@ def first_events(args: argparse.Namespace, root: Path, times: dict[str, list[flo
     try:
         for tree in trees.values():
             first_event(tree, daemon.home)  # warm
-        for _ in range(args.rounds):
+        bare = 'python -c "import click"'
+        for _ in range(args.rounds):  # the bare import again in these rounds: the load may have changed
+            times[bare].append(wall(["-c", "import click"], ROOT, str(root)))
             for name, tree in trees.items():
                 times.setdefault(name, []).append(first_event(tree, daemon.home))
     finally:

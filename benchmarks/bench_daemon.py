@@ -5,7 +5,9 @@ zero-latency model, so what is measured is the daemon (API, journal, workers), n
 
 - goals/s sustained with 200 goals submitted at once (8 client threads), for 1, 2 and 4 workers, over
   ``--reps`` repetitions (min/median/max), beside the baseline: the same 200 goals through the same engine and
-  model in-process (one thread), interleaved with the daemon's repetitions;
+  model in-process (one thread), interleaved with the daemon's repetitions. Both are warm: ``WARMUP`` goals
+  go through each (daemon or in-process app) before the timed 200, so neither pays the first goal's imports and
+  model construction (once per process) inside the measure;
 - p50/p95 latency of GET /status while those 200 run, from an open-loop prober in its own process: requests
   go out on a fixed schedule (every 20 ms) and latency counts from the scheduled time, so a slow answer
   delays nothing unseen (no coordinated omission);
@@ -14,7 +16,13 @@ zero-latency model, so what is measured is the daemon (API, journal, workers), n
 - with --model-pool: the bundled model called from 4 threads through one shared (locked) handle vs a pool of
   two instances.
 
-Usage: python benchmarks/bench_daemon.py [--workers 1,2,4] [--reps 3] [--runs 1000] [--model-pool]
+- with --base TREE: the same daemon measures for another agentd source tree (e.g. main before a change),
+  interleaved with this tree's, as ``@base`` rows (the in-process baseline stays this tree's engine).
+
+Run it with this tree first on the path (``PYTHONPATH=$PWD:$PWD/plugins``): the in-process baseline imports
+agentd in the benchmark's own process.
+
+Usage: python benchmarks/bench_daemon.py [--workers 1,2,4] [--reps 3] [--runs 1000] [--base TREE] [--model-pool]
 """
 
 from __future__ import annotations
@@ -79,9 +87,12 @@ def make_home(root: Path, workers: int, provider: str) -> Path:
 
 
 class Daemon:
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, tree: str = "") -> None:
+        """A daemon on ``home``; from the source tree ``tree`` (``--base``) when given, else from this one."""
         self.home = home
         env = os.environ | {"AGENTD_HOME": str(home)}
+        if tree:
+            env["PYTHONPATH"] = f"{tree}{os.pathsep}{Path(tree) / 'plugins'}"
         self.log = open(home / "daemon.log", "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "agentd", "daemon", "run"], env=env, stdout=self.log, stderr=self.log
@@ -96,9 +107,7 @@ class Daemon:
         raise SystemExit("the daemon did not start; see " + str(home / "daemon.log"))
 
     def client(self) -> httpx.Client:
-        from agentd.daemon.client import connect  # as the CLI connects (no TLS context over the socket)
-
-        return connect(type("Home", (), {"home": self.home}), timeout=60)
+        return connect(self.home / "agentd.sock")
 
     def rss_mb(self) -> float:
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
@@ -113,14 +122,19 @@ class Daemon:
 
 
 PROBE_INTERVAL_S = 0.02
+WARMUP = 5  # goals through each daemon and each in-process app before the timed ones
+
+
+def connect(socket_path: Path) -> httpx.Client:
+    """A keep-alive client on the daemon's socket; plain HTTP, so no TLS context (no CA bundle to load)."""
+    transport = httpx.HTTPTransport(uds=str(socket_path), verify=False)
+    return httpx.Client(transport=transport, base_url="http://agentd", timeout=60, verify=False)
 
 
 def probe(socket_path: str, stop_file: str, out_file: str) -> None:
     """The open-loop prober (its own process): GET /status on a fixed schedule until ``stop_file`` exists;
     writes the latencies (ms, from each request's scheduled time) to ``out_file``."""
-    from agentd.daemon.client import connect
-
-    client = connect(type("Home", (), {"home": Path(socket_path).parent}), timeout=60)
+    client = connect(Path(socket_path))
     latencies: list[float] = []
     start = time.perf_counter()
     for k in itertools.count():
@@ -166,6 +180,8 @@ def in_process(home: Path, n: int, text: str = "make out.txt") -> float:
     app = make_app(load_config(home=home, env={}))
     try:
         engine = app.engine
+        for i in range(WARMUP):
+            engine.run(engine.submit(Goal(text=f"warm-up {i}", memory=False)))
         started = time.perf_counter()
         for i in range(n):
             engine.run(engine.submit(Goal(text=f"{text} {i}", memory=False)))
@@ -209,25 +225,28 @@ def main() -> None:
     parser.add_argument("--workers", default="1,2,4")
     parser.add_argument("--reps", type=int, default=3, help="repetitions of each measure (min/median/max)")
     parser.add_argument("--runs", type=int, default=1000)
+    parser.add_argument("--base", default="", help="another agentd source tree whose daemon to time beside this one")
     parser.add_argument(
         "--model-pool", action="store_true", help="Also time the real model: shared vs pool of 2."
     )
     args = parser.parse_args()
     workers_list = [int(w) for w in args.workers.split(",")]
-    rates: dict[int, list[float]] = {w: [] for w in workers_list}
-    latencies: dict[int, list[float]] = {w: [] for w in workers_list}
+    flavours = [(w, tree) for w in workers_list for tree in (["", args.base] if args.base else [""])]
+    rates: dict[tuple[int, str], list[float]] = {f: [] for f in flavours}
+    latencies: dict[tuple[int, str], list[float]] = {f: [] for f in flavours}
     baseline: list[float] = []
     rss = None
     with tempfile.TemporaryDirectory() as tmp:
         for rep in range(args.reps):
             baseline.append(in_process(make_home(Path(tmp) / f"rep{rep}-in-process", 1, "scripted-lean"), 200))
-            for workers in workers_list:
-                d = Daemon(make_home(Path(tmp) / f"rep{rep}", workers, "scripted-lean"))
+            for workers, tree in flavours:
+                d = Daemon(make_home(Path(tmp) / f"rep{rep}{'-base' if tree else ''}", workers, "scripted-lean"), tree)
                 try:
+                    submit_and_wait(d, WARMUP, "warm-up")
                     _, total, lat = submit_and_wait(d, 200)
-                    rates[workers].append(200 / total)
-                    latencies[workers] += lat
-                    if rss is None and workers == 2 and args.runs > 200:
+                    rates[workers, tree].append(200 / total)
+                    latencies[workers, tree] += lat
+                    if rss is None and workers == 2 and not tree and args.runs > 200:
                         rss_200 = d.rss_mb()
                         left = args.runs - 200
                         for _ in range(left // 200):
@@ -236,14 +255,15 @@ def main() -> None:
                 finally:
                     d.stop()
     base = statistics.median(baseline)
-    print(f"daemon benchmark (scripted zero-latency model, 200 goals submitted at once, {args.reps} repetitions, "
-          f"{os.cpu_count()} CPUs)")
+    print(f"daemon benchmark (scripted zero-latency model, 200 goals submitted at once after {WARMUP} warm-up goals, "
+          f"{args.reps} repetitions, {os.cpu_count()} CPUs)")
     print(f"{'':>16} {'goals/s min':>11} {'median':>7} {'max':>7} {'/ in-process':>12} "
           f"{'status p50 ms':>14} {'p95 ms':>7} {'probes':>7}")
     print(f"{'in-process':>16} {min(baseline):>11.1f} {base:>7.1f} {max(baseline):>7.1f} {1.0:>11.2f}x")
-    for w in workers_list:
-        r, lat = rates[w], latencies[w]
-        print(f"{f'daemon, {w} workers':>16} {min(r):>11.1f} {statistics.median(r):>7.1f} {max(r):>7.1f} "
+    for w, tree in flavours:
+        r, lat = rates[w, tree], latencies[w, tree]
+        label = f"daemon, {w} workers" + (" @base" if tree else "")
+        print(f"{label:>16} {min(r):>11.1f} {statistics.median(r):>7.1f} {max(r):>7.1f} "
               f"{statistics.median(r) / base:>11.2f}x {pct(lat, 50):>14.1f} {pct(lat, 95):>7.1f} {len(lat):>7}")
     if rss:
         r200, r_end, extra = rss

@@ -14,25 +14,50 @@ from ..errors import AgentdError
 class Group(click.Group):
     """Turns agentd's named errors into a one-line message and the documented exit code; mounts the plugins'
     commands only when a command it lacks is asked for, or the list is shown (loading the config and plugins
-    costs more than most core commands)."""
+    costs more than most core commands). ``--help`` lists them from a cache while it is current
+    (agentd.cli.listing)."""
 
     plugin_commands: Any = None  # set by commands.mount: adds the plugins' commands to this group
+    _listing: dict[str, click.Command] | None = None  # the plugins' commands as cached, while --help lists
 
     def _with_plugins(self) -> None:
         mount, self.plugin_commands = self.plugin_commands, None
-        if mount is not None:
-            mount(self)
+        if mount is None:
+            return
+        from ..home import resolve_home
+        from . import listing
+
+        home = resolve_home()
+        before, known = listing.key(home), set(self.commands)
+        depends = mount(self)
+        if depends is not None:
+            listing.store(home, before, [c for n, c in self.commands.items() if n not in known], depends)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         command = super().get_command(ctx, cmd_name)
+        if command is None and self._listing is not None:
+            return self._listing.get(cmd_name)
         if command is None and self.plugin_commands is not None:
             self._with_plugins()
             command = super().get_command(ctx, cmd_name)
         return command
 
     def list_commands(self, ctx: click.Context) -> list[str]:
+        if self._listing is not None:
+            return sorted({*self.commands, *self._listing})
         self._with_plugins()
         return super().list_commands(ctx)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        if self.plugin_commands is not None:
+            from ..home import resolve_home
+            from . import listing
+
+            self._listing = listing.cached(resolve_home())
+        try:
+            super().format_commands(ctx, formatter)
+        finally:
+            self._listing = None
 
     def invoke(self, ctx: click.Context) -> Any:
         try:

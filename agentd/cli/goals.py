@@ -43,21 +43,43 @@ def split_continue(text: str | None, continues: str | None) -> tuple[str, str | 
     return text, continues
 
 
+def goal_request(text: str, options: dict[str, Any]) -> dict[str, Any]:
+    """The API's JSON for a goal from CLI options; the daemon fills in its ``[loop]`` budgets and checks the
+    model, profile and folders against its config."""
+    budgets = {name: options.get(name) for name in ("max_steps", "max_replans", "max_tokens", "max_seconds")}
+    request = {"text": text, "model": options.get("model"), "memory": not options.get("no_memory"),
+               "profile": options.get("profile"), "continues": options.get("continues"),
+               "budgets": {name: value for name, value in budgets.items() if value is not None}}
+    if options.get("dirs"):
+        from pathlib import Path
+
+        from ..folders import absolute_dirs
+
+        request |= {"dirs": absolute_dirs(options["dirs"], Path.cwd()), "no_undo": bool(options.get("no_undo"))}
+    return request
+
+
 def run_goal(text: str, options: dict[str, Any], as_json: bool = False, detach: bool = False) -> int:
-    from ..config import load_config
     from ..errors import ConfigError
 
     if not text.strip():
         raise ConfigError('the goal is empty: say what you want done, e.g. agentd goal "Create hello.txt"')
-    config = load_config()
-    config.model_config_for(options.get("model"))  # unknown --model: exit 2 before anything is stored
-    goal = build_goal(text, options, config)
     try:
         from ..daemon import client
     except ImportError:
         client = None  # type: ignore[assignment]
-    if client is not None and client.daemon_running(config):
-        return client.run_goal_remote(config, goal, as_json=as_json, detach=detach)
+    if client is not None:  # a running daemon checks the goal against its config: no config to load here
+        from ..home import resolve_home
+
+        home = client.DaemonHome(resolve_home())
+        answer = client.health(home)
+        if answer is not None:
+            return client.run_goal_remote(home, goal_request(text, options), as_json, detach, answer)
+    from ..config import load_config
+
+    config = load_config()
+    config.model_config_for(options.get("model"))  # unknown --model: exit 2 before anything is stored
+    goal = build_goal(text, options, config)
     if detach:
         raise ConfigError("--detach needs a running daemon: start one with `agentd daemon start`")
     return run_in_process(config, goal, as_json=as_json)

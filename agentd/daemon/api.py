@@ -125,7 +125,8 @@ def create_api(daemon: Any) -> FastAPI:
     @api.exception_handler(AgentdError)
     async def agentd_error(request: Request, exc: AgentdError) -> JSONResponse:
         conflict = isinstance(exc, (AmbiguousRunId, ThreadBusy))
-        return JSONResponse({"detail": str(exc)}, status_code=409 if conflict else 400)
+        # exit_code: what the same error exits with in-process; `agentd goal` exits with it too.
+        return JSONResponse({"detail": str(exc), "exit_code": exc.exit_code}, status_code=409 if conflict else 400)
 
     @api.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

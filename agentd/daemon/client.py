@@ -1,4 +1,5 @@
-"""The CLI's side of the daemon: httpx over the Unix socket ``AGENTD_HOME/agentd.sock``. Imports only httpx.
+"""The CLI's side of the daemon: HTTP over the Unix socket ``AGENTD_HOME/agentd.sock`` (agentd.daemon.wire, the
+standard library only: httpx alone took longer to import than the rest of ``agentd goal``).
 
 ``agentd goal`` submits through ``run_goal_remote`` and renders the daemon's server-sent events with the same
 LiveTrace/JsonLines as an in-process run, so output and exit codes are identical.
@@ -8,16 +9,16 @@ from __future__ import annotations
 
 import contextlib
 import json
-import secrets
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from ..errors import AgentdError
+from . import wire
 
 END_EVENTS = ("run_finished", "run_parked")
 RECONNECT_S = 30.0  # default of [plugins.daemon] reconnect_s: how long a follower waits for a restarting daemon
@@ -32,43 +33,69 @@ class DaemonError(AgentdError):
         self.status_code = status_code  # 0: no answer at all (the daemon could not be reached)
 
 
+class GoalRefused(DaemonError):
+    """The daemon refused a goal for a reason an in-process run would refuse it too (unknown model or profile,
+    a folder that may not be attached...): the same message and exit code as in-process."""
+
+    def __init__(self, message: str, status_code: int, exit_code: int) -> None:
+        super().__init__(message, status_code)
+        self.exit_code = exit_code
+
+
 class DaemonLost(DaemonError):
     """The daemon went away while a run was followed; the run may still be going (exit 5, not "failed")."""
 
     exit_code = LOST_EXIT_CODE
 
 
+@dataclass
+class DaemonHome:
+    """What a client needs to reach a home's daemon, without loading (and validating) the whole config: the
+    daemon checks what it is sent against its own. The config is loaded only if a setting is asked for."""
+
+    home: Path
+
+    def plugin_settings(self, name: str) -> dict[str, Any]:
+        """``[plugins.NAME]`` from the config on disk ({} when it does not load)."""
+        from ..config import load_config
+
+        try:
+            return load_config(home=self.home, validate_plugins=False).plugin_settings(name)
+        except AgentdError:
+            return {}
+
+
 def socket_path(config: Any) -> Path:
     return Path(config.home) / "agentd.sock"
 
 
-def connect(config: Any, timeout: float = 10.0) -> httpx.Client:
-    """A client bound to this home's daemon socket. Plain HTTP over a Unix socket: no TLS, so no certificate
-    store to load (verify=True read certifi's bundle for every client, ~45 ms of each CLI call)."""
-    transport = httpx.HTTPTransport(uds=str(socket_path(config)), verify=False)
-    return httpx.Client(transport=transport, base_url="http://agentd", timeout=timeout, verify=False)
-
-
 def daemon_running(config: Any) -> bool:
     """True when a daemon answers on this home's socket (a stale socket from a crash answers nothing)."""
+    return health(config) is not None
+
+
+def health(config: Any) -> dict[str, Any] | None:
+    """The daemon's ``/health`` answer, or None when no daemon answers on this home's socket."""
     if not socket_path(config).exists():
-        return False
+        return None
     try:
-        with connect(config, timeout=2.0) as client:
-            return client.get("/health").status_code == 200
-    except httpx.HTTPError:
-        return False
+        response = wire.request(str(socket_path(config)), "GET", "/health", timeout=2.0)
+        return dict(response.json()) if response.status_code == 200 else None
+    except (wire.WireError, ValueError, TypeError):
+        return None
 
 
-def stale_config_warning(config: Any) -> str:
-    """A warning when the config files on disk changed after the running daemon read them, else ""."""
-    from .server import config_mtime_ns
+def stale_config_warning(config: Any, answer: dict[str, Any] | None = None) -> str:
+    """A warning when the config files on disk changed after the running daemon read them, else "".
+    ``answer``: a ``/health`` answer already fetched."""
+    from ..home import config_mtime_ns
 
-    try:
-        loaded = int(request(config, "GET", "/health").get("config_mtime_ns", 0))
-    except AgentdError:
-        return ""
-    if config_mtime_ns(config.home) <= loaded:
+    if answer is None:
+        try:
+            answer = request(config, "GET", "/health")
+        except AgentdError:
+            return ""
+    if config_mtime_ns(config.home) <= int(answer.get("config_mtime_ns", 0)):
         return ""
     return (
         "warning: the config on disk changed after the daemon read it; the daemon still uses the old one: "
@@ -76,20 +103,25 @@ def stale_config_warning(config: Any) -> str:
     )
 
 
-def request(config: Any, method: str, path: str, timeout: float | None = 10.0, **kwargs: Any) -> Any:
+def request(
+    config: Any, method: str, path: str, timeout: float | None = 10.0, json: Any = None,
+    headers: dict[str, str] | None = None,
+) -> Any:
     """One API call; returns the decoded JSON, raises DaemonError with the daemon's explanation."""
     try:
-        with connect(config, timeout=timeout) as client:  # type: ignore[arg-type]
-            response = client.request(method, path, **kwargs)
-    except httpx.HTTPError as exc:
+        response = wire.request(str(socket_path(config)), method, path, json=json, headers=headers, timeout=timeout)
+    except wire.WireError as exc:
         raise DaemonError(
             f"cannot reach the daemon at {socket_path(config)}: {exc}; is it running?"
         ) from None
     if response.status_code >= 400:
         try:
-            detail = response.json().get("detail", response.text)
-        except ValueError:
-            detail = response.text
+            answer = response.json()
+            detail = answer.get("detail", response.text)
+        except (ValueError, AttributeError):
+            answer, detail = {}, response.text
+        if isinstance(answer.get("exit_code"), int) and method == "POST" and path == "/runs":
+            raise GoalRefused(str(detail), response.status_code, answer["exit_code"])
         if isinstance(detail, list):  # FastAPI's validation errors
             detail = "; ".join(
                 f"{'.'.join(str(x) for x in e.get('loc', []))}: {e.get('msg')}" for e in detail
@@ -99,19 +131,20 @@ def request(config: Any, method: str, path: str, timeout: float | None = 10.0, *
 
 
 def submit(config: Any, goal: Any) -> str:
-    """Queue a goal on the daemon; returns its run id.
+    """Queue a goal (a Goal, or the API's JSON for one) on the daemon; returns its run id.
 
     The request carries an Idempotency-Key, so after a connection error (the goal may or may not have been
     journaled) one retry with the same key returns the run the first attempt created instead of a second run.
     """
-    headers = {"Idempotency-Key": secrets.token_hex(16)}
+    headers = {"Idempotency-Key": os.urandom(16).hex()}  # what secrets.token_hex does, without hashlib's import
+    body = goal.to_dict() if hasattr(goal, "to_dict") else goal
     try:
-        return str(request(config, "POST", "/runs", json=goal.to_dict(), headers=headers)["run_id"])
+        return str(request(config, "POST", "/runs", json=body, headers=headers)["run_id"])
     except DaemonError as exc:
         if exc.status_code:
             raise
     time.sleep(0.5)
-    return str(request(config, "POST", "/runs", json=goal.to_dict(), headers=headers)["run_id"])
+    return str(request(config, "POST", "/runs", json=body, headers=headers)["run_id"])
 
 
 def events(
@@ -119,31 +152,30 @@ def events(
 ) -> Iterator[dict[str, Any]]:
     """A run's events until it finishes or parks; reconnects with Last-Event-ID if the daemon restarts."""
     deadline = None
-    if retry_s is None:
-        retry_s = float(config.plugin_settings("daemon").get("reconnect_s", RECONNECT_S))
     while True:
         try:
-            with connect(config, timeout=None) as client:  # type: ignore[arg-type]
-                headers = {"Last-Event-ID": str(after)}
-                with client.stream("GET", f"/runs/{run_id}/events", headers=headers) as response:
-                    if response.status_code >= 400:
-                        raise DaemonError(
-                            f"daemon: cannot stream run {run_id} ({response.status_code})", response.status_code
-                        )
-                    deadline = None
-                    for event in parse_sse(response.iter_lines()):
-                        after = max(after, int(event.get("seq", after)))
-                        ended = event.get("type") in (*END_EVENTS, "run_error")
-                        yield event
-                        if ended:
-                            return
+            headers = {"Last-Event-ID": str(after)}
+            with wire.stream(str(socket_path(config)), f"/runs/{run_id}/events", headers=headers) as response:
+                if response.status_code >= 400:
+                    raise DaemonError(
+                        f"daemon: cannot stream run {run_id} ({response.status_code})", response.status_code
+                    )
+                deadline = None
+                for event in parse_sse(response.iter_lines()):
+                    after = max(after, int(event.get("seq", after)))
+                    ended = event.get("type") in (*END_EVENTS, "run_error")
+                    yield event
+                    if ended:
+                        return
             row = request(config, "GET", f"/runs/{run_id}")
             if row["status"] not in ("queued", "running"):
                 yield {"type": "run_finished", "run_id": run_id} | _outcome_of(row)
                 return
-        except (httpx.HTTPError, DaemonError) as exc:
+        except (wire.WireError, DaemonError) as exc:
             if isinstance(exc, DaemonError) and exc.status_code:
                 raise
+            if retry_s is None:  # read once it is needed: following a run needs no config
+                retry_s = float(config.plugin_settings("daemon").get("reconnect_s", RECONNECT_S))
             deadline = deadline or time.monotonic() + retry_s
             if time.monotonic() > deadline:
                 raise DaemonLost(
@@ -197,11 +229,14 @@ def follow(
     return outcome
 
 
-def run_goal_remote(config: Any, goal: Any, as_json: bool = False, detach: bool = False) -> int:
-    """``agentd goal`` with a daemon up: submit, then stream (or print the id: --detach); the exit code."""
+def run_goal_remote(
+    config: Any, goal: Any, as_json: bool = False, detach: bool = False, answer: dict[str, Any] | None = None
+) -> int:
+    """``agentd goal`` with a daemon up: submit, then stream (or print the id: --detach); the exit code.
+    ``answer``: the daemon's ``/health`` answer when the caller already asked."""
     from ..cli.render import JsonLines, LiveTrace
 
-    warning = stale_config_warning(config)
+    warning = stale_config_warning(config, answer)
     if warning:
         print(warning, file=sys.stderr)
     run_id = submit(config, goal)

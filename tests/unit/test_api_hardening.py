@@ -147,25 +147,22 @@ def test_idempotency_key_is_bounded(app):
 
 # -- the client: one retry with the same key; a distinct exit code when the daemon goes away -----------------
 def test_goal_submission_retries_once_with_the_same_key_after_a_connection_error(app, monkeypatch):
-    from agentd.daemon import client
+    from agentd.daemon import client, wire
 
     seen: list[str] = []
 
-    def handler(request: httpx.Request) -> httpx.Response:
-        seen.append(request.headers["Idempotency-Key"])
+    def answer(path, method, target, json=None, headers=None, timeout=None):
+        seen.append(headers["Idempotency-Key"])
         if len(seen) == 1:  # the daemon journaled the goal, then the connection broke before the answer
-            raise httpx.ReadError("connection reset", request=request)
-        return httpx.Response(200, json={"run_id": "r-1", "status": "queued"})
+            raise wire.WireError("connection reset")
+        return wire.Response(200, content=b'{"run_id": "r-1", "status": "queued"}')
 
-    monkeypatch.setattr(client, "connect", lambda config, timeout=10.0: httpx.Client(
-        transport=httpx.MockTransport(handler), base_url="http://agentd"))
+    monkeypatch.setattr(wire, "request", answer)
     monkeypatch.setattr(client.time, "sleep", lambda s: None)
     assert client.submit(app.config, Goal(text="x")) == "r-1"
     assert len(seen) == 2 and seen[0] == seen[1] and len(seen[0]) == 32
     seen.clear()
-    monkeypatch.setattr(client, "connect", lambda config, timeout=10.0: httpx.Client(
-        transport=httpx.MockTransport(lambda r: (seen.append("x"), httpx.Response(400, json={"detail": "bad"}))[1]),
-        base_url="http://agentd"))
+    monkeypatch.setattr(wire, "request", lambda *a, **k: (seen.append("x"), wire.Response(400, content=b'{"detail": "bad"}'))[1])
     with pytest.raises(client.DaemonError, match="bad"):
         client.submit(app.config, Goal(text="x"))
     assert len(seen) == 1  # an answer (even an error) is never retried
@@ -182,7 +179,7 @@ def test_losing_the_daemon_while_following_exits_5_not_failed(app, monkeypatch):
     app.config.plugins.daemon = {"reconnect_s": 0.2}
     with pytest.raises(client.DaemonLost, match="may still be going"):
         list(client.events(app.config, "r-1"))  # no daemon answers on the socket any more
-    monkeypatch.setattr(client, "daemon_running", lambda config: True)
+    monkeypatch.setattr(client, "health", lambda config: {"ok": True, "config_mtime_ns": 2**62})
     monkeypatch.setattr(client, "submit", lambda config, goal: "r-1")
     result = CliRunner().invoke(cli, ["goal", "Create a.txt"])
     assert result.exit_code == client.LOST_EXIT_CODE == 5, result.output

@@ -224,3 +224,35 @@ def test_doctor_checks_report_bad_settings_and_no_daemon(tmp_path):
     bad = load_config(home=tmp_path, env={}, overrides={"plugins.daemon": {"workers": "many"}}, validate_plugins=False)
     checks = dict((name, (ok, text)) for name, ok, text in doctor_checks(bad))
     assert checks["daemon settings"][0] is False and "plugins.daemon.workers" in checks["daemon settings"][1]
+
+
+# -- per-request costs: /status's daemons list and the event streams' wake-ups (issue 20) -------------------
+def test_status_reads_the_daemons_table_at_most_once_per_max_age(monkeypatch):
+    from types import SimpleNamespace
+
+    from agentd.daemon import server
+
+    reads: list[int] = []
+    daemon = SimpleNamespace(peers=SimpleNamespace(all=lambda: reads.append(1) or [{"owner": "me"}]), _peers_cache=None)
+    assert server.Daemon._daemons(daemon) == server.Daemon._daemons(daemon) == [{"owner": "me"}]
+    assert len(reads) == 1
+    monkeypatch.setattr(server, "PEERS_MAX_AGE_S", -1.0)  # older than allowed: read again
+    server.Daemon._daemons(daemon)
+    assert len(reads) == 2
+
+
+def test_event_wake_ups_are_coalesced_until_the_loop_runs_one():
+    from types import SimpleNamespace
+
+    from agentd.daemon import server
+
+    scheduled: list = []
+    loop = SimpleNamespace(is_closed=lambda: False, call_soon_threadsafe=scheduled.append)
+    daemon = SimpleNamespace(_loop=loop, _wake_pending=False, _changed=None)
+    daemon._wake = lambda: server.Daemon._wake(daemon)
+    for _ in range(5):  # five events from worker threads before the loop gets to run
+        server.Daemon.notify(daemon)
+    assert len(scheduled) == 1
+    scheduled.pop()()  # the loop runs the wake-up: the streams read everything journaled so far
+    server.Daemon.notify(daemon)
+    assert len(scheduled) == 1  # a later event schedules its own

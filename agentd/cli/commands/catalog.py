@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import time
 from typing import Any
@@ -214,6 +213,8 @@ def _restart_note() -> None:
 
 def _pip(*args: str) -> None:
     """pip in this interpreter (never whatever `pip` is first on PATH); its output goes straight to the user."""
+    import subprocess
+
     from ...errors import AgentdError
 
     code = subprocess.run([sys.executable, "-m", "pip", *args]).returncode

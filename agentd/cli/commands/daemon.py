@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
-import shutil
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -32,6 +28,8 @@ def run(log_level: str | None) -> None:
     """Run the daemon in the foreground, logging to stderr, until SIGTERM or Ctrl-C."""
     from ...daemon.server import load_settings, run_foreground
 
+    import logging
+
     config = _config()
     level = (log_level or load_settings(config).log_level).upper()
     logging.basicConfig(
@@ -55,6 +53,8 @@ def start(wait_s: float) -> None:
         click.echo(f"already running (pid {_pid(paths)})")
         return
     from ...home import prepare_home
+
+    import subprocess
 
     prepare_home(config.home)
     with open(os.open(paths.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as log_file:
@@ -121,6 +121,8 @@ def stop(timeout_s: float | None) -> None:
         _clean_stale(paths)
         click.echo("not running")
         return
+    import signal
+
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + (timeout_s or load_settings(config).drain_timeout_s + 15)
     while time.monotonic() < deadline:
@@ -181,6 +183,8 @@ def install(print_only: bool) -> None:
 
     config = _config()
     unit = systemd_unit(config)
+    import shutil
+
     has_systemd = shutil.which("systemctl") is not None and Path("/run/systemd/system").is_dir()
     if print_only or not has_systemd:
         if not print_only:
