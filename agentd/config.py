@@ -22,7 +22,6 @@ from .home import DEFAULT_HOME, resolve_home  # resolve_home stays importable fr
 from .records import Budgets
 
 
-
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 

@@ -1,7 +1,7 @@
 """The journal: SQLite (WAL) record of every goal, run, phase, tool call and event.
 
 It is the source of truth for what happened; a run's loop state is rebuilt from its phases on resume.
-Migrations are small named functions, each recorded once applied.
+Its migrations are in journal_schema.py, the lease's parts in journal_leases.py.
 
 One owner per run: whoever drives a run (the in-process CLI, a daemon worker) holds its lease: an owner id, a
 fencing token that grows with every claim, a heartbeat and an expiry, in the ``runs`` row. Every write of a
@@ -21,19 +21,19 @@ import hashlib
 import json
 import os
 import secrets
-import socket
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from .errors import AgentdError
 from .journal_db import connect
+from .journal_leases import Lease, LeaseLost, RunHeld, owner_is_dead, process_owner  # noqa: F401  (re-exported)
+from .journal_schema import MIGRATIONS  # noqa: F401  (re-exported)
 from .records import Goal, RunStatus
 
 
@@ -47,151 +47,10 @@ class AmbiguousRunId(AgentdError):
     exit_code = 2
 
 
-def _run_script(db: sqlite3.Connection, script: str) -> None:
-    """Statement by statement: executescript() would commit and break the migration's transaction."""
-    for statement in script.split(";"):
-        if statement.strip():
-            db.execute(statement)
-
-
-def m001_initial(db: sqlite3.Connection) -> None:
-    _run_script(
-        db,
-        """
-        CREATE TABLE runs (
-            id TEXT PRIMARY KEY,
-            goal TEXT NOT NULL,
-            goal_json TEXT NOT NULL,
-            status TEXT NOT NULL,
-            stop_reason TEXT,
-            final_answer TEXT,
-            workspace TEXT NOT NULL,
-            model TEXT,
-            schedule TEXT,
-            usage_json TEXT NOT NULL DEFAULT '{}',
-            created_at REAL NOT NULL,
-            started_at REAL,
-            finished_at REAL
-        );
-        CREATE INDEX runs_status ON runs(status);
-        CREATE INDEX runs_created ON runs(created_at);
-        CREATE TABLE phases (
-            run_id TEXT NOT NULL REFERENCES runs(id),
-            seq INTEGER NOT NULL,
-            kind TEXT NOT NULL,
-            data_json TEXT NOT NULL,
-            started_at REAL NOT NULL,
-            finished_at REAL NOT NULL,
-            PRIMARY KEY (run_id, seq)
-        );
-        CREATE TABLE tool_calls (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            run_id TEXT NOT NULL REFERENCES runs(id),
-            step INTEGER NOT NULL,
-            tool TEXT NOT NULL,
-            args_json TEXT NOT NULL,
-            status TEXT NOT NULL,
-            result_json TEXT,
-            started_at REAL NOT NULL,
-            finished_at REAL
-        );
-        CREATE INDEX tool_calls_run ON tool_calls(run_id);
-        CREATE TABLE events (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            run_id TEXT NOT NULL,
-            type TEXT NOT NULL,
-            data_json TEXT NOT NULL,
-            ts REAL NOT NULL
-        );
-        CREATE INDEX events_run ON events(run_id, id);
-        """
-    )
-
-
-class LeaseLost(AgentdError):
-    """This process no longer owns the run: another one took its lease over. Stop driving it; write nothing."""
-
-
-class RunHeld(AgentdError):
-    """Another live process holds the run's lease: it is being driven elsewhere."""
-
-
 class ThreadBusy(AgentdError):
     """A run of this conversation has not ended yet: two runs never work in the same workspace at once."""
 
     exit_code = 2
-
-
-def m002_run_leases(db: sqlite3.Connection) -> None:
-    _run_script(
-        db,
-        """
-        ALTER TABLE runs ADD COLUMN lease_owner TEXT;
-        ALTER TABLE runs ADD COLUMN lease_token BIGINT NOT NULL DEFAULT 0;
-        ALTER TABLE runs ADD COLUMN lease_heartbeat_at DOUBLE PRECISION;
-        ALTER TABLE runs ADD COLUMN lease_expires_at DOUBLE PRECISION;
-        CREATE INDEX runs_lease ON runs(status, lease_expires_at)
-        """,
-    )
-
-
-def m003_run_threads(db: sqlite3.Connection) -> None:
-    """Conversations: the runs of one thread (``agentd goal --continue``, ``agentd chat``) share a thread_id, the
-    id of the run that began it; every earlier run began its own."""
-    _run_script(
-        db,
-        """
-        ALTER TABLE runs ADD COLUMN thread_id TEXT;
-        UPDATE runs SET thread_id = id;
-        CREATE INDEX runs_thread ON runs(thread_id, status)
-        """,
-    )
-
-
-def m004_prompt_heads(db: sqlite3.Connection) -> None:
-    """The constant start of the prompts (system message and worked examples), stored once by its digest; a
-    phase journals only the turns after it and names the head (phases() puts the two back together)."""
-    db.execute("CREATE TABLE prompt_heads (digest TEXT PRIMARY KEY, messages_json TEXT NOT NULL)")
-
-
-MIGRATIONS: list[Callable[[Any], None]] = [
-    m001_initial, m002_run_leases, m003_run_threads, m004_prompt_heads
-]
-
-
-@dataclass(frozen=True)
-class Lease:
-    """The right to drive (and write) one run, until another claim raises the token past ``token``."""
-
-    run_id: str
-    owner: str
-    token: int
-    ttl_s: float
-
-
-_OWNER: tuple[int, str] | None = None
-
-
-def process_owner(kind: str = "cli") -> str:
-    """This process's owner id, ``kind:host:pid:random``; the first call's ``kind`` names it for good."""
-    global _OWNER
-    if _OWNER is None or _OWNER[0] != os.getpid():  # a forked child is another owner
-        _OWNER = (os.getpid(), f"{kind}:{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}")
-    return _OWNER[1]
-
-
-def owner_is_dead(owner: str | None) -> bool:
-    """True only when ``owner`` is a process on this host that no longer exists (a reused pid reads alive)."""
-    parts = (owner or "").split(":")
-    if len(parts) != 4 or parts[1] != socket.gethostname() or not parts[2].isdigit():
-        return False
-    try:
-        os.kill(int(parts[2]), 0)
-    except ProcessLookupError:
-        return True
-    except OSError:  # exists, owned by another user
-        return False
-    return False
 
 
 EVENTS_CHANNEL = "agentd_events"  # NOTIFY channel: a run's events grew (payload: the run id)

@@ -26,9 +26,9 @@ def daemon() -> None:
 @click.option("--log-level", help="debug | info | warning | error (default: plugins.daemon.log_level).")
 def run(log_level: str | None) -> None:
     """Run the daemon in the foreground, logging to stderr, until SIGTERM or Ctrl-C."""
-    from ...daemon.server import load_settings, run_foreground
-
     import logging
+
+    from ...daemon.server import load_settings, run_foreground
 
     config = _config()
     level = (log_level or load_settings(config).log_level).upper()
@@ -52,9 +52,9 @@ def start(wait_s: float) -> None:
     if client.daemon_running(config):
         click.echo(f"already running (pid {_pid(paths)})")
         return
-    from ...home import prepare_home
-
     import subprocess
+
+    from ...home import prepare_home
 
     prepare_home(config.home)
     with open(os.open(paths.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as log_file:
