@@ -72,7 +72,7 @@ def decode(llm, prompt: list[int], count: int, **kwargs) -> tuple[list[int], flo
     started = time.perf_counter()
     for token in llm.generate(prompt, temp=0.0, top_k=1, repeat_penalty=1.0, **kwargs):
         out.append(token)
-        if len(out) >= count or llama_cpp.llama_token_is_eog(llm._model.vocab, token) and "grammar" in kwargs:
+        if len(out) >= count or ("grammar" in kwargs and llama_cpp.llama_token_is_eog(llm._model.vocab, token)):
             break
     return out, time.perf_counter() - started
 
@@ -139,14 +139,14 @@ def main(argv: list[str] | None = None) -> int:
             def pass_through(input_ids, scores):
                 return scores
 
-            def greedy_grammar():
+            def greedy_grammar(grammar=grammar, filters=filters):
                 filters.append(GreedyGrammar(llm, grammar))
                 return {"logits_processor": [filters[-1]]}
 
             contenders = {
                 "no grammar": lambda: {},
                 "no grammar + pass-through processor": lambda: {"logits_processor": [pass_through]},
-                "grammar in llama.cpp's chain (before)": lambda: {
+                "grammar in llama.cpp's chain (before)": lambda grammar=grammar: {
                     "grammar": LlamaGrammar.from_string(grammar, verbose=False)},
                 "greedy grammar, model's pick first (now)": greedy_grammar,
             }

@@ -54,11 +54,10 @@ def corpus(chunks: int) -> list[Path]:
 def chroma_default(files: list[Path], folder: Path) -> Callable[[Path], tuple[int, dict]]:
     """Chroma's ONNXMiniLM_L6_V2 over the same model file, fed one file's chunks per ``add``."""
     import chromadb
-    from chromadb.config import Settings
-    from chromadb.utils.embedding_functions import ONNXMiniLM_L6_V2
-
     from agentd_memory.embeddings import _package_file
     from agentd_memory.files import chunk_text
+    from chromadb.config import Settings
+    from chromadb.utils.embedding_functions import ONNXMiniLM_L6_V2
 
     onnx = folder / "onnx"
     onnx.mkdir(parents=True)
@@ -156,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{chunks} chunks from {len(files)} files per ingest; {args.rounds} interleaved rounds; "
           f"{os.cpu_count()} CPUs, {usable_cpus()} usable; load average {load_before[0]:.1f} before, "
           f"{load_after[0]:.1f} after")
-    head = f"| contender (chunks/s) | min | median | max | / before: median | min | / chroma: median | max vector diff |"
+    head = "| contender (chunks/s) | min | median | max | / before: median | min | / chroma: median | max vector diff |"
     print(head + "\n|---|---:|---:|---:|---:|---:|---:|---:|")
     for name in names:
         r = rates[name]
