@@ -76,7 +76,8 @@ def llamacpp_model(cfg: ModelConfig) -> ModelHandle:
 
         warm = PrefixCache(chat.client, path).warm
     return ModelHandle(
-        name="", chat=chat, structured=mode, info=info, grammar_kwargs=_checked_grammars(chat.client),
+        name="", chat=chat, structured=mode, info=info,
+        grammar_kwargs=_checked_grammars(chat.client, greedy=cfg.temperature == 0),
         token_kwargs=_llama_token_kwargs, warm=warm,
     )
 
@@ -127,16 +128,24 @@ def available_memory() -> int:
         return 4 << 30
 
 
-def _checked_grammars(llama: Any) -> Callable[[str], dict[str, Any]]:
-    """Grammar call arguments for one loaded model. Each grammar is checked by llama.cpp and built once, in
-    one bounded cache: act grammars vary with the workspace's files, so a daemon meets new ones for ever."""
+def _checked_grammars(llama: Any, greedy: bool = False) -> Callable[[str], dict[str, Any]]:
+    """Grammar call arguments for one loaded model. Each grammar is checked by llama.cpp once, in one bounded
+    cache: act grammars vary with the workspace's files, so a daemon meets new ones for ever.
+
+    Greedy decoding gets a fresh GreedyGrammar per call, which asks the grammar about the model's own pick before
+    the whole vocabulary (the same tokens, without llama.cpp checking 49k tokens for each one); sampling keeps
+    llama.cpp's grammar in the sampler chain."""
 
     @lru_cache(maxsize=64)
-    def grammar(text: str) -> Any:
+    def checked(text: str) -> Any:
         gbnf.check_with_llama(text, llama)
-        return gbnf.llama_grammar(text)
+        return text if greedy else gbnf.llama_grammar(text)
 
-    return lambda text: {"grammar": grammar(text)}
+    if greedy:
+        from .greedy_grammar import GreedyGrammar
+
+        return lambda text: {"logits_processor": [GreedyGrammar(llama, checked(text))]}
+    return lambda text: {"grammar": checked(text)}
 
 
 def _server_grammar(text: str) -> dict:

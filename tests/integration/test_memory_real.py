@@ -233,3 +233,55 @@ def test_an_openai_compatible_embedding_endpoint_can_replace_the_default(embeddi
     assert memory.embedder.model_id == "openai:local-embed"
     assert "bluefin" in memory.search("staging machine named", k=1)[0].text
     assert seen and all(path == "/v1/embeddings" and model == "local-embed" for path, model, _ in seen)
+
+
+MIXED = [
+    "a",
+    "The staging machine is named bluefin.",
+    "def area(r):\n    return 3.14159 * r * r\n" * 12,
+    "Tomatoes need six hours of direct sun and deep watering twice a week. " * 3,
+    "word " * 300,  # past the model's 256-token cap
+    "",
+    "Our office trip to Lisbon is planned for the second week of May.",
+]
+
+
+def test_vectors_do_not_depend_on_order_batch_or_parallel_runs():
+    """Each text alone is the reference; shuffled, batched (padded) and run on several workers, every vector
+    stays its own text's within float rounding."""
+    import random
+
+    import numpy as np
+    from agentd_memory.embeddings import MiniLMInt8
+
+    alone = MiniLMInt8(workers=1)
+    reference = [alone([t])[0] for t in MIXED]
+    shuffled = list(range(len(MIXED)))
+    random.Random(7).shuffle(shuffled)
+    for workers, batch_size in ((1, 1), (2, 1), (3, 1), (2, 3), (1, 8)):
+        embedder = MiniLMInt8(workers=workers, batch_size=batch_size)
+        got = embedder([MIXED[i] for i in shuffled])
+        for position, i in enumerate(shuffled):
+            assert np.allclose(got[position], reference[i], atol=1e-5), (workers, batch_size, i)
+    assert not np.allclose(reference[1], reference[2], atol=1e-2)  # distinct texts, distinct vectors
+
+
+def test_parallel_ingest_stores_each_chunk_with_its_own_vector_and_recalls(tmp_path):
+    """A real folder through real Chroma with two model runs at once: every stored chunk's vector is the one
+    its own text gets alone, and a paraphrased question still finds its file."""
+    import numpy as np
+    from agentd_memory.store import embed_text
+
+    docs = write_docs(tmp_path / "docs")
+    (docs / "long.txt").write_text("".join(f"Line {i}: the quick brown fox number {i}.\n" for i in range(120)))
+    memory = Memory(MemorySettings(embedding={"workers": 2}), tmp_path / "home")
+    report = memory.ingest([docs])
+    assert report.chunks > len(DOCS) + 1  # long.txt spans several chunks
+    col = memory._collection(memory.collection_name("document"))
+    stored = col.get(include=["documents", "metadatas", "embeddings"])
+    alone = Memory(MemorySettings(embedding={"workers": 1}), tmp_path / "other").embedder
+    for text, meta, vector in zip(stored["documents"], stored["metadatas"], stored["embeddings"], strict=True):
+        assert np.allclose(vector, alone([embed_text(text, meta)])[0], atol=1e-5), meta
+    assert {Path(m["source"]).name for m in stored["metadatas"]} == {*DOCS, "long.txt"}
+    top = memory.search("which computer does the backups at night?", k=1)[0]
+    assert Path(top.meta["source"]).name == "servers.md"

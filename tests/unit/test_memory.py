@@ -236,3 +236,31 @@ def test_a_broken_model_file_is_a_clear_memory_error(tmp_path):
     assert mem.embedder.model_id.startswith("all-MiniLM-L6-v2-onnx-int8@")
     with pytest.raises(MemoryStoreError, match="cannot load the embedding model"):
         mem.remember("anything")
+
+
+def test_parallel_model_runs_give_every_text_its_own_vector(tmp_path):
+    """Whatever the worker count and batch size, vector i belongs to text i, and the runs happen on the
+    embedder's worker threads when there are several (a fake model run stands in for onnxruntime)."""
+    import threading
+
+    from agentd_memory.embeddings import MiniLMInt8
+
+    model, tokenizer = tmp_path / "model.onnx", tmp_path / "tokenizer.json"
+    model.write_bytes(b"weights")
+    tokenizer.write_text("{}")
+    texts = [f"text {i} " + "x" * ((i * 7) % 13) for i in range(23)]
+    for workers in (1, 2, 3, 8):
+        for batch_size in (1, 2, 5):
+            embedder = MiniLMInt8(str(model), str(tokenizer), batch_size=batch_size, workers=workers)
+            threads: set[str] = set()
+
+            def run(batch, threads=threads):
+                threads.add(threading.current_thread().name)
+                return [[float(len(t)), float(t.split()[1])] for t in batch]
+
+            embedder._session, embedder._encode = object(), run
+            assert embedder(texts) == [[float(len(t)), float(i)] for i, t in enumerate(texts)]
+            assert all(name.startswith("agentd-embed") for name in threads) == (workers > 1), (workers, threads)
+    assert MiniLMInt8(str(model), str(tokenizer)).workers >= 1  # 0: one per usable CPU
+    with pytest.raises(EmbeddingError, match="workers and threads"):
+        make_embedder({"workers": -1})

@@ -416,3 +416,13 @@ def test_the_daemon_api_takes_a_goals_profile(scripted):
         await daemon.queue.drain(1.0)
 
     asyncio.run(scenario())
+
+
+def test_a_calls_logits_processors_from_two_sources_are_all_kept():
+    """A grammar's processor and the token counter's both reach llama.cpp (a dict union would drop one)."""
+    from agentd.models.registry import merged_kwargs
+
+    grammar, counter = object(), object()
+    merged = merged_kwargs({"logits_processor": [grammar], "max_tokens": 9}, {"logits_processor": [counter]})
+    assert merged == {"logits_processor": [grammar, counter], "max_tokens": 9}
+    assert merged_kwargs({"grammar": "g"}, {"stream": True}) == {"grammar": "g", "stream": True}
