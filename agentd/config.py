@@ -110,6 +110,10 @@ class LoopConfig(_Strict):
     # the outcome checks still decide whether it stands. Off in [loop] (so for tiny models): the bundled 135M
     # model takes it for a shortcut ("Create hello.txt" answered "Hello"); the small and large profiles turn it on.
     direct_answers: bool = False
+    # Plan and act in one reply when one tool call reaches the goal: the plan reply may be that call (under the
+    # tool's argument grammar); a call that works ends the run by the rules, the outcome checks deciding whether
+    # its result stands. Plans of two or more steps keep the full loop.
+    direct_calls: bool = True
 
     def budgets(self, **overrides: Any) -> Budgets:
         """A run's Budgets: these defaults, replaced by every override that is not None (CLI, API, schedule)."""
@@ -132,6 +136,7 @@ class ProfileConfig(_Strict):
     worked_examples: int | None = Field(None, ge=-1)
     feedback: Literal["rules", "model"] | None = None
     direct_answers: bool | None = None
+    direct_calls: bool | None = None
 
     def loop_settings(self) -> dict[str, Any]:
         """The [loop] keys this profile sets."""

@@ -14,6 +14,9 @@ For each sampled case (simple, multiple, irrelevance):
 - bare: one llama.cpp chat call on the same GGUF with the same sampling settings; the system message lists the
   functions as JSON and the grammar (agentd's JSON-schema converter) allows one call of one of them, with its
   argument schema, or ``{"answer": ...}`` (no call).
+Each agentd run is stopped (cancelled) once it has called one of the case's functions: BFCL scores that call,
+and what a run would do next with the stand-in result ("done") is no part of the score; so the time per case
+is, for both systems, the time to the scored call (or to the run's end, where there is no call).
 Scoring is BFCL's ``ast_checker`` read from the wheel (function name, required parameters, allowed values,
 its type and string normalisation); irrelevance is right when there is no call. Timing is wall-clock per
 case on this machine; compare the ratio, measured in the same process, not the seconds.
@@ -27,6 +30,7 @@ import json
 import random
 import sys
 import tempfile
+import threading
 import time
 import types
 import zipfile
@@ -128,14 +132,18 @@ class Agentd:
         for name in [n for n in registry.names() if n not in self.builtin]:
             del registry.tools[name]
         register = registry.register_for("bfcl")
-        names = set()
+        names, called = set(), threading.Event()
+
+        def stand_in(**args: Any) -> str:
+            called.set()  # BFCL scores the first call: the run stops there, as the bare call does
+            return "done"
+
         for fn in case["function"]:
-            tool = Tool(fn["name"], fn.get("description", ""), parameters=json_schema(fn["parameters"]),
-                        fn=lambda **args: "done")
+            tool = Tool(fn["name"], fn.get("description", ""), parameters=json_schema(fn["parameters"]), fn=stand_in)
             names.add(register(tool).name)
         engine = self.app.engine
         run_id = engine.submit(Goal(text=case["question"][0][-1]["content"], memory=False))
-        engine.run(run_id)
+        engine.run(run_id, cancel=called)
         return [{c["tool"]: c["args"]} for c in self.app.journal.tool_calls(run_id) if c["tool"] in names]
 
 
