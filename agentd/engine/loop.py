@@ -334,10 +334,11 @@ class _RunContext:
     ) -> tuple[Any, dict, tuple[int, int] | None]:
         """One structured call; the third item is (prompt tokens, window) when the prompt overflowed it."""
         loop = self.loop
+        calls = loop.direct_calls == "on"  # one-step worked examples are shown as calls
         messages = phases.messages(self.tools, self.state.transcript, request, budget_chars=budget,
-                                   examples=loop.worked_examples, calls=loop.direct_calls)
+                                   examples=loop.worked_examples, calls=calls)
         # The constant head (system, worked examples) is journaled once; the phase names it by its digest.
-        head = phases.prompt_head(self.tools, loop.worked_examples, loop.direct_calls)
+        head = phases.prompt_head(self.tools, loop.worked_examples, calls)
         data: dict[str, Any] = {
             "prompt_head": self.engine.journal.store_prompt_head(head),
             "prompt": [list(m) for m in messages[len(head):]],
@@ -441,7 +442,7 @@ class _RunContext:
         s, max_steps = self.state, self.loop.max_plan_steps
         offered = self._offer_tools()
         requested = selection.named_tools(s.goal.text, self.tools) if self._honour_requests() else []
-        direct, calls = self.loop.direct_answers and self._may_answer_directly(requested), self.loop.direct_calls
+        direct, calls = self.loop.direct_answers and self._may_answer_directly(requested), self._may_call(requested)
         request = phases.plan_request(s.goal.text, s.memories or [], s.notes[-2:], not s.transcript, direct,
                                       folders=s.folder_listing, previous=s.previous, calls=calls)
         paths = phases.path_candidates(s.goal.text, self._known_files()) if calls and self.loop.ground_paths else None
@@ -481,6 +482,14 @@ class _RunContext:
         the outcome checks already sent an answer back."""
         goal = self.state.goal.text
         return not (requested or self.state.repairs or verify.wanted_files(goal, self.engine.tools.names()))
+
+    def _may_call(self, requested: list[str]) -> bool:
+        """Whether the plan reply may be a direct call (``loop.direct_calls``; "auto": not where the goal names a
+        file to write or asks for a tool, the goals the bundled model's two-turn plan and act were tuned on)."""
+        mode = self.loop.direct_calls
+        if mode != "auto":
+            return mode == "on"
+        return not (requested or verify.wanted_files(self.state.goal.text, self.engine.tools.names()))
 
     def _honour_requests(self) -> bool:
         """Tools the goal asks for ("use python", "use fs.read_text_file", even misspelt slightly) bind the first

@@ -1,6 +1,7 @@
 """Direct calls (``loop.direct_calls``): when one tool call reaches the goal, the plan reply is that call, so plan
 and act take one model call; a call that works ends the run by the rules, the outcome checks deciding whether
-its result stands. Goals that take more steps keep the full loop."""
+its result stands. Goals that take more steps keep the full loop; "auto" (the default) keeps it too for goals
+that name a file to write or ask for a tool."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from agentd import Goal, Tool
 from agentd.engine import gbnf, phases
 from agentd.testing import call, feedback, plan
 
-OFF = {"loop.direct_calls": False}
+OFF, ON = {"loop.direct_calls": "off"}, {"loop.direct_calls": "on"}
 
 
 def run(app, goal):
@@ -20,8 +21,18 @@ def kinds(app, run_id):
     return [p["kind"] for p in app.journal.phases(run_id)]
 
 
-def test_a_one_call_goal_takes_one_model_call_for_plan_and_act(scripted):
-    app, model = scripted([call("write_file", path="kiwi.txt", content="kiwi")])
+def test_a_one_call_goal_takes_one_model_call_for_plan_and_act(scripted, home):
+    app, model = scripted([call("read_file", path="notes.txt")])
+    run_id = app.engine.submit(Goal(text="What does notes.txt say?"))
+    (app.config.workspaces / run_id / "notes.txt").write_text("buy milk")
+    out = app.engine.run(run_id)
+    assert out["status"] == "succeeded" and "buy milk" in out["final_answer"] and len(model.calls) == 1
+    assert kinds(app, run_id) == ["context", "plan", "critique", "tool", "feedback", "stop"]
+    assert "if one tool call reaches the goal, write that call" in model.calls[0]["messages"][-1].content
+
+
+def test_with_direct_calls_on_a_file_goal_takes_one_model_call_too(scripted):
+    app, model = scripted([call("write_file", path="kiwi.txt", content="kiwi")], settings=ON)
     run_id, out = run(app, "Write kiwi to kiwi.txt")
     assert out["status"] == "succeeded" and out["verified"] is True and out["final_answer"] == "Wrote kiwi.txt."
     assert len(model.calls) == 1 and out["usage"]["model_calls"] == 1
@@ -31,13 +42,16 @@ def test_a_one_call_goal_takes_one_model_call_for_plan_and_act(scripted):
     assert "if one tool call reaches the goal, write that call" in model.calls[0]["messages"][-1].content
 
 
-def test_the_same_goal_without_direct_calls_takes_plan_act_and_feedback(scripted):
-    app, model = scripted([plan(("write kiwi", "write_file")), call("write_file", path="kiwi.txt", content="kiwi"),
-                           feedback("done", final_answer="Wrote kiwi.txt.")], settings=OFF)
-    run_id, out = run(app, "Write kiwi to kiwi.txt")
-    assert out["status"] == "succeeded" and len(model.calls) == 3
-    assert "act" in kinds(app, run_id)
-    assert "reaches the goal, write that call" not in model.calls[0]["messages"][-1].content
+def test_auto_keeps_plan_act_and_feedback_for_goals_that_name_a_file_to_write_or_ask_for_a_tool(scripted):
+    for goal, tool, settings in [("Write kiwi to kiwi.txt", "list_files", None),
+                                 ("Use Python to print 2 + 2", "run_python", None),
+                                 ("What does notes.txt say?", "list_files", OFF)]:
+        args = {"code": "print(2 + 2)"} if tool == "run_python" else {}
+        app, model = scripted([plan(("do it", tool)), call(tool, **args), feedback("done", final_answer="4")],
+                              settings=settings)
+        run_id, out = run(app, goal)
+        assert len(model.calls) == 3 and "act" in kinds(app, run_id), goal
+        assert "reaches the goal, write that call" not in model.calls[0]["messages"][-1].content
 
 
 def test_a_goal_no_tool_applies_to_ends_with_a_direct_answer_and_no_tool_call(scripted):
@@ -50,7 +64,7 @@ def test_a_goal_no_tool_applies_to_ends_with_a_direct_answer_and_no_tool_call(sc
 
 
 def test_a_multi_step_goal_still_uses_the_full_loop(scripted, home):
-    app, model = scripted([
+    app, model = scripted(settings=ON, replies=[
         plan(("read the notes", "read_file"), ("write the copy", "write_file")),
         call("read_file", path="notes.txt"), feedback("continue"),
         call("write_file", path="copy.txt", content="buy milk"), feedback("done", final_answer="Copied."),
@@ -59,6 +73,7 @@ def test_a_multi_step_goal_still_uses_the_full_loop(scripted, home):
     (app.config.workspaces / run_id / "notes.txt").write_text("buy milk")
     out = app.engine.run(run_id)
     assert out["status"] == "succeeded" and len(model.calls) == 5
+    assert "write that call" in model.calls[0]["messages"][-1].content  # a call was offered; the model planned
     assert kinds(app, run_id).count("act") == 2
     assert [c["tool"] for c in app.journal.tool_calls(run_id)] == ["read_file", "write_file"]
 
@@ -74,7 +89,7 @@ def test_a_direct_call_that_fails_goes_on_in_the_full_loop(scripted):
 
 def test_a_direct_call_whose_result_the_checks_contradict_does_not_stand(scripted):
     app, model = scripted([call("write_file", path="k.txt", content="apple"),
-                           call("write_file", path="k.txt", content="kiwi")])
+                           call("write_file", path="k.txt", content="kiwi")], settings=ON)
     run_id, out = run(app, "Write kiwi to k.txt")
     verify = [p for p in app.journal.phases(run_id) if p["kind"] == "verify"]
     assert verify and "does not contain 'kiwi'" in verify[0]["findings"][0]["message"]
@@ -89,7 +104,7 @@ def test_a_direct_call_is_validated_against_its_schema_and_re_asked(scripted):
         "type": "object", "properties": {"a": {"type": "integer", "description": "first"}, "b": {"type": "integer"}},
         "required": ["a", "b"]}, fn=lambda a, b: seen.append((a, b)) or str(a + b))
     app.tools.register_for("test")(tool)
-    run_id, out = run(app, "Add 1 and 2 with add")
+    run_id, out = run(app, "Add 1 and 2")
     assert seen == [(1, 2)] and len(model.calls) == 2
     assert "That reply was not valid" in model.calls[1]["messages"][-1].content
     plan_phase = next(p for p in app.journal.phases(run_id) if p["kind"] == "plan")
@@ -113,7 +128,7 @@ def test_the_plan_grammar_offers_each_tools_call_and_plans_of_two_steps_or_more(
 
 
 def test_a_goal_asking_for_a_tool_gets_its_call_or_a_plan_starting_with_it(scripted):
-    app, model = scripted([call("list_files"), call("run_python", code="print(17*23)")])
+    app, model = scripted([call("list_files"), call("run_python", code="print(17*23)")], settings=ON)
     run_id, out = run(app, "What is 17 * 23? Use Python to compute it.")
     first = next(p for p in app.journal.phases(run_id) if p["kind"] == "plan")
     assert "retry_errors" in first and first["plan"]["call"]["tool"] == "run_python"
