@@ -28,6 +28,7 @@ import argparse
 import enum
 import json
 import random
+import statistics
 import sys
 import tempfile
 import threading
@@ -226,7 +227,7 @@ def main() -> None:
 
 def report(rows: list[dict[str, Any]], systems: list[str]) -> None:
     print(f"\n{'seed':>4} {'category':<12}" + "".join(f" {s + ' acc':>11} {s + ' s/case':>13}" for s in systems)
-          + ("  time ratio" if len(systems) == 2 else ""))
+          + ("  time ratio (of the means; per case: min, median)" if len(systems) == 2 else ""))
     keys = sorted({(r["seed"], r["category"]) for r in rows}) + [("all", "all")]
     for seed, category in keys:
         line, per_case = f"{seed:>4} {category:<12}", []
@@ -237,8 +238,18 @@ def report(rows: list[dict[str, Any]], systems: list[str]) -> None:
             per_case.append(sum(r["seconds"] for r in mine) / len(mine))
             line += f" {accuracy:>11.0%} {per_case[-1]:>13.2f}"
         if len(per_case) == 2:
-            line += f"  {per_case[0] / per_case[1]:>9.1f}x"
+            line += f"  {per_case[0] / per_case[1]:>9.1f}x" + _case_ratios(rows, systems, seed, category)
         print(line)
+
+
+def _case_ratios(rows: list[dict[str, Any]], systems: list[str], seed: Any, category: str) -> str:
+    """Per case, the first system's time over the second's (the two ran one after the other): min and median."""
+    by_case: dict[tuple, dict[str, float]] = {}
+    for r in rows:
+        if seed in ("all", r["seed"]) and category in ("all", r["category"]):
+            by_case.setdefault((r["seed"], r["category"], r["id"]), {})[r["system"]] = r["seconds"]
+    ratios = sorted(t[systems[0]] / max(t[systems[1]], 0.01) for t in by_case.values() if len(t) == 2)
+    return f"  min {ratios[0]:.2f}x median {statistics.median(ratios):.2f}x" if ratios else ""
 
 
 if __name__ == "__main__":
