@@ -111,6 +111,13 @@ class LoopConfig(_Strict):
     # the outcome checks still decide whether it stands. Off in [loop] (so for tiny models): the bundled 135M
     # model takes it for a shortcut ("Create hello.txt" answered "Hello"); the small and large profiles turn it on.
     direct_answers: bool = False
+    # Plan and act in one reply when one tool call reaches the goal: the plan reply may be that call (under the
+    # tool's argument grammar); a call that works ends the run by the rules, the outcome checks deciding whether
+    # its result stands. Plans of two or more steps keep the full loop. "auto": not for goals that name a file
+    # to write or ask for a tool (there the bundled 135M model writes better contents after its plan turn:
+    # "hello world" for "containing the word hello"); "on": every goal (one-step worked examples then show the
+    # call); "off": never.
+    direct_calls: Literal["off", "auto", "on"] = "auto"
 
     def budgets(self, **overrides: Any) -> Budgets:
         """A run's Budgets: these defaults, replaced by every override that is not None (CLI, API, schedule)."""
@@ -133,6 +140,7 @@ class ProfileConfig(_Strict):
     worked_examples: int | None = Field(None, ge=-1)
     feedback: Literal["rules", "model"] | None = None
     direct_answers: bool | None = None
+    direct_calls: Literal["off", "auto", "on"] | None = None
 
     def loop_settings(self) -> dict[str, Any]:
         """The [loop] keys this profile sets."""

@@ -126,6 +126,7 @@ class Plan(Record):
     steps: list[PlannedStep]
     reasoning: str = ""
     answer: str = ""  # a direct answer: no tool applies, so no steps
+    call: ToolCall | None = None  # a direct call: the plan is one step, and the reply was its call (plan + act)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Plan:
@@ -133,6 +134,7 @@ class Plan(Record):
             steps=[PlannedStep.from_dict(s) for s in data.get("steps", [])],
             reasoning=data.get("reasoning", ""),
             answer=data.get("answer", ""),
+            call=ToolCall.from_dict(data["call"]) if data.get("call") else None,
         )
 
 

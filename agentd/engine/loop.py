@@ -333,11 +333,12 @@ class _RunContext:
         self, name: str, request: str, schema: dict, validate: Callable[[Any], Any], budget: int | None
     ) -> tuple[Any, dict, tuple[int, int] | None]:
         """One structured call; the third item is (prompt tokens, window) when the prompt overflowed it."""
-        messages = phases.messages(
-            self.tools, self.state.transcript, request, budget_chars=budget, examples=self.loop.worked_examples
-        )
+        loop = self.loop
+        calls = loop.direct_calls == "on"  # one-step worked examples are shown as calls
+        messages = phases.messages(self.tools, self.state.transcript, request, budget_chars=budget,
+                                   examples=loop.worked_examples, calls=calls)
         # The constant head (system, worked examples) is journaled once; the phase names it by its digest.
-        head = phases.prompt_head(self.tools, self.loop.worked_examples)
+        head = phases.prompt_head(self.tools, loop.worked_examples, calls)
         data: dict[str, Any] = {
             "prompt_head": self.engine.journal.store_prompt_head(head),
             "prompt": [list(m) for m in messages[len(head):]],
@@ -441,13 +442,13 @@ class _RunContext:
         s, max_steps = self.state, self.loop.max_plan_steps
         offered = self._offer_tools()
         requested = selection.named_tools(s.goal.text, self.tools) if self._honour_requests() else []
-        direct = self.loop.direct_answers and self._may_answer_directly(requested)
+        direct, calls = self.loop.direct_answers and self._may_answer_directly(requested), self._may_call(requested)
         request = phases.plan_request(s.goal.text, s.memories or [], s.notes[-2:], not s.transcript, direct,
-                                      folders=s.folder_listing, previous=s.previous)
-        schema = phases.plan_schema(self.tools, max_steps, first=requested, direct=direct)
-        plan, data = self.ask(
-            "plan", request, schema, lambda v: phases.parse_plan(v, self.tools, max_steps, requested, direct)
-        )
+                                      folders=s.folder_listing, previous=s.previous, calls=calls)
+        paths = phases.path_candidates(s.goal.text, self._known_files()) if calls and self.loop.ground_paths else None
+        schema = phases.plan_schema(self.tools, max_steps, first=requested, direct=direct, calls=calls, paths=paths)
+        plan, data = self.ask("plan", request, schema, lambda v: phases.parse_plan(
+            v, self.tools, max_steps, requested, direct, calls=calls, goal=s.goal.text))
         if requested:
             data["requested_tools"] = requested
         if offered is not None:
@@ -461,7 +462,10 @@ class _RunContext:
         event = {"steps": [s.to_dict() for s in plan.steps], "replan": self.state.replans}
         if plan.answer:
             event["answer"] = plan.answer
-        self.record("plan", data, started, [("plan", event | ({"requested_tools": requested} if requested else {}))])
+        told = [("plan", event | ({"requested_tools": requested} if requested else {}))]
+        if plan.call:  # a direct call: plan and act in one reply
+            told.append(("tool_call", {"step": 1, "tool": plan.call.tool, "args": plan.call.args}))
+        self.record("plan", data, started, told)
 
     def _offer_tools(self) -> list[str] | None:
         """Choose the tools the model sees for this run, once (resume and replans keep the set)."""
@@ -478,6 +482,14 @@ class _RunContext:
         the outcome checks already sent an answer back."""
         goal = self.state.goal.text
         return not (requested or self.state.repairs or verify.wanted_files(goal, self.engine.tools.names()))
+
+    def _may_call(self, requested: list[str]) -> bool:
+        """Whether the plan reply may be a direct call (``loop.direct_calls``; "auto": not where the goal names a
+        file to write or asks for a tool, the goals the bundled model's two-turn plan and act were tuned on)."""
+        mode = self.loop.direct_calls
+        if mode != "auto":
+            return mode == "on"
+        return not (requested or verify.wanted_files(self.state.goal.text, self.engine.tools.names()))
 
     def _honour_requests(self) -> bool:
         """Tools the goal asks for ("use python", "use fs.read_text_file", even misspelt slightly) bind the first
@@ -652,9 +664,15 @@ class _RunContext:
             self.stop(StopReason.gave_up, decided.summary)
 
     def _feedback_by_rules(self, ok: bool) -> Feedback | None:
-        """Decide without a model call where it is unambiguous: a step that worked with more of the plan to go
-        continues; a last step whose evidence shows the goal reached is done, its answer composed from that
-        evidence. A failed step, or a last step without evidence, is left to the model."""
+        """Decide without a model call where it is unambiguous: a direct call that worked is done (the model
+        said one call reaches the goal; its answer is the evidence's, else what the tool returned); a step that
+        worked with more of the plan to go continues; a last step whose evidence shows the goal reached is done,
+        its answer composed from that evidence. A failed step, or a last step without evidence, is left to the
+        model. Every done is checked against the evidence by ``conclude``."""
+        plan, last = self.state.plan, self.state.last_observation
+        if ok and plan is not None and last is not None and last.call == plan.call:  # the direct call itself
+            answer = self._answer_from_evidence() or last.result.for_model(phases.ANSWER["maxLength"])
+            return Feedback(Decision.done, "the one call the goal needed worked", answer)
         if self.loop.feedback != "rules" or not ok:
             return None
         if self.state.remaining_steps:
@@ -792,6 +810,8 @@ def _canonical(value: Any) -> dict[str, Any]:
     if isinstance(value, ToolCall):
         return {"tool": value.tool, "args": value.args}
     if isinstance(value, Plan):
+        if value.call is not None:
+            return {"tool": value.call.tool, "args": value.call.args}
         return {"answer": value.answer} if value.answer else {"steps": [s.to_dict() for s in value.steps]}
     if isinstance(value, Critique):
         return {"verdict": value.verdict.value, "reasons": value.reasons}

@@ -102,13 +102,16 @@ def contract(tool: Tool) -> list[str]:
 
 
 def system_message(tools: ToolRegistry) -> str:
-    return _system_text(tuple((t.name, signature(t), t.description) for t in tools.tools.values()))
+    """The tools, one line each, with their arguments' contracts (where the schema describes them) below: a
+    direct call (plan_schema's ``calls``) is written with no act request to show them."""
+    return _system_text(tuple((t.name, signature(t), t.description, tuple(contract(t))) for t in tools.tools.values()))
 
 
 @lru_cache(maxsize=64)
-def _system_text(tools: tuple[tuple[str, str, str], ...]) -> str:
+def _system_text(tools: tuple[tuple[str, str, str, tuple[str, ...]], ...]) -> str:
     """Rendered once per tool set and process: it is the same in every call of every run that offers it."""
-    items = [{"name": name, "signature": sig, "description": text} for name, sig, text in tools]
+    items = [{"name": name, "signature": sig, "description": text, "contract": lines}
+             for name, sig, text, lines in tools]
     return render("system.j2", tools=items)
 
 
@@ -120,13 +123,13 @@ def reply_text(value: dict[str, Any]) -> str:
 # -- requests: the user turns of the conversation ------------------------------------------------
 def plan_request(
     goal: str, memories: list[str], notes: list[str], first: bool, direct: bool = False, folders: Sequence[str] = (),
-    previous: dict[str, Any] | None = None,
+    previous: dict[str, Any] | None = None, calls: bool = False,
 ) -> str:
-    """The plan turn; with ``direct``, the model may answer instead when no tool applies; ``folders``: the
-    attached folders' listing (agentd.folders.listing); a follow-up's first one opens with the run before (its
-    goal, answer and files)."""
+    """The plan turn; with ``direct``, the model may answer instead when no tool applies; with ``calls``, it
+    writes the call itself when one call reaches the goal; ``folders``: the attached folders' listing
+    (agentd.folders.listing); a follow-up's first one opens with the run before (its goal, answer and files)."""
     return render("plan.j2", goal=goal, memories=memories, notes=notes, first=first, direct=direct,
-                  folders=list(folders), previous=previous)
+                  folders=list(folders), previous=previous, calls=calls)
 
 
 def act_request(step_number: int, intent: str, goal: str = "", tool: Tool | None = None) -> str:
@@ -153,18 +156,19 @@ def _examples() -> tuple[dict[str, Any], ...]:
     return tuple(tomllib.loads(text).get("example", []))
 
 
-def example_turns(tools: ToolRegistry, limit: int = -1) -> tuple[tuple[str, str], ...]:
+def example_turns(tools: ToolRegistry, limit: int = -1, calls: bool = False) -> tuple[tuple[str, str], ...]:
     """Worked runs as earlier turns, rendered by the same functions as a real run's turns: the first ``limit``
-    whose ``tools`` are registered (-1: all). Rendered once per tool set (names and contracts) and process."""
+    whose ``tools`` are registered (-1: all); with ``calls`` (direct calls), a one-step run is its plan turn
+    answered by the call, as a real one is. Rendered once per tool set (names and contracts) and process."""
     names = frozenset(tools.names())
     used = {c["tool"] for example in _examples() for c in example["calls"]} & names
     contracts = tuple(sorted((name, tuple(contract(tools[name]))) for name in used))
-    return _example_turns(names, contracts, limit)
+    return _example_turns(names, contracts, limit, calls)
 
 
 @lru_cache(maxsize=64)
 def _example_turns(
-    tools: frozenset[str], contracts: tuple[tuple[str, tuple[str, ...]], ...], limit: int
+    tools: frozenset[str], contracts: tuple[tuple[str, tuple[str, ...]], ...], limit: int, calls: bool = False
 ) -> tuple[tuple[str, str], ...]:
     lines = dict(contracts)
     turns: list[tuple[str, str]] = []
@@ -175,10 +179,12 @@ def _example_turns(
         if shown == limit:
             break
         shown += 1
-        turns += [
-            ("user", plan_request(example["goal"], [], [], True)),
-            ("assistant", reply_text({"steps": example["steps"]})),
-        ]
+        request = plan_request(example["goal"], [], [], True, calls=calls)
+        if calls and len(example["steps"]) == 1:  # plan and act in one reply; the rules end the run
+            call = example["calls"][0]
+            turns += [("user", request), ("assistant", reply_text({"tool": call["tool"], "args": call["args"]}))]
+            continue
+        turns += [("user", request), ("assistant", reply_text({"steps": example["steps"]}))]
         for number, c in enumerate(example["calls"], 1):
             remaining = len(example["steps"]) - number
             last = number == len(example["calls"])  # an example may reach its goal before its plan ends
@@ -195,9 +201,9 @@ def _example_turns(
     return tuple(turns)
 
 
-def prompt_head(tools: ToolRegistry, examples: int = -1) -> tuple[tuple[str, str], ...]:
+def prompt_head(tools: ToolRegistry, examples: int = -1, calls: bool = False) -> tuple[tuple[str, str], ...]:
     """The constant start of every prompt of a run: the system message and the worked examples."""
-    return (("system", system_message(tools)), *example_turns(tools, examples))
+    return (("system", system_message(tools)), *example_turns(tools, examples, calls))
 
 
 TURN_CHARS = 1200  # a runaway reply or observation never floods the context window
@@ -210,6 +216,7 @@ def messages(
     keep: int = 16,
     budget_chars: int | None = None,
     examples: int = -1,
+    calls: bool = False,
 ) -> list[tuple[str, str]]:
     """System, worked examples, the run so far (its first turns and the latest), then the new request.
 
@@ -219,7 +226,7 @@ def messages(
     if len(transcript) > keep:
         transcript = transcript[:2] + transcript[-(keep - 2) :]
     transcript = [(role, text if len(text) <= TURN_CHARS else text[:TURN_CHARS] + " [...]") for role, text in transcript]
-    head = prompt_head(tools, examples)
+    head = prompt_head(tools, examples, calls)
     if budget_chars is not None:
         fixed = sum(len(t) for _, t in head) + len(request)
         while len(transcript) > 2 and fixed + sum(len(t) for _, t in transcript) > budget_chars:
@@ -229,10 +236,13 @@ def messages(
 
 # -- plan -----------------------------------------------------------------------------------------
 def plan_schema(
-    tools: ToolRegistry, max_steps: int, first: list[str] | None = None, direct: bool = False
+    tools: ToolRegistry, max_steps: int, first: list[str] | None = None, direct: bool = False, calls: bool = False,
+    paths: list[str] | None = None,
 ) -> dict[str, Any]:
     """Steps of intent and tool; with ``first`` (tools the goal asked for), step 1 must use one of those; with
-    ``direct`` (and no tool asked for), ``{"answer": ...}`` instead: no tool applies."""
+    ``direct`` (and no tool asked for), ``{"answer": ...}`` instead: no tool applies. With ``calls`` (direct
+    calls), a plan of one step is written as that step's call, under its tool's argument grammar (``paths``
+    grounds a required path as in act_schema): steps are for goals that take two or more."""
 
     def step(names: list[str]) -> dict[str, Any]:
         return {
@@ -245,19 +255,34 @@ def plan_schema(
     if first:
         steps["prefixItems"] = [step(first)]
     plan = {"type": "object", "properties": {"steps": steps}, "required": ["steps"]}
-    if not direct or first:
-        return plan
-    return {"anyOf": [plan, {"type": "object", "properties": {"answer": ANSWER}, "required": ["answer"]}]}
+    options = []
+    if calls:
+        options = call_options(tools.subset(first) if first else tools, paths=paths)
+        steps["minItems"] = 2
+    if max_steps >= steps["minItems"]:
+        options.append(plan)
+    if direct and not first:
+        options.append({"type": "object", "properties": {"answer": ANSWER}, "required": ["answer"]})
+    return {"anyOf": options} if len(options) > 1 else options[0]
 
 
 ANSWER = {"type": "string", "minLength": 1, "maxLength": 400}
 
 
 def parse_plan(
-    value: Any, tools: ToolRegistry, max_steps: int, first: list[str] | None = None, direct: bool = False
+    value: Any, tools: ToolRegistry, max_steps: int, first: list[str] | None = None, direct: bool = False,
+    calls: bool = False, goal: str = "",
 ) -> Plan:
+    """A plan of steps, or (``direct``) an answer, or (``calls``) one call: a one-step plan whose step is the
+    goal and whose call is already written."""
     if isinstance(value, list):
         value = {"steps": value}
+    if calls and isinstance(value, dict) and "tool" in value and not value.get("steps"):
+        call = parse_act(value, tools)
+        if first and call.tool not in first:
+            raise Invalid(f"the goal asks for {' or '.join(first)}: call it")
+        intent = " ".join(goal.split())[: TEXT["maxLength"]] or f"call {call.tool}"
+        return Plan(steps=[PlannedStep(intent=intent, tool=call.tool)], call=call)
     if direct and not first and isinstance(value, dict) and not value.get("steps"):
         answer = str(value.get("answer") or "").strip()
         if answer:
@@ -338,6 +363,12 @@ def act_schema(tools: ToolRegistry, preferred: str = "", paths: list[str] | None
     With ``paths``, a required ``path`` argument is grounded: it must be one of those names, which stops small
     models from inventing file names the user never gave.
     """
+    options = call_options(tools, preferred, paths)
+    return {"anyOf": options} if len(options) > 1 else options[0]
+
+
+def call_options(tools: ToolRegistry, preferred: str = "", paths: list[str] | None = None) -> list[dict[str, Any]]:
+    """``{"tool": name, "args": ...}`` for each tool, its arguments under that tool's schema (act_schema)."""
     names = sorted(tools.names(), key=lambda n: n != preferred)  # the planned tool first
     options = []
     for name in names:
@@ -352,7 +383,7 @@ def act_schema(tools: ToolRegistry, preferred: str = "", paths: list[str] | None
                 "required": ["tool", "args"],
             }
         )
-    return {"anyOf": options} if len(options) > 1 else options[0]
+    return options
 
 
 def parse_act(value: Any, tools: ToolRegistry) -> ToolCall:

@@ -130,6 +130,9 @@ class LoopState:
             self.step = 0
             self.pending_call = None
             self.awaiting_feedback = False
+            if self.plan.call is not None:  # a direct call: act is done, the call waits for critique, then runs
+                self.pending_call = self.plan.call
+                self.steps_taken += 1
             if self.plan.answer and not self.plan.steps:  # a direct answer: concluded like a done decision
                 self.final_answer = self.plan.answer
                 self.concluded = Feedback(Decision.done, "answered directly: no tool applies", self.plan.answer)
