@@ -170,20 +170,21 @@ def test_unreachable_endpoint_fails_clearly_and_is_recorded(tmp_path):
 
 
 def test_memory_a_b_with_the_bundled_model(tmp_path):
-    """A goal that needs a fact from an earlier run: done right with memory on, not with it off."""
-    first = outcome_of(agentd(tmp_path, "goal", "Create a file named hello.txt containing the word hello", "--json"))
+    """A goal that needs a fact from an earlier run: done right with memory on, not with it off. The fact is one
+    the model cannot guess from the goal ("the hello file" gave "hello" away once a one-call goal became one reply)."""
+    first = outcome_of(agentd(tmp_path, "goal", "Create a file named fruit.txt containing the word mango", "--json"))
     assert first["status"] == "succeeded"
-    goal = "Create the hello file again, like last time"
+    goal = "Create the fruit file again, like last time"
 
     def result_of(*flags: str) -> tuple[dict, str | None]:
         outcome = outcome_of(agentd(tmp_path, "goal", goal, "--json", *flags))
-        made = Path(outcome["workspace"]) / "hello.txt"
+        made = Path(outcome["workspace"]) / "fruit.txt"
         return outcome, made.read_text() if made.is_file() else None
 
     with_memory, content_on = result_of()
     without_memory, content_off = result_of("--no-memory")
-    assert with_memory["status"] == "succeeded" and content_on == "hello"
-    assert content_off != "hello"
+    assert with_memory["status"] == "succeeded" and content_on == "mango"
+    assert content_off != "mango"
     shown = json.loads(agentd(tmp_path, "runs", "show", with_memory["run_id"], "--json").stdout)
     plan_request = next(p for p in shown["phases"] if p["kind"] == "plan")["request"]
-    assert 'What worked: write_file({"path": "hello.txt", "content": "hello"})' in plan_request
+    assert 'What worked: write_file({"path": "fruit.txt", "content": "mango"})' in plan_request
