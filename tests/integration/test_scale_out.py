@@ -77,7 +77,13 @@ def test_three_daemons_share_the_queue_and_survive_a_kill_9(tmp_path, pg_url):
     try:
         start_all(daemons)
         victim = daemons[0]
-        shown = cli(daemons[1].home, "daemon", "status", timeout=60)
+        # /status reads the daemons table at most once a second (PEERS_MAX_AGE_S): a daemon that registered
+        # within that second shows up on the next read.
+        for _ in range(10):
+            shown = cli(daemons[1].home, "daemon", "status", timeout=60)
+            if "daemons  3 alive on the journal" in shown.stdout:
+                break
+            time.sleep(0.5)
         assert shown.returncode == 0 and "daemons  3 alive on the journal" in shown.stdout, shown.stdout
         assert all(f"pid {d.proc.pid}" in shown.stdout for d in daemons)
         ids = [daemons[i % 3].submit(f"Effect {i}") for i in range(GOALS)]
