@@ -24,6 +24,7 @@ from typing import Any
 
 from .errors import AgentdError
 from .folders import AttachedFolder, folders_of, split_target
+from .home import write_private
 from .tools import ToolError, WorkspaceWalk, open_beneath, replace_in_workspace, workspace_error
 
 WALK_LIMIT = 20_000  # entries of one rw folder snapshotted per code call
@@ -179,11 +180,7 @@ class FolderAccess:
 
 def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
     """The originals' index, replaced whole (owner-only)."""
-    temp = folder / "originals.json.tmp"
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(manifest, fh, indent=1)
-    os.replace(temp, folder / "originals.json")
+    write_private(folder / "originals.json", [json.dumps(manifest, indent=1).encode("utf-8")])
 
 
 def _sha(data: bytes | None) -> str | None:

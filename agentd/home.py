@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -142,3 +142,22 @@ def _log() -> Any:
     import logging  # here: `agentd --help` and `agentd goal` resolve the home and log nothing
 
     return logging.getLogger(__name__)
+
+
+def write_private(path: Path, chunks: Iterable[bytes]) -> None:
+    """Replace ``path`` whole with ``chunks``, owner-only (0600 whatever the umask): written under a temporary
+    name beside it (never through a link there) and renamed over, so a reader sees the old file or the new one,
+    never half of one. OSError (a full or read-only disk) leaves no temporary file behind."""
+    import threading
+
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for chunk in chunks:
+                out.write(chunk)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+        raise

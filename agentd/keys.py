@@ -10,11 +10,11 @@ from __future__ import annotations
 import json
 import os
 import re
-import stat
 from collections.abc import Mapping
 from pathlib import Path
 
 from .errors import ConfigError
+from .home import write_private
 
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -87,10 +87,5 @@ def remove_key(name: str, home: Path | None = None) -> bool:
 def _write(keys: dict[str, str], home: Path | None) -> Path:
     path = keys_path(home)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(keys, handle, indent=1, sort_keys=True)
-    os.chmod(tmp, stat.S_IRUSR | stat.S_IWUSR)  # umask or an old file never widens it
-    os.replace(tmp, path)
+    write_private(path, [json.dumps(keys, indent=1, sort_keys=True).encode("utf-8")])
     return path

@@ -19,7 +19,6 @@ mounts the real one.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import sys
@@ -28,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import click
+
+from ..home import write_private
 
 FORMAT = 1  # bump when the file's layout changes
 FILE_NAME = "cli-commands.json"
@@ -96,17 +97,12 @@ def store(home: Path, before: dict[str, Any], commands: Iterable[click.Command],
         "commands": [{"name": c.name, **{attr: getattr(c, attr) for attr in ATTRIBUTES}} for c in commands],
     }
     path = cache_file(home)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}")
     try:
+        text = json.dumps(data)
         path.parent.mkdir(mode=0o700, exist_ok=True)
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump(data, out)
-        os.replace(temporary, path)  # readers see the old file or the new one, never half of one
+        write_private(path, [text.encode("utf-8")])
     except (OSError, TypeError, ValueError) as exc:  # read-only home, or help text that is not JSON
         _debug("command listing cache not written: %s", exc)
-        with contextlib.suppress(OSError):
-            temporary.unlink()
 
 
 def module_file(command: click.Command) -> str:

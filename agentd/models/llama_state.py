@@ -25,12 +25,13 @@ import json
 import logging
 import os
 import struct
-import threading
 import zlib
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from ..home import write_private
 
 log = logging.getLogger(__name__)
 
@@ -114,17 +115,10 @@ class PrefixStore:
             "key": key, "n_tokens": len(tokens), "state_bytes": len(state),
             "crc32": zlib.crc32(state), "tokens_crc32": zlib.crc32(packed),
         }).encode()
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         try:
             self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as f:
-                f.write(MAGIC + struct.pack("<I", len(header)) + header + packed)
-                f.write(state)
-            os.replace(tmp, path)
+            write_private(path, (MAGIC + struct.pack("<I", len(header)) + header + packed, state))
         except OSError as exc:
-            with _quiet():
-                tmp.unlink()
             if not self._warned:  # a full or read-only disk: say it once per process, then go on cold
                 self._warned = True
                 log.warning("cannot save llama.cpp's prompt state in %s (%s); goals start cold until it can",
