@@ -284,7 +284,7 @@ def parse_plan(
         intent = " ".join(goal.split())[: TEXT["maxLength"]] or f"call {call.tool}"
         return Plan(steps=[PlannedStep(intent=intent, tool=call.tool)], call=call)
     if direct and not first and isinstance(value, dict) and not value.get("steps"):
-        answer = str(value.get("answer") or "").strip()
+        answer = squeeze(str(value.get("answer") or ""))
         if answer:
             return Plan(steps=[], answer=answer)
     if not isinstance(value, dict) or not isinstance(value.get("steps"), list) or not value["steps"]:
@@ -438,6 +438,24 @@ def parse_feedback(value: Any, choices: list[str]) -> Feedback:
         raise Invalid(f"decision must be one of {choices}, got {decision!r}")
     return Feedback(
         decision=Decision(decision),
-        summary=str(value.get("summary", "")),
-        final_answer=str(value.get("final_answer", "") or ""),
+        summary=squeeze(str(value.get("summary", ""))),
+        final_answer=squeeze(str(value.get("final_answer", "") or "")),
     )
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def squeeze(text: str) -> str:
+    """``text`` without repeated sentences, nor a cut-off repeat at its end: a small model's degenerate loop
+    ("The end was reached. The end was reached. The end wa") read as what it says once."""
+    kept: list[str] = []
+    seen: set[str] = set()
+    sentences = _SENTENCE_END.split(text.strip())
+    for i, sentence in enumerate(sentences):
+        key = " ".join(sentence.lower().split())
+        if key in seen or (i == len(sentences) - 1 and i and any(s.startswith(key) for s in seen)):
+            continue
+        seen.add(key)
+        kept.append(sentence)
+    return " ".join(kept)

@@ -2,7 +2,7 @@
 
 The built-in checks are rules, no model call: files the goal names exist and were written by this run, a value
 the goal asks for appears in an observation and in the answer (numbers a code tool printed, not its status
-line), the answer names no file the run did not write and no tool it did not call, a tool the goal asks for
+line), an answer to a question says more than the goal's own words, the answer names no file the run did not write and no tool it did not call, a tool the goal asks for
 ("in Python") was called, and the last step did not fail. They run as the ``verify_outcome`` hook (this
 module is a default plugin), so other plugins add their own checks the same way.
 
@@ -138,6 +138,42 @@ def asks_value(goal: str) -> bool:
     return bool(_ASKS_VALUE.search(goal)) or goal.rstrip().endswith("?")
 
 
+_WORD = re.compile(r"[A-Za-z0-9]{3,}")
+_COMMON = frozenset(
+    "the and for are was were with that this from have has had not but you your its can will what which who how "  # noqa: SIM905 - reads better as words
+    "all any one into than then there their they them our out about also just only some such very more most "
+    "other each both does did done tell give find show read file files goal reach reached answer result "
+    "step steps made make said says".split()
+)
+
+
+# What an answer that reports nothing says: "The goal was reached. The decision was made to reach the end."
+_EMPTY = frozenset({"decis", "end", "finis", "compl", "succe", "task", "achie", "accom", "ended", "doing", "work"})
+
+
+def _stems(text: str) -> set[str]:
+    """The content words of a text, crudely stemmed (the first five letters), without common words."""
+    return {w[:5] for w in (m.lower() for m in _WORD.findall(text or "")) if w not in _COMMON}
+
+
+def telling_lines(goal: str, ev: Evidence) -> tuple[set[str], str]:
+    """(the words the run's observations add beyond the goal's own, the observed line that best answers the
+    goal: the one with most of the goal's words, the shortest of those, else the first): an answer built from
+    the evidence, for an answer that says nothing."""
+    asked = _stems(goal)
+    best, score = "", 0
+    for line in ev.text.splitlines():
+        line = " ".join(line.split())
+        if not line or len(line) > 200 or not (_stems(line) - asked):
+            continue
+        hits = len(_stems(line) & asked)
+        if hits > score or not best:
+            best, score = line, hits
+        elif hits == score and hits and len(line) < len(best):
+            best = line
+    return _stems(ev.text) - asked, best
+
+
 # -- the built-in rule checks ----------------------------------------------------------------------
 def check_outcome(
     goal: str, state: Any, answer: str, workspace: Path, tool_names: Any = (), ev: Evidence | None = None
@@ -228,6 +264,8 @@ def _check_value(goal: str, ev: Evidence, answer: str) -> list[Finding]:
         return [Finding("value", f"no tool observation of this run shows {unseen}", MISSING)]
     if ev.values and not any(v.lower() in answer.lower() for v in ev.values):
         return [Finding("value", f"the run found {ev.values[-1]!r} but the final answer does not state it")]
+    if not ev.values and telling_lines(goal, ev)[0] and not (_stems(answer) - _EMPTY - _stems(goal)):
+        return [Finding("value", "the final answer says nothing beyond the goal's words; state what the run found")]
     if not ev.text and not ev.values:
         return [Finding("value", "no tool observation of this run supports the answer", MISSING)]
     return []
@@ -257,6 +295,8 @@ def compose_answer(goal: str, state: Any, answer: str, tool_names: Any = (), ev:
     parts = []
     if asks_value(goal) and ev.values:
         parts.append(ev.values[-1])
+    elif asks_value(goal) and (line := telling_lines(goal, ev)[1]):
+        parts.append(line)
     written = sorted(ev.written)
     if written:
         named = [f for f in file_names(goal, tool_names) if f in ev.written] or written

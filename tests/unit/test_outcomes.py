@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from agentd import Goal, ToolResult, hookimpl
 from agentd.cli import cli
-from agentd.engine import selection, verify
+from agentd.engine import phases, selection, verify
 from agentd.engine.state import LoopState
 from agentd.evaluation import Case, check
 from agentd.testing import call, feedback, make_test_app, plan
@@ -72,6 +72,39 @@ def test_an_answer_without_the_computed_value_is_composed_from_the_evidence(tmp_
     assert out["status"] == "succeeded" and out["verified"] is True
     assert out["final_answer"].startswith("391")
 
+
+
+def test_an_answer_stating_nothing_the_run_read_is_rebuilt_from_what_it_read(tmp_path):
+    """The bundled model read "The secret code word is PELICAN." and answered with a loop of empty sentences
+    (seen in CI): a value answer must carry something the run's tools returned, else the observed line that
+    best answers the goal stands in for it."""
+    degenerate = ("The goal was reached. The decision was made to reach the end. The decision was made to reach "
+                  "the end. The decision was M")
+    replies = [plan(("read it", "read_file")), call("read_file", path="notes.txt"),
+               feedback("done", final_answer=degenerate)]
+    app, _ = make_test_app(tmp_path, replies, settings={"loop.ground_answers": False})
+    run_id = app.engine.submit(Goal(text="Read the file notes.txt and tell me the secret code word."))
+    (app.config.workspaces / run_id / "notes.txt").write_text("Meeting at noon.\nThe secret code word is PELICAN.\n")
+    out = app.engine.run(run_id)
+    assert out["status"] == "succeeded" and out["verified"] is True
+    assert out["final_answer"] == "The secret code word is PELICAN."
+
+
+def test_an_answer_that_reports_what_was_read_stands(tmp_path):
+    replies = [plan(("read it", "read_file")), call("read_file", path="notes.txt"),
+               feedback("done", final_answer="It is pelican.")]
+    app, _ = make_test_app(tmp_path, replies, settings={"loop.ground_answers": False})
+    run_id = app.engine.submit(Goal(text="Read the file notes.txt and tell me the secret code word."))
+    (app.config.workspaces / run_id / "notes.txt").write_text("The secret code word is PELICAN.\n")
+    out = app.engine.run(run_id)
+    assert out["status"] == "succeeded" and out["final_answer"] == "It is pelican."
+
+
+def test_a_repeated_sentence_in_a_reply_is_read_once():
+    assert phases.squeeze("Done. It is 4. It is 4. It is") == "Done. It is 4."
+    assert phases.squeeze("a. b. a. c") == "a. b. c" and phases.squeeze("") == ""
+    parsed = phases.parse_feedback({"decision": "done", "summary": "ok. ok.", "final_answer": "4. 4. 4"}, ["done"])
+    assert (parsed.summary, parsed.final_answer) == ("ok.", "4.")
 
 class Silent:
     """A code tool whose program printed nothing: only its status line carries numbers, as run_python's does."""
