@@ -3,7 +3,7 @@
 Starts a real daemon (``python -m agentd daemon run``) on a temporary AGENTD_HOME with a scripted,
 zero-latency model, so what is measured is the daemon (API, journal, workers), not inference:
 
-- goals/s sustained with 200 goals submitted at once (8 client threads), for 1, 2 and 4 workers, over
+- goals/s sustained with 200 goals submitted at once (8 client threads, each on one keep-alive connection), for 1, 2 and 4 workers, over
   ``--reps`` repetitions (min/median/max), beside the baseline: the same 200 goals through the same engine and
   model in-process (one thread), interleaved with the daemon's repetitions. Both are warm: ``WARMUP`` goals
   go through each (daemon or in-process app) before the timed 200, so neither pays the first goal's imports and
@@ -122,6 +122,7 @@ class Daemon:
 
 
 PROBE_INTERVAL_S = 0.02
+SUBMITTERS = 8  # client threads, each with its own keep-alive connection
 WARMUP = 5  # goals through each daemon and each in-process app before the timed ones
 
 
@@ -135,6 +136,8 @@ def probe(socket_path: str, stop_file: str, out_file: str) -> None:
     """The open-loop prober (its own process): GET /status on a fixed schedule until ``stop_file`` exists;
     writes the latencies (ms, from each request's scheduled time) to ``out_file``."""
     client = connect(Path(socket_path))
+    client.get("/status")  # connected and warm: the timed window starts after this (see submit_and_wait)
+    Path(out_file + ".ready").touch()
     latencies: list[float] = []
     start = time.perf_counter()
     for k in itertools.count():
@@ -152,16 +155,24 @@ def submit_and_wait(d: Daemon, n: int, text: str = "make out.txt") -> tuple[floa
     before = d.client().get("/status").json()["finished_since_start"]
     stop, out = d.home / "probe.stop", d.home / "probe.json"
     stop.unlink(missing_ok=True)
+    ready = Path(str(out) + ".ready")
+    ready.unlink(missing_ok=True)
     prober = subprocess.Popen([sys.executable, __file__, "--probe", str(d.home / "agentd.sock"), str(stop), str(out)])
+    while not ready.exists():  # the prober's own start (a Python process, httpx) is not the daemon's time
+        time.sleep(0.01)
 
-    def post(i: int) -> None:
-        with d.client() as c:
-            assert c.post("/runs", json={"text": f"{text} {i}", "memory": False}).status_code == 201
+    clients = [d.client() for _ in range(SUBMITTERS)]  # keep-alive, as a program submitting goals would
+
+    def post(k: int) -> None:
+        for i in range(k, n, SUBMITTERS):
+            assert clients[k].post("/runs", json={"text": f"{text} {i}", "memory": False}).status_code == 201
 
     started = time.perf_counter()
-    with ThreadPoolExecutor(8) as pool:
-        list(pool.map(post, range(n)))
+    with ThreadPoolExecutor(SUBMITTERS) as pool:
+        list(pool.map(post, range(SUBMITTERS)))
     submitted = time.perf_counter() - started
+    for c in clients:
+        c.close()
     with d.client() as c:
         while c.get("/status").json()["finished_since_start"] < before + n:
             time.sleep(0.05)
