@@ -74,6 +74,11 @@ def type_text(spec: Any) -> str:
     return str(kind or ("object" if "properties" in spec or "$ref" in spec else "any"))
 
 
+
+def one_of(options: list[dict[str, Any]]) -> dict[str, Any]:
+    """A schema that is any one of ``options``; the option itself when there is one."""
+    return {"anyOf": options} if len(options) > 1 else options[0]
+
 ENUM_SHOWN = 8  # a long list of allowed values is the grammar's business; the prompt shows the first few
 PARAM_TEXT = 120  # characters of a parameter's description in the act request
 
@@ -263,7 +268,7 @@ def plan_schema(
         options.append(plan)
     if direct and not first:
         options.append({"type": "object", "properties": {"answer": ANSWER}, "required": ["answer"]})
-    return {"anyOf": options} if len(options) > 1 else options[0]
+    return one_of(options)
 
 
 ANSWER = {"type": "string", "minLength": 1, "maxLength": 400}
@@ -364,7 +369,7 @@ def act_schema(tools: ToolRegistry, preferred: str = "", paths: list[str] | None
     models from inventing file names the user never gave.
     """
     options = call_options(tools, preferred, paths)
-    return {"anyOf": options} if len(options) > 1 else options[0]
+    return one_of(options)
 
 
 def call_options(tools: ToolRegistry, preferred: str = "", paths: list[str] | None = None) -> list[dict[str, Any]]:
@@ -427,7 +432,7 @@ def feedback_schema(choices: list[str], lead: str = "") -> dict[str, Any]:
         return shape(choices, answer)
     others = [c for c in choices if c != "done"]
     done = shape(["done"], answer | {"x-prefix": lead})
-    return {"anyOf": [done, shape(others, answer)]} if others else done
+    return one_of([done, shape(others, answer)] if others else [done])
 
 
 def parse_feedback(value: Any, choices: list[str]) -> Feedback:
