@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from agentd import Goal
-from agentd.engine import loop
+from agentd.engine import heartbeat
 from agentd.journal import Journal, Lease
 from agentd.testing import call, feedback, make_test_app, plan
 
@@ -51,7 +51,7 @@ class NoKeeper:
     """No heartbeat."""
 
     def hold(self, journal, lease, stop):  # type: ignore[no-untyped-def]
-        return loop.HeldLease(journal, lease, stop)
+        return heartbeat.HeldLease(journal, lease, stop)
 
     def drop(self, held):  # type: ignore[no-untyped-def]
         return None
@@ -83,7 +83,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=200, help="goals per mode per round")
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
-    real_keeper = loop.KEEPER
+    real_keeper = heartbeat.KEEPER
     with tempfile.TemporaryDirectory() as tmp:
         # One app, one journal file, one model for both modes (two apps differ by ~15% on their own): each
         # batch switches the journal's class and the heartbeat, nothing else.
@@ -95,17 +95,17 @@ def main() -> None:
         per_write: dict[str, list[float]] = {"baseline": [], "leased": []}
         try:
             for mode in ("baseline", "leased"):  # warm-up: imports, first prompts, SQLite page cache
-                app.journal.__class__, loop.KEEPER = journal_class[mode], keeper[mode]
+                app.journal.__class__, heartbeat.KEEPER = journal_class[mode], keeper[mode]
                 run_batch(app, 10)
             for round_ in range(args.rounds):
                 for mode in ("baseline", "leased") if round_ % 2 == 0 else ("leased", "baseline"):  # ABBA
-                    app.journal.__class__, loop.KEEPER = journal_class[mode], keeper[mode]
+                    app.journal.__class__, heartbeat.KEEPER = journal_class[mode], keeper[mode]
                     seconds, steps = run_batch(app, args.runs)
                     totals[mode].append(seconds / args.runs)
                     per_step[mode].append(seconds / steps)
                     per_write[mode].append(write_batch(app.journal, 500))
         finally:
-            loop.KEEPER = real_keeper
+            heartbeat.KEEPER = real_keeper
             app.journal.__class__ = Journal
             app.close()
     # The machine is shared: the fastest round of each mode is the least disturbed one, and each round's

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..engine.loop import RunSignal
+from ..engine.heartbeat import RunSignal
 from ..errors import AgentdError
 from ..journal import JournalError, LeaseLost, RunHeld, process_owner
 from ..records import Goal, RunStatus, StopReason

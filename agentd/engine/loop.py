@@ -16,7 +16,6 @@ import re
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +41,8 @@ from ..records import (
     Verdict,
 )
 from ..tools import ToolContext, ToolRegistry, execute
-from . import phases, selection, structured, verify
+from . import heartbeat, phases, selection, structured, verify
+from .heartbeat import HeldLease
 from .progress import ProgressReporter
 from .state import LoopState, call_key
 
@@ -50,81 +50,6 @@ log = logging.getLogger(__name__)
 VALUE_CHARS = 100  # a tool's "value" longer than this is a document, not an answer to lead with
 _OVERFLOW = re.compile(r"Requested tokens \((\d+)\) exceed context window of (\d+)")  # llama-cpp-python's words
 Emit = Callable[[str, dict[str, Any]], None]
-
-
-class RunSignal(threading.Event):
-    """A run's stop flag (tools see it as ``ctx.cancel``) and why it was raised: ``cancel`` (a person) or
-    ``shutdown`` (the daemon stops; the run stays resumable)."""
-
-    reason = "cancel"
-
-    def stop(self, reason: str) -> None:
-        self.reason = reason
-        self.set()
-
-
-@dataclass(eq=False)
-class HeldLease:
-    """A lease this process is driving a run under; ``lost`` says why, once another process took the run."""
-
-    journal: Journal
-    lease: Lease
-    stop: threading.Event
-    renewed: float = field(default_factory=time.monotonic)
-    lost: str = ""
-
-
-class LeaseKeeper:
-    """The heartbeat: one thread per process renews every held lease each third of its ttl (a thread per run
-    would cost its start-up on every run); a lease found lost raises its run's stop flag."""
-
-    def __init__(self) -> None:
-        self._held: set[HeldLease] = set()
-        self._lock = threading.Lock()
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def hold(self, journal: Journal, lease: Lease, stop: threading.Event) -> HeldLease:
-        held = HeldLease(journal, lease, stop)
-        with self._lock:
-            self._held.add(held)
-            if self._thread is None or not self._thread.is_alive():  # first use, or after a fork
-                self._thread = threading.Thread(target=self._beat, name="lease-keeper", daemon=True)
-                self._thread.start()
-        self._wake.set()
-        return held
-
-    def drop(self, held: HeldLease) -> None:
-        with self._lock:
-            self._held.discard(held)
-
-    def _beat(self) -> None:
-        while True:
-            with self._lock:
-                held = list(self._held)
-            now = time.monotonic()
-            for h in held:
-                if now - h.renewed >= h.lease.ttl_s / 3:
-                    self._renew(h)
-            pause = min((h.lease.ttl_s / 3 - (time.monotonic() - h.renewed) for h in held), default=60.0)
-            self._wake.wait(max(pause, 0.01))
-            self._wake.clear()
-
-    def _renew(self, held: HeldLease) -> None:
-        try:
-            held.journal.renew_lease(held.lease)
-            held.renewed = time.monotonic()
-        except LeaseLost as exc:
-            held.lost = str(exc)
-            held.stop.set()
-            self.drop(held)
-        except JournalError:  # the next journal write of the run fails too, and ends its drive
-            log.warning("could not renew the lease on run %s", held.lease.run_id, exc_info=True)
-        except Exception:  # a closed journal (its run already ended) must not end the heartbeat
-            self.drop(held)
-
-
-KEEPER = LeaseKeeper()
 
 
 class Engine:
@@ -190,7 +115,7 @@ class Engine:
             ended = {"stop_reason": row["stop_reason"], "final_answer": row["final_answer"] or ""}
             return {"run_id": row["id"], "status": row["status"], "detail": "nothing to drive"} | ended
         cancel = cancel or threading.Event()
-        keeper = KEEPER.hold(self.journal, lease, cancel)
+        keeper = heartbeat.KEEPER.hold(self.journal, lease, cancel)
         try:
             return self._drive(row, lease, keeper, on_event, cancel)
         except JournalError:
@@ -201,7 +126,7 @@ class Engine:
                 log.warning("could not release run %s; its lease expires in %gs", run_id, lease.ttl_s)
             raise
         finally:
-            KEEPER.drop(keeper)
+            heartbeat.KEEPER.drop(keeper)
 
     def _drive(self, row: dict, lease: Lease, keeper: HeldLease, on_event: Emit | None, cancel: Any) -> dict:
         goal = Goal.from_dict(row["goal_spec"])
