@@ -111,6 +111,31 @@ def agentd_memory(files: list[Path], embedding: dict, cache: Path) -> Callable[[
     return run
 
 
+def single_runs(cache: Path, rounds: int) -> None:
+    """One model run, plain against fused, one worker, interleaved: ms per text for chunks and for queries."""
+    from agentd_memory.embeddings import MiniLMInt8
+
+    embedders = {"plain": MiniLMInt8(workers=1, fused=False), "fused": MiniLMInt8(workers=1, cache_dir=cache)}
+    chunks = [(ROOT / "docs" / "performance.md").read_text()[i * 700 : i * 700 + 800] for i in range(12)]
+    queries = ["which computer does the backups at night?", "tomato watering", "office trip in May", "reset it"] * 5
+    for embedder in embedders.values():
+        embedder(chunks[:2])
+    print(f"\none model run, 1 worker, {rounds} interleaved rounds; load average {os.getloadavg()[0]:.1f}")
+    print("| texts | plain ms: min | median | fused ms: min | median | speed-up: min | median |\n|---|---:|---:|---:|---:|---:|---:|")
+    for label, texts in (("800-character chunks", chunks), ("short queries", queries)):
+        times: dict[str, list[float]] = {name: [] for name in embedders}
+        for round_no in range(rounds):
+            for name in list(embedders)[:: 1 if round_no % 2 else -1]:
+                started = time.perf_counter()
+                embedders[name](texts)
+                times[name].append((time.perf_counter() - started) / len(texts) * 1000)
+        plain, fused = times["plain"], times["fused"]
+        print(f"| {label} | {min(plain):.1f} | {statistics.median(plain):.1f} | {min(fused):.1f} | "
+              f"{statistics.median(fused):.1f} | {min(plain) / min(fused):.2f}x | "
+              f"{statistics.median(plain) / statistics.median(fused):.2f}x |")
+    print(f"load average after: {os.getloadavg()[0]:.1f}")
+
+
 def _vectors(col, key: str) -> dict:
     got = col.get(include=["metadatas", "embeddings"])
     return {(Path(m[key]).name, m["chunk"]): v for m, v in zip(got["metadatas"], got["embeddings"], strict=True)}
@@ -128,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--chunks", type=int, default=120, help="chunks to ingest per contender and round")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
+    parser.add_argument("--run-rounds", type=int, default=25, help="interleaved rounds of the one-run comparison")
     args = parser.parse_args(argv)
 
     from agentd_memory.embeddings import usable_cpus
@@ -173,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {name} | {min(r):.1f} | {statistics.median(r):.1f} | {max(r):.1f} | "
               f"{statistics.median(r) / base_med:.2f}x | {min(r) / base_min:.2f}x | "
               f"{statistics.median(r) / chroma_med:.2f}x | {diff:.1e} |")
+    with tempfile.TemporaryDirectory() as tmp:
+        single_runs(Path(tmp), args.run_rounds)  # builds the fused copy again (a few seconds, not timed)
     return 0
 
 
