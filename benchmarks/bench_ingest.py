@@ -13,8 +13,11 @@ memory chunks it (800 characters, 120 overlap). Every contender embeds the same 
   tokens, onnxruntime's default thread count.
 * ``agentd before``: ``Memory.ingest`` one text per model run, one run at a time (the defaults before this
   benchmark: ``threads = 1``, ``batch_size = 1``; the same code path as ``workers = 1`` now).
-* ``agentd, 2 onnxruntime threads``: the same, each run split over two intra-op threads.
-* ``agentd (workers = auto)``: today's default, one model run per usable CPU at once, one thread each.
+* ``agentd plain (workers = auto)``: one model run per usable CPU at once, one thread each, on the model file
+  as shipped (``fused = false``).
+* ``agentd fused, 1 run at a time``: the fused copy of the model (agentd_memory.fused, built once before the
+  rounds), one thread: against ``agentd before``, the speed-up of one model run, whatever the free cores.
+* ``agentd fused (workers = auto)``: today's default, the fused copy with one model run per usable CPU.
 
 Rounds interleave the contenders in a rotating order so other load on the machine falls on all alike; each
 contender is warmed up (model loaded) before the first round. Also printed: the largest difference between
@@ -84,13 +87,18 @@ def chroma_default(files: list[Path], folder: Path) -> Callable[[Path], tuple[in
     return run
 
 
-def agentd_memory(files: list[Path], embedding: dict) -> Callable[[Path], tuple[int, dict]]:
+def agentd_memory(files: list[Path], embedding: dict, cache: Path) -> Callable[[Path], tuple[int, dict]]:
     """``Memory.ingest`` (what `agentd memory ingest` runs) with these embedding settings."""
     from agentd_memory.embeddings import EmbeddingSettings, make_embedder
     from agentd_memory.store import Memory, MemorySettings
 
-    embedder = make_embedder(EmbeddingSettings.parse(embedding))
+    embedder = make_embedder(EmbeddingSettings.parse(embedding), cache)
+    started = time.perf_counter()
     embedder(["warm up"])
+    if embedding.get("fused", True):
+        if embedder.variant != "fused":
+            raise SystemExit("the fused model could not be built or loaded (see the warning above)")
+        print(f"fused model ready in {time.perf_counter() - started:.1f} s (built once, then read from {cache})")
 
     def run(store: Path) -> tuple[int, dict]:
         memory = Memory(MemorySettings(), store, embedder=embedder)
@@ -101,6 +109,31 @@ def agentd_memory(files: list[Path], embedding: dict) -> Callable[[Path], tuple[
         return report.chunks, vectors
 
     return run
+
+
+def single_runs(cache: Path, rounds: int) -> None:
+    """One model run, plain against fused, one worker, interleaved: ms per text for chunks and for queries."""
+    from agentd_memory.embeddings import MiniLMInt8
+
+    embedders = {"plain": MiniLMInt8(workers=1, fused=False), "fused": MiniLMInt8(workers=1, cache_dir=cache)}
+    chunks = [(ROOT / "docs" / "performance.md").read_text()[i * 700 : i * 700 + 800] for i in range(12)]
+    queries = ["which computer does the backups at night?", "tomato watering", "office trip in May", "reset it"] * 5
+    for embedder in embedders.values():
+        embedder(chunks[:2])
+    print(f"\none model run, 1 worker, {rounds} interleaved rounds; load average {os.getloadavg()[0]:.1f}")
+    print("| texts | plain ms: min | median | fused ms: min | median | speed-up: min | median |\n|---|---:|---:|---:|---:|---:|---:|")
+    for label, texts in (("800-character chunks", chunks), ("short queries", queries)):
+        times: dict[str, list[float]] = {name: [] for name in embedders}
+        for round_no in range(rounds):
+            for name in list(embedders)[:: 1 if round_no % 2 else -1]:
+                started = time.perf_counter()
+                embedders[name](texts)
+                times[name].append((time.perf_counter() - started) / len(texts) * 1000)
+        plain, fused = times["plain"], times["fused"]
+        print(f"| {label} | {min(plain):.1f} | {statistics.median(plain):.1f} | {min(fused):.1f} | "
+              f"{statistics.median(fused):.1f} | {min(plain) / min(fused):.2f}x | "
+              f"{statistics.median(plain) / statistics.median(fused):.2f}x |")
+    print(f"load average after: {os.getloadavg()[0]:.1f}")
 
 
 def _vectors(col, key: str) -> dict:
@@ -120,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--chunks", type=int, default=120, help="chunks to ingest per contender and round")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
+    parser.add_argument("--run-rounds", type=int, default=25, help="interleaved rounds of the one-run comparison")
     args = parser.parse_args(argv)
 
     from agentd_memory.embeddings import usable_cpus
@@ -129,11 +163,13 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         print(f"loading {len(files)} files' worth of contenders (model loads and warm-up) ...", flush=True)
+        cache, plain = work / "cache", {"fused": False}
         contenders = {
             "chroma default path (same model file)": chroma_default(files, work / "chroma-model"),
-            "agentd before (1 run at a time, 1 thread)": agentd_memory(files, {"workers": 1, "threads": 1}),
-            "agentd, 1 run at a time, 2 onnxruntime threads": agentd_memory(files, {"workers": 1, "threads": 2}),
-            f"agentd (workers = auto: {usable_cpus()})": agentd_memory(files, {}),
+            "agentd before (1 run at a time, 1 thread)": agentd_memory(files, {**plain, "workers": 1}, cache),
+            f"agentd plain (workers = auto: {usable_cpus()})": agentd_memory(files, plain, cache),
+            "agentd fused, 1 run at a time": agentd_memory(files, {"workers": 1}, cache),
+            f"agentd fused (workers = auto: {usable_cpus()})": agentd_memory(files, {}, cache),
         }
         names = list(contenders)
         rates: dict[str, list[float]] = {name: [] for name in names}
@@ -163,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {name} | {min(r):.1f} | {statistics.median(r):.1f} | {max(r):.1f} | "
               f"{statistics.median(r) / base_med:.2f}x | {min(r) / base_min:.2f}x | "
               f"{statistics.median(r) / chroma_med:.2f}x | {diff:.1e} |")
+    with tempfile.TemporaryDirectory() as tmp:
+        single_runs(Path(tmp), args.run_rounds)  # builds the fused copy again (a few seconds, not timed)
     return 0
 
 

@@ -215,7 +215,7 @@ def _embedder(config: Any) -> Any:
     settings = _settings(config).embedding
     key = json.dumps(settings, sort_keys=True, default=str)
     if key not in _EMBEDDERS:
-        _EMBEDDERS[key] = make_embedder(EmbeddingSettings.parse(settings))
+        _EMBEDDERS[key] = make_embedder(EmbeddingSettings.parse(settings), config.home / "cache")
     return _EMBEDDERS[key]
 
 

