@@ -5,6 +5,7 @@ so what is measured is each framework's own cost per tool step.
     pip install -e '.[bench]'
     python benchmarks/peers.py                       # 10 steps, 20 timed runs a round, 5 rounds
     python benchmarks/peers.py --base /tmp/agentd-base   # also agentd from another tree (before/after a change)
+    python benchmarks/peers.py --real 5              # the real-model hello goal instead (peers_real.py)
 
 The task: write N files, one tool call each, then answer. agentd plans once, then acts per step and decides
 after each (``model`` feedback: 2N+1 model calls; ``rules`` feedback: N+1, like the peers), journaling every
@@ -214,8 +215,20 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (fresh processes)")
     parser.add_argument("--only", default="", help="comma-separated contender names (prefixes) to run")
     parser.add_argument("--base", default="", help="another agentd source tree to run beside this one")
+    parser.add_argument("--real", type=int, default=0, metavar="N",
+                        help="instead: the hello goal N times per contender on the bundled GGUF (peers_real.py)")
     parser.add_argument("--worker", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--real-worker", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--dir", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.real or args.real_worker:
+        import peers_real  # beside this file; loads nothing heavy until a goal runs
+
+        if args.real_worker:
+            peers_real.worker(args.real_worker, Path(args.dir))
+        else:
+            peers_real.run(args.real, args.only)
+        return
     if args.worker:
         worker(args.worker, args.steps, args.runs)
         return
