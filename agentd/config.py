@@ -107,10 +107,11 @@ class LoopConfig(_Strict):
     # How many tools the model is offered, ranked by relevance to the goal (tools the goal names always first);
     # 0 = sized for the model: 6 for llamacpp (small local models), 24 for API models.
     max_tools: int = Field(0, ge=0)
-    # A plan may be a direct answer instead of steps when no tool applies (never when the goal asks for a tool);
-    # the outcome checks still decide whether it stands. Off in [loop] (so for tiny models): the bundled 135M
-    # model takes it for a shortcut ("Create hello.txt" answered "Hello"); the small and large profiles turn it on.
-    direct_answers: bool = False
+    # A plan may be a direct answer instead of steps when no tool applies; the outcome checks still decide whether
+    # it stands. Never offered where they would refuse an answer alone (verify.needs_tools: the goal names a
+    # file or a URL, or asks for something to be done: the bundled 135M model answered "Create hello.txt" with
+    # "Hello"), nor when the goal asks for a tool.
+    direct_answers: bool = True
     # Plan and act in one reply when one tool call reaches the goal: the plan reply may be that call (under the
     # tool's argument grammar); a call that works ends the run by the rules, the outcome checks deciding whether
     # its result stands. Plans of two or more steps keep the full loop. "auto": not for goals that name a file
@@ -152,11 +153,10 @@ DEFAULT_PROFILES: dict[str, dict[str, Any]] = {
     "tiny": {"below_params_b": 1.0},
     "small": {
         "below_params_b": 5.0, "max_plan_steps": 5, "act_tools": "all", "worked_examples": 3, "feedback": "rules",
-        "direct_answers": True,
     },
     "large": {
         "max_plan_steps": 8, "critic": "both", "act_tools": "all", "ground_paths": False,
-        "tool_requests": "off", "worked_examples": 1, "feedback": "rules", "direct_answers": True,
+        "tool_requests": "off", "worked_examples": 1, "feedback": "rules",
     },
 }
 
