@@ -110,8 +110,10 @@ class LoopConfig(_Strict):
     # A plan may be a direct answer instead of steps when no tool applies; the outcome checks still decide whether
     # it stands. Never offered where they would refuse an answer alone (verify.needs_tools: the goal names a
     # file or a URL, or asks for something to be done: the bundled 135M model answered "Create hello.txt" with
-    # "Hello"), nor when the goal asks for a tool.
-    direct_answers: bool = True
+    # "Hello"), nor when the goal asks for a tool. Where no offered tool shares a word with the goal the option
+    # leads the plan request. "auto": only there (the 135M model never took it when it came last, and the longer
+    # request changed its argument values); true: also after the plan and the call (small and large profiles).
+    direct_answers: bool | Literal["auto"] = "auto"
     # Plan and act in one reply when one tool call reaches the goal: the plan reply may be that call (under the
     # tool's argument grammar); a call that works ends the run by the rules, the outcome checks deciding whether
     # its result stands. Plans of two or more steps keep the full loop. "auto": not for goals that name a file
@@ -140,7 +142,7 @@ class ProfileConfig(_Strict):
     ground_answers: bool | None = None
     worked_examples: int | None = Field(None, ge=-1)
     feedback: Literal["rules", "model"] | None = None
-    direct_answers: bool | None = None
+    direct_answers: bool | Literal["auto"] | None = None
     direct_calls: Literal["off", "auto", "on"] | None = None
 
     def loop_settings(self) -> dict[str, Any]:
@@ -153,10 +155,11 @@ DEFAULT_PROFILES: dict[str, dict[str, Any]] = {
     "tiny": {"below_params_b": 1.0},
     "small": {
         "below_params_b": 5.0, "max_plan_steps": 5, "act_tools": "all", "worked_examples": 3, "feedback": "rules",
+        "direct_answers": True,
     },
     "large": {
         "max_plan_steps": 8, "critic": "both", "act_tools": "all", "ground_paths": False,
-        "tool_requests": "off", "worked_examples": 1, "feedback": "rules",
+        "tool_requests": "off", "worked_examples": 1, "feedback": "rules", "direct_answers": True,
     },
 }
 

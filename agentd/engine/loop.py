@@ -480,11 +480,13 @@ class _RunContext:
 
     def _answer_option(self, requested: list[str]) -> str:
         """Whether the plan may be a direct answer (``loop.direct_answers``): "" (no), "last" (offered after
-        the plan and the call) or "first" (offered first: no offered tool shares a word with the goal, and a
-        small model takes the option named first; the grammar still allows the others)."""
+        the plan and the call; not with "auto") or "first" (offered first: no offered tool shares a word with the
+        goal, and a small model takes the option named first; the grammar still allows the others)."""
         if not (self.loop.direct_answers and self._may_answer_directly(requested)):
             return ""
-        return "last" if selection.matching_tools(self.state.goal.text, self.tools) else "first"
+        if not selection.matching_tools(self.state.goal.text, self.tools):
+            return "first"
+        return "" if self.loop.direct_answers == "auto" else "last"
 
     def _may_answer_directly(self, requested: list[str]) -> bool:
         """No direct answer where a tool plainly applies: the goal asks for one, names a file or asks for

@@ -108,15 +108,21 @@ def test_questions_may_be_answered_and_goals_that_name_a_file_or_ask_to_act_may_
 
 def test_the_answer_option_leads_only_when_no_tool_shares_a_word_with_the_goal(scripted):
     """A small model takes the option named first: the answer leads where no offered tool is about anything
-    the goal says, and comes after the plan and the call where one is."""
-    app, model = scripted([{"answer": "Leonardo da Vinci"}, {"answer": "It is short."}])
+    the goal says; where one is, "auto" (the tiny profile) offers no answer and true offers it last."""
+    text = "How long is a haiku text?"  # write_file writes "text" to a file: a tool may apply
+    app, model = scripted([{"answer": "Leonardo da Vinci"}, plan(("answer", "final_answer")),
+                           call("final_answer", answer="Short.")])
     run(app, "Who painted the Mona Lisa?")
-    run(app, "How long is a haiku text?")  # write_file writes "text" to a file: a tool may apply
-    unmatched, matched = (c["messages"][-1].content.splitlines()[1] for c in model.calls)
+    run(app, text)
+    unmatched, auto = (model.calls[i]["messages"][-1].content.splitlines()[-1] for i in (0, 1))
     assert unmatched.startswith('If none of the tools fits the goal, write the answer: {"answer": "..."}. Else')
-    assert matched.startswith("Write the plan") and matched.endswith('write the answer: {"answer": "..."}).')
+    assert auto.startswith("Write the plan") and '{"answer"' not in auto
+    app, model = scripted([{"answer": "It is short."}], settings=DIRECT)
+    run(app, text)
+    last = model.calls[0]["messages"][-1].content.splitlines()[-1]
+    assert last.startswith("Write the plan") and last.endswith('write the answer: {"answer": "..."}).')
     assert selection.matching_tools("Who painted the Mona Lisa?", app.tools) == []
-    assert "write_file" in selection.matching_tools("How long is a haiku text?", app.tools)
+    assert "write_file" in selection.matching_tools(text, app.tools)
 
 
 def test_an_answer_that_says_nothing_is_refused_by_the_parser_and_the_grammar(scripted):
