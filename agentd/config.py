@@ -105,12 +105,15 @@ class LoopConfig(_Strict):
     # step whose evidence shows the goal reached), the model otherwise; or "model" after every step.
     feedback: Literal["rules", "model"] = "model"
     # How many tools the model is offered, ranked by relevance to the goal (tools the goal names always first);
-    # 0 = sized for the model: 6 for llamacpp (small local models), 24 for API models.
+    # 0 = sized for the model: 12 for llamacpp (small local models), 24 for API models.
     max_tools: int = Field(0, ge=0)
-    # A plan may be a direct answer instead of steps when no tool applies (never when the goal asks for a tool);
-    # the outcome checks still decide whether it stands. Off in [loop] (so for tiny models): the bundled 135M
-    # model takes it for a shortcut ("Create hello.txt" answered "Hello"); the small and large profiles turn it on.
-    direct_answers: bool = False
+    # A plan may be a direct answer instead of steps when no tool applies; the outcome checks still decide whether
+    # it stands. Never offered where they would refuse an answer alone (verify.needs_tools: the goal names a
+    # file or a URL, or asks for something to be done: the bundled 135M model answered "Create hello.txt" with
+    # "Hello"), nor when the goal asks for a tool. Where no offered tool shares a word with the goal the option
+    # leads the plan request. "auto": only there (the 135M model never took it when it came last, and the longer
+    # request changed its argument values); true: also after the plan and the call (small and large profiles).
+    direct_answers: bool | Literal["auto"] = "auto"
     # Plan and act in one reply when one tool call reaches the goal: the plan reply may be that call (under the
     # tool's argument grammar); a call that works ends the run by the rules, the outcome checks deciding whether
     # its result stands. Plans of two or more steps keep the full loop. "auto": not for goals that name a file
@@ -139,7 +142,7 @@ class ProfileConfig(_Strict):
     ground_answers: bool | None = None
     worked_examples: int | None = Field(None, ge=-1)
     feedback: Literal["rules", "model"] | None = None
-    direct_answers: bool | None = None
+    direct_answers: bool | Literal["auto"] | None = None
     direct_calls: Literal["off", "auto", "on"] | None = None
 
     def loop_settings(self) -> dict[str, Any]:

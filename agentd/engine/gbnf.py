@@ -12,7 +12,8 @@ reject or choke on: a third-party tool's odd schema must not take a run down.
 
 Supported: type (one or a list), const, enum, anyOf/oneOf, allOf with one member, object (properties in
 declared order, required ones first, others optional), array (items, prefixItems, minItems, maxItems),
-string (minLength, maxLength, and agentd's ``x-prefix``: a text the string must start with; a string without
+string (minLength, maxLength, and agentd's ``x-prefix``: a text the string must start with, or ``x-word-start``:
+it starts with a letter, a digit or a non-ASCII character; a string without
 maxLength is capped at ``max_string`` characters, STRING_CHARS by default, so a degenerate reply stops early
 instead of filling the token limit; a maxLength above LONG_STRING is no bound in the grammar), integer,
 number, boolean, null, and ``$ref`` into ``$defs``/``definitions``. Anything else (``{}``, ``additionalProperties`` only, unknown keywords) becomes any JSON value.
@@ -53,6 +54,9 @@ PRIMITIVES = {
     "object": r'"{" space (string ":" space value ("," space string ":" space value)*)? "}" space',
     "array": r'"[" space (value ("," space value)*)? "]" space',
 }
+# A letter or digit, or any character beyond ASCII: what a string with ``x-word-start`` starts with (a small
+# model otherwise copies the prompt's placeholder, {"answer": "..."}).
+WORD_START = r"[0-9A-Za-z\x80-\U0010FFFF]"
 # Which primitives each one needs, so the grammar holds only rules that are used.
 NEEDS = {
     "string": ["char", "space"],
@@ -175,6 +179,9 @@ class Converter:
             prefix = prefix[:high]
             lead = terminal(json.dumps(prefix, ensure_ascii=False)[1:-1]) + " "
             low, high = max(low - len(prefix), 0), None if high is None else max(high - len(prefix), 0)
+        elif schema.get("x-word-start") and high != 0:  # agentd's extension: no "..." for an answer
+            lead = WORD_START + " "
+            low, high = max(low - 1, 0), None if high is None else high - 1
         rest = repeat("char", low, high) if high != 0 else ""
         return self.add(hint, rf'"\"" {lead}{rest} "\"" space')
 

@@ -367,13 +367,14 @@ class _RunContext:
         s, max_steps = self.state, self.loop.max_plan_steps
         offered = self._offer_tools()
         requested = selection.named_tools(s.goal.text, self.tools) if self._honour_requests() else []
-        direct, calls = self.loop.direct_answers and self._may_answer_directly(requested), self._may_call(requested)
+        direct, calls = self._answer_option(requested), self._may_call(requested)
         request = phases.plan_request(s.goal.text, s.memories or [], s.notes[-2:], not s.transcript, direct,
                                       folders=s.folder_listing, previous=s.previous, calls=calls)
         paths = phases.path_candidates(s.goal.text, self._known_files()) if calls and self.loop.ground_paths else None
-        schema = phases.plan_schema(self.tools, max_steps, first=requested, direct=direct, calls=calls, paths=paths)
+        schema = phases.plan_schema(self.tools, max_steps, first=requested, direct=bool(direct), calls=calls,
+                                    paths=paths)
         plan, data = self.ask("plan", request, schema, lambda v: phases.parse_plan(
-            v, self.tools, max_steps, requested, direct, calls=calls, goal=s.goal.text))
+            v, self.tools, max_steps, requested, bool(direct), calls=calls, goal=s.goal.text))
         if requested:
             data["requested_tools"] = requested
         if offered is not None:
@@ -402,11 +403,22 @@ class _RunContext:
         self.state.offered_tools = offered  # the plan phase journals it, so a resumed run folds the same set
         return offered
 
+    def _answer_option(self, requested: list[str]) -> str:
+        """Whether the plan may be a direct answer (``loop.direct_answers``): "" (no), "last" (offered after
+        the plan and the call; not with "auto") or "first" (offered first: no offered tool shares a word with the
+        goal, and a small model takes the option named first; the grammar still allows the others)."""
+        if not (self.loop.direct_answers and self._may_answer_directly(requested)):
+            return ""
+        if not selection.matching_tools(self.state.goal.text, self.tools):
+            return "first"
+        return "" if self.loop.direct_answers == "auto" else "last"
+
     def _may_answer_directly(self, requested: list[str]) -> bool:
-        """No direct answer where a tool plainly applies: the goal asks for one or names a file to write, or
-        the outcome checks already sent an answer back."""
+        """No direct answer where a tool plainly applies: the goal asks for one, names a file or asks for
+        something to be done (verify.needs_tools: the outcome checks refuse an answer alone there), or the
+        outcome checks already sent an answer back."""
         goal = self.state.goal.text
-        return not (requested or self.state.repairs or verify.wanted_files(goal, self.engine.tools.names()))
+        return not (requested or self.state.repairs or verify.needs_tools(goal, self.engine.tools.names()))
 
     def _may_call(self, requested: list[str]) -> bool:
         """Whether the plan reply may be a direct call (``loop.direct_calls``; "auto": not where the goal names a

@@ -127,14 +127,16 @@ def reply_text(value: dict[str, Any]) -> str:
 
 # -- requests: the user turns of the conversation ------------------------------------------------
 def plan_request(
-    goal: str, memories: list[str], notes: list[str], first: bool, direct: bool = False, folders: Sequence[str] = (),
-    previous: dict[str, Any] | None = None, calls: bool = False,
+    goal: str, memories: list[str], notes: list[str], first: bool, direct: bool | str = False,
+    folders: Sequence[str] = (), previous: dict[str, Any] | None = None, calls: bool = False,
 ) -> str:
-    """The plan turn; with ``direct``, the model may answer instead when no tool applies; with ``calls``, it
+    """The plan turn; with ``direct``, the model may answer instead when no tool applies (``"first"``: that
+    option leads the request, for a goal no tool's words match: selection.matching_tools); with ``calls``, it
     writes the call itself when one call reaches the goal; ``folders``: the attached folders' listing
     (agentd.folders.listing); a follow-up's first one opens with the run before (its goal, answer and files)."""
-    return render("plan.j2", goal=goal, memories=memories, notes=notes, first=first, direct=direct,
-                  folders=list(folders), previous=previous, calls=calls)
+    lead = direct == "first" and first
+    return render("plan.j2", goal=goal, memories=memories, notes=notes, first=first, direct=bool(direct) and not lead,
+                  lead=lead, folders=list(folders), previous=previous, calls=calls)
 
 
 def act_request(step_number: int, intent: str, goal: str = "", tool: Tool | None = None) -> str:
@@ -271,7 +273,7 @@ def plan_schema(
     return one_of(options)
 
 
-ANSWER = {"type": "string", "minLength": 1, "maxLength": 400}
+ANSWER = {"type": "string", "minLength": 1, "maxLength": 400, "x-word-start": True}
 
 
 def parse_plan(
@@ -290,7 +292,7 @@ def parse_plan(
         return Plan(steps=[PlannedStep(intent=intent, tool=call.tool)], call=call)
     if direct and not first and isinstance(value, dict) and not value.get("steps"):
         answer = squeeze(str(value.get("answer") or ""))
-        if answer:
+        if re.search(r"\w", answer):  # "..." (the prompt's placeholder, copied) says nothing
             return Plan(steps=[], answer=answer)
     if not isinstance(value, dict) or not isinstance(value.get("steps"), list) or not value["steps"]:
         raise Invalid('expected {"steps": [...]} with at least one step')

@@ -43,6 +43,34 @@ def lexical_scores(goal: str, tools: Any) -> dict[str, float]:
     return scores
 
 
+# Words that say nothing about what a goal is about (they match every tool's description).
+_PLAIN = frozenset({
+    "the", "and", "for", "with", "from", "that", "this", "these", "those", "what", "which", "who", "whom", "whose",
+    "when", "where", "why", "how", "are", "was", "were", "is", "be", "been", "being", "have", "has", "had", "does",
+    "did", "can", "could", "would", "should", "will", "shall", "may", "might", "must", "not", "you", "your", "our",
+    "their", "them", "they", "its", "his", "her", "she", "him", "there", "here", "into", "onto", "over", "under",
+    "about", "above", "below", "after", "before", "than", "then", "also", "just", "only", "very", "much", "many",
+    "more", "most", "some", "any", "each", "every", "all", "both", "few", "other", "such", "own", "same", "too",
+    "out", "off", "again", "once", "given", "specific", "based", "using", "use", "used", "get", "gets", "want",
+    "need", "like", "please", "tell", "find", "give", "make", "made", "one", "two", "three"
+})
+_PLAIN_STEMS = frozenset(w[:5] for w in _PLAIN)
+
+
+def matching_tools(goal: str, tools: Any) -> list[str]:
+    """The tools that share a word (cut to five letters, common words left out) with the goal: in their name,
+    description or arguments' names and descriptions. None: no tool is about anything the goal says, so the plan
+    request leads with the answer option (loop.direct_answers)."""
+    goal_words = set(_stems(goal)) - _PLAIN_STEMS
+    return [name for name, tool in tools.tools.items() if goal_words & set(_stems(_tool_text(name, tool)))]
+
+
+def _tool_text(name: str, tool: Any) -> str:
+    props = tool.parameters.get("properties") or {}
+    args = [f"{arg} {spec.get('description', '') if isinstance(spec, dict) else ''}" for arg, spec in props.items()]
+    return " ".join([name.replace("_", " ").replace(".", " "), tool.description, *args]).replace("_", " ")
+
+
 def _stems(text: str) -> list[str]:
     """Lower-case words cut to five letters: "writes", "written" and "write" meet as "write"/"writt"."""
     return [w[:5] for w in _WORD.findall(text.lower()) if len(w) > 2]

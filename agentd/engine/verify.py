@@ -121,6 +121,29 @@ def wanted_files(goal: str, tools: Any = ()) -> list[str]:
     return wanted
 
 
+# Not "create" or "make": "Create a haiku", "Make a list of three fruits" are answered in words; "create the
+# fruit file" speaks of a file, and "create notes.txt" names one.
+_ACTS = re.compile(r"(?:^|[.;!?]\s+|\b(?:and|then|please|you)\s+)(save|store|put|copy|duplicate|"
+                   r"export|dump|append|delete|remove|rename|move|run|execute|install|download|upload|send|email|"
+                   r"remember|schedule|read|open|fetch|search|browse)\b", re.IGNORECASE)
+_WORKSPACE = re.compile(r"\b(files?|folders?|director(?:y|ies)|workspace)\b", re.IGNORECASE)
+
+
+def needs_tools(goal: str, tools: Any = ()) -> str:
+    """Why an answer alone cannot reach the goal ("names notes.txt", "asks to save"), "" when it may: the
+    goal names a file or a URL (to write, or to read: what it asks about is in there), speaks of files or the
+    workspace, or asks for something to be done or looked at ("create the fruit file again", "remember that
+    ...", "read it and tell me"). A question, "tell me", "calculate", "explain" may be answered."""
+    named = file_names(goal, tools) or _URL.findall(goal)
+    if named:
+        return f"names {named[0]}"
+    if act := _ACTS.search(goal.strip()):
+        return f"asks to {act[1].lower()}"
+    if about := _WORKSPACE.search(goal):
+        return f"is about {about[1].lower()}"
+    return ""
+
+
 def numbers(text: str) -> set[str]:
     """Numbers in a text, normalised (``1,234.0`` → ``1234``) so that equal values compare equal."""
     found = set()
@@ -184,6 +207,7 @@ def check_outcome(
     findings = _check_files(goal, ev, workspace, tool_names)
     findings += _check_value(goal, ev, answer)
     findings += _check_answer_claims(ev, answer, workspace, tool_names)
+    findings += _check_acted(goal, ev, tool_names)
     if ev.last_failed:
         findings.append(Finding("last_step", "the last step failed, so the goal is not shown to be reached"))
     return findings
@@ -269,6 +293,17 @@ def _check_value(goal: str, ev: Evidence, answer: str) -> list[Finding]:
     if not ev.text and not ev.values:
         return [Finding("value", "no tool observation of this run supports the answer", MISSING)]
     return []
+
+
+def _check_acted(goal: str, ev: Evidence, tool_names: Any) -> list[Finding]:
+    """A goal an answer alone cannot reach (needs_tools), ended by an answer alone (a direct answer, or a plan of
+    the answer tool only): nothing was looked at or done, whatever the answer says. Files to write are
+    _check_files' business; a failed last step, check_outcome's."""
+    if ev.tools or ev.last_failed or wanted_files(goal, tool_names):
+        return []
+    need = needs_tools(goal, tool_names)
+    return [Finding("acted", f"the goal {need}, but no step of this run did anything: an answer alone does not "
+                             "reach it")] if need else []
 
 
 def _check_answer_claims(ev: Evidence, answer: str, workspace: Path, tool_names: Any) -> list[Finding]:

@@ -60,7 +60,7 @@ def test_a_goal_no_tool_applies_to_ends_with_a_direct_answer_and_no_tool_call(sc
     assert out["status"] == "succeeded" and out["final_answer"] == "Hello! How can I help?"
     assert app.journal.tool_calls(run_id) == [] and out["steps"] == 0 and len(model.calls) == 1
     request = model.calls[0]["messages"][-1].content
-    assert "if no tool applies, write the answer" in request and "write that call" in request
+    assert 'write the answer: {"answer"' in request and "write that call" in request
 
 
 def test_a_multi_step_goal_still_uses_the_full_loop(scripted, home):
