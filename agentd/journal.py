@@ -290,7 +290,19 @@ class Journal:
     ) -> str:
         """A queued run; with ``lease`` (its run_id, owner, ttl; token 1) it is born held by that owner. With
         ``thread_id`` it continues that conversation, refused (ThreadBusy) while a run of it has not ended."""
+        # A generated id (a second's timestamp and 24 random bits) can repeat when many runs start in one second
+        # (about 1 in 1,400 seconds at 200 submissions a second): then the insert does nothing and a new id is drawn.
+        generated = lease is None and run_id is None
         run_id = lease.run_id if lease else run_id or new_run_id()
+        while not self._insert_run(goal, workspace, model, run_id, lease, thread_id, generated):
+            run_id = new_run_id()
+        return run_id
+
+    def _insert_run(
+        self, goal: Goal, workspace: Path, model: str, run_id: str, lease: Lease | None, thread_id: str | None,
+        generated: bool,
+    ) -> bool:
+        """Insert the run; False when ``generated`` and its id is taken (nothing was written)."""
         now = time.time()
         with self._tx() as db:
             if thread_id is not None:  # checked in the insert's transaction: two submitters cannot both pass
@@ -305,10 +317,10 @@ class Journal:
                         f"(`agentd runs follow {busy['id']}`) or cancel it (`agentd runs cancel {busy['id']}`), "
                         "then continue"
                     )
-            db.execute(
+            cur = db.execute(
                 "INSERT INTO runs (id, goal, goal_json, status, workspace, model, schedule, created_at,"
                 " lease_owner, lease_token, lease_heartbeat_at, lease_expires_at, thread_id)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)" + (" ON CONFLICT (id) DO NOTHING" if generated else ""),
                 (
                     run_id,
                     goal.text,
@@ -325,7 +337,7 @@ class Journal:
                     thread_id or run_id,
                 ),
             )
-        return run_id
+            return cur.rowcount == 1
 
     def set_status(self, run_id: str, status: RunStatus, lease: Lease | None = None, **fields: Any) -> None:
         sets = ["status = ?"]

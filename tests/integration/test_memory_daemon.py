@@ -33,7 +33,8 @@ def test_ingest_goes_through_the_running_daemon(tmp_path):
     home = tmp_path / "home"
     (home / "configs").mkdir(parents=True)
     script = home / "script.json"
-    rules = [["Write the plan", PLAN], ["Write the call for step", CALL], ["Write the decision", DONE]]
+    # The plan request reads "Else write the plan" where no tool shares a word with the goal (direct answers).
+    rules = [["(?i)write the plan", PLAN], ["Write the call for step", CALL], ["Write the decision", DONE]]
     script.write_text(json.dumps({"rules": rules}))
     (home / "configs" / "agentd.toml").write_text(
         f'[models.local]\nprovider = "scripted"\nscript = "{script}"\n\n[plugins]\nload = ["workspace", "memory"]\n\n'

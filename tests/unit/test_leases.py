@@ -15,7 +15,7 @@ import pytest
 
 from agentd import Goal
 from agentd.daemon.worker import RunQueue
-from agentd.journal import Journal, LeaseLost, RunHeld, owner_is_dead
+from agentd.journal import Journal, JournalError, LeaseLost, RunHeld, owner_is_dead
 from agentd.records import RunStatus
 from agentd.testing import call, feedback, make_test_app, plan
 
@@ -39,6 +39,17 @@ def expire(journal: Journal, run_id: str) -> None:
     with journal._tx() as db:
         db.execute("UPDATE runs SET lease_expires_at = ? WHERE id = ?", (time.time() - 1, run_id))
 
+
+
+def test_a_generated_run_id_that_is_taken_is_drawn_again(journal, tmp_path, monkeypatch):
+    """Ids are a second's timestamp and 24 random bits: 120 runs in one second repeated one in CI."""
+    first = journal.create_run(Goal(text="a"), tmp_path, "local")
+    drawn = iter([first, "20261202-000000-abcdef"])
+    monkeypatch.setattr("agentd.journal.new_run_id", lambda: next(drawn))
+    assert journal.create_run(Goal(text="b"), tmp_path, "local") == "20261202-000000-abcdef"
+    assert journal.get_run(first)["goal"] == "a"
+    with pytest.raises(JournalError):  # an id the caller chose is not silently replaced
+        journal.create_run(Goal(text="c"), tmp_path, "local", run_id=first)
 
 def test_one_live_owner_per_run_and_a_takeover_fences_the_old_one_out(journal, tmp_path):
     run_id = journal.create_run(Goal(text="x"), tmp_path, "local")

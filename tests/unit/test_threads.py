@@ -87,7 +87,7 @@ def test_cli_continue_forms_and_errors(home):
     assert result.exit_code == 0, result.output
     outcome = json.loads(result.output.strip().splitlines()[-1])
     assert outcome["final_answer"] == "it says alpha"
-    result = invoke("goal", "--continue", outcome["run_id"][:17], "Again?")
+    result = invoke("goal", "--continue", outcome["run_id"][:19], "Again?")  # a prefix: 3 of its 6 hex digits
     assert result.exit_code == 0, result.output
     assert f"continuing run {outcome['run_id']}" in result.output
     listing = invoke("runs", "list").output.splitlines()
