@@ -291,7 +291,7 @@ class Journal:
         """A queued run; with ``lease`` (its run_id, owner, ttl; token 1) it is born held by that owner. With
         ``thread_id`` it continues that conversation, refused (ThreadBusy) while a run of it has not ended."""
         # A generated id (a second's timestamp and 24 random bits) can repeat when many runs start in one second
-        # (about 1 in 1,400 seconds at 200 submissions a second): then the insert does nothing and a new id is drawn.
+        # (about once in 14 minutes at 200 submissions a second): then the insert does nothing and a new id is drawn.
         generated = lease is None and run_id is None
         run_id = lease.run_id if lease else run_id or new_run_id()
         while not self._insert_run(goal, workspace, model, run_id, lease, thread_id, generated):
