@@ -35,10 +35,10 @@ def named_tools(goal: str, tools: Any) -> list[str]:
 
 def lexical_scores(goal: str, tools: Any) -> dict[str, float]:
     """Word overlap of goal and tool name + description (a fallback when no plugin ranks by meaning)."""
-    goal_words = set(_stems(goal))
+    goal_words = set(stems(goal))
     scores = {}
     for name, tool in tools.tools.items():
-        words = set(_stems(name.replace("_", " ").replace(".", " ") + " " + tool.description))
+        words = set(stems(name.replace("_", " ").replace(".", " ") + " " + tool.description))
         scores[name] = len(goal_words & words) / math.sqrt(len(words) or 1)
     return scores
 
@@ -61,8 +61,8 @@ def matching_tools(goal: str, tools: Any) -> list[str]:
     """The tools that share a word (cut to five letters, common words left out) with the goal: in their name,
     description or arguments' names and descriptions. None: no tool is about anything the goal says, so the plan
     request leads with the answer option (loop.direct_answers)."""
-    goal_words = set(_stems(goal)) - _PLAIN_STEMS
-    return [name for name, tool in tools.tools.items() if goal_words & set(_stems(_tool_text(name, tool)))]
+    goal_words = set(stems(goal)) - _PLAIN_STEMS
+    return [name for name, tool in tools.tools.items() if goal_words & set(stems(_tool_text(name, tool)))]
 
 
 def _tool_text(name: str, tool: Any) -> str:
@@ -71,9 +71,10 @@ def _tool_text(name: str, tool: Any) -> str:
     return " ".join([name.replace("_", " ").replace(".", " "), tool.description, *args]).replace("_", " ")
 
 
-def _stems(text: str) -> list[str]:
-    """Lower-case words cut to five letters: "writes", "written" and "write" meet as "write"/"writt"."""
-    return [w[:5] for w in _WORD.findall(text.lower()) if len(w) > 2]
+def stems(text: str, skip: frozenset[str] = frozenset()) -> list[str]:
+    """Lower-case words cut to five letters: "writes", "written" and "write" meet as "write"/"writt"; words of
+    two letters or fewer, and the words in ``skip``, left out."""
+    return [w[:5] for w in _WORD.findall(text.lower()) if len(w) > 2 and w not in skip]
 
 
 def select_tools(goal: str, tools: Any, host: Any, config: Any, cap: int) -> list[str]:

@@ -20,6 +20,7 @@ from typing import Any
 from ..folders import folders_of, split_target
 from ..hookspecs import hookimpl
 from ..records import Finding
+from .selection import stems
 
 CONTRADICTED, MISSING = "contradicted", "missing"
 PLUGIN_NAME = "verify"
@@ -161,7 +162,6 @@ def asks_value(goal: str) -> bool:
     return bool(_ASKS_VALUE.search(goal)) or goal.rstrip().endswith("?")
 
 
-_WORD = re.compile(r"[A-Za-z0-9]{3,}")
 _COMMON = frozenset(
     "the and for are was were with that this from have has had not but you your its can will what which who how "  # noqa: SIM905 - reads better as words
     "all any one into than then there their they them our out about also just only some such very more most "
@@ -175,26 +175,27 @@ _EMPTY = frozenset({"decis", "end", "finis", "compl", "succe", "task", "achie", 
 
 
 def _stems(text: str) -> set[str]:
-    """The content words of a text, crudely stemmed (the first five letters), without common words."""
-    return {w[:5] for w in (m.lower() for m in _WORD.findall(text or "")) if w not in _COMMON}
+    """The content words of a text, crudely stemmed (selection.stems), without common words."""
+    return set(stems(text or "", _COMMON))
 
 
-def telling_lines(goal: str, ev: Evidence) -> tuple[set[str], str]:
-    """(the words the run's observations add beyond the goal's own, the observed line that best answers the
-    goal: the one with most of the goal's words, the shortest of those, else the first): an answer built from
-    the evidence, for an answer that says nothing."""
+def telling_line(goal: str, ev: Evidence) -> str:
+    """The observed line that best answers the goal (the one with most of the goal's words, the shortest of
+    those, else the first, among lines that add a word of their own): an answer built from the evidence, for an
+    answer that says nothing."""
     asked = _stems(goal)
     best, score = "", 0
     for line in ev.text.splitlines():
         line = " ".join(line.split())
-        if not line or len(line) > 200 or not (_stems(line) - asked):
+        words = _stems(line)
+        if not line or len(line) > 200 or not (words - asked):
             continue
-        hits = len(_stems(line) & asked)
+        hits = len(words & asked)
         if hits > score or not best:
             best, score = line, hits
         elif hits == score and hits and len(line) < len(best):
             best = line
-    return _stems(ev.text) - asked, best
+    return best
 
 
 # -- the built-in rule checks ----------------------------------------------------------------------
@@ -288,7 +289,7 @@ def _check_value(goal: str, ev: Evidence, answer: str) -> list[Finding]:
         return [Finding("value", f"no tool observation of this run shows {unseen}", MISSING)]
     if ev.values and not any(v.lower() in answer.lower() for v in ev.values):
         return [Finding("value", f"the run found {ev.values[-1]!r} but the final answer does not state it")]
-    if not ev.values and telling_lines(goal, ev)[0] and not (_stems(answer) - _EMPTY - _stems(goal)):
+    if not ev.values and _stems(ev.text) - _stems(goal) and not (_stems(answer) - _EMPTY - _stems(goal)):
         return [Finding("value", "the final answer says nothing beyond the goal's words; state what the run found")]
     if not ev.text and not ev.values:
         return [Finding("value", "no tool observation of this run supports the answer", MISSING)]
@@ -330,7 +331,7 @@ def compose_answer(goal: str, state: Any, answer: str, tool_names: Any = (), ev:
     parts = []
     if asks_value(goal) and ev.values:
         parts.append(ev.values[-1])
-    elif asks_value(goal) and (line := telling_lines(goal, ev)[1]):
+    elif asks_value(goal) and (line := telling_line(goal, ev)):
         parts.append(line)
     written = sorted(ev.written)
     if written:
