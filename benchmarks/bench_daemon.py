@@ -22,7 +22,7 @@ zero-latency model, so what is measured is the daemon (API, journal, workers), n
 Run it with this tree first on the path (``PYTHONPATH=$PWD:$PWD/plugins``): the in-process baseline imports
 agentd in the benchmark's own process.
 
-Usage: python benchmarks/bench_daemon.py [--workers 1,2,4] [--reps 3] [--runs 1000] [--base TREE] [--model-pool]
+Usage: python benchmarks/bench_daemon.py [--workers 1,2,4] [--run-in threads,processes] [--reps 3] [--runs 1000] [--base TREE] [--model-pool]
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ import httpx
 
 SCRIPT = {
     "rules": [
-        ["Write the plan", {"steps": [{"intent": "write it", "tool": "write_file"}]}],
+        ["(?i)write the plan", {"steps": [{"intent": "write it", "tool": "write_file"}]}],
         ["Write the call for step", {"tool": "write_file", "args": {"path": "out.txt", "content": "x"}}],
         ["Write the decision", {"decision": "done", "summary": "ok", "final_answer": "done"}],
     ],
@@ -72,8 +72,8 @@ def register_models(register):
 """
 
 
-def make_home(root: Path, workers: int, provider: str) -> Path:
-    home = root / f"home-{workers}-{provider}"
+def make_home(root: Path, workers: int, provider: str, run_in: str = "threads") -> Path:
+    home = root / f"home-{workers}-{provider}-{run_in}"
     (home / "configs").mkdir(parents=True)
     (home / "plugins").mkdir()
     (home / "plugins" / "lean_model.py").write_text(LEAN_PROVIDER)
@@ -82,6 +82,7 @@ def make_home(root: Path, workers: int, provider: str) -> Path:
         f'[models.local]\nprovider = "{provider}"\nscript = "{home / "script.json"}"\n'
         '[plugins]\nload = ["workspace", "lean_model"]\n'
         f'[plugins.daemon]\nworkers = {workers}\nlog_level = "warning"\n'
+        + (f'run_in = "{run_in}"\n' if run_in != "threads" else "")  # a --base tree may not know the key
     )
     return home
 
@@ -178,12 +179,22 @@ def submit_and_wait(d: Daemon, n: int, text: str = "make out.txt") -> tuple[floa
             time.sleep(0.05)
     total = time.perf_counter() - started
     stop.touch()
+    with d.client() as c:
+        runs = c.get("/runs", params={"limit": n}).json()  # newest first: this batch
+    check_succeeded(runs + [None] * (n - len(runs)))
     prober.wait(120)
     return submitted, total, json.loads(out.read_text())
 
 
-def in_process(home: Path, n: int, text: str = "make out.txt") -> float:
-    """The baseline: the same goals through the same engine and model, in this process; goals/s."""
+def in_process(home: Path, n: int) -> float:
+    """The baseline: the same goals through the same engine and model in one thread of a fresh process (as each
+    daemon is one); goals/s."""
+    out = subprocess.run([sys.executable, __file__, "--in-process", str(home), str(n)],
+                         capture_output=True, text=True, check=True)
+    return float(out.stdout.split()[-1])
+
+
+def in_process_here(home: Path, n: int, text: str = "make out.txt") -> float:
     from agentd import Goal
     from agentd.app import make_app
     from agentd.config import load_config
@@ -194,11 +205,22 @@ def in_process(home: Path, n: int, text: str = "make out.txt") -> float:
         for i in range(WARMUP):
             engine.run(engine.submit(Goal(text=f"warm-up {i}", memory=False)))
         started = time.perf_counter()
+        ids = []
         for i in range(n):
-            engine.run(engine.submit(Goal(text=f"{text} {i}", memory=False)))
-        return n / (time.perf_counter() - started)
+            ids.append(engine.submit(Goal(text=f"{text} {i}", memory=False)))
+            engine.run(ids[-1])
+        rate = n / (time.perf_counter() - started)
+        check_succeeded([app.journal.get_run(r) for r in ids])
+        return rate
     finally:
         app.close()
+
+
+def check_succeeded(runs: list) -> None:
+    """A benchmark of goals that fail measures nothing: every timed goal must have succeeded."""
+    bad = [r for r in runs if not r or r["status"] != "succeeded"]
+    if bad:
+        raise SystemExit(f"{len(bad)} of {len(runs)} timed goals did not succeed, e.g. {bad[0]}")
 
 
 def pct(values: list[float], p: float) -> float:
@@ -232,8 +254,12 @@ def main() -> None:
     if sys.argv[1:2] == ["--probe"]:
         probe(*sys.argv[2:5])
         return
+    if sys.argv[1:2] == ["--in-process"]:
+        print(in_process_here(Path(sys.argv[2]), int(sys.argv[3])))
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", default="1,2,4")
+    parser.add_argument("--run-in", default="threads,processes", help="where the daemon runs goals (plugins.daemon.run_in)")
     parser.add_argument("--reps", type=int, default=3, help="repetitions of each measure (min/median/max)")
     parser.add_argument("--runs", type=int, default=1000)
     parser.add_argument("--base", default="", help="another agentd source tree whose daemon to time beside this one")
@@ -242,22 +268,24 @@ def main() -> None:
     )
     args = parser.parse_args()
     workers_list = [int(w) for w in args.workers.split(",")]
-    flavours = [(w, tree) for w in workers_list for tree in (["", args.base] if args.base else [""])]
-    rates: dict[tuple[int, str], list[float]] = {f: [] for f in flavours}
-    latencies: dict[tuple[int, str], list[float]] = {f: [] for f in flavours}
+    flavours = [(w, run_in, tree) for run_in in args.run_in.split(",") for w in workers_list
+                for tree in (["", args.base] if args.base and run_in == "threads" else [""])]
+    rates: dict[tuple[int, str, str], list[float]] = {f: [] for f in flavours}
+    latencies: dict[tuple[int, str, str], list[float]] = {f: [] for f in flavours}
     baseline: list[float] = []
     rss = None
     with tempfile.TemporaryDirectory() as tmp:
         for rep in range(args.reps):
             baseline.append(in_process(make_home(Path(tmp) / f"rep{rep}-in-process", 1, "scripted-lean"), 200))
-            for workers, tree in flavours:
-                d = Daemon(make_home(Path(tmp) / f"rep{rep}{'-base' if tree else ''}", workers, "scripted-lean"), tree)
+            for workers, run_in, tree in flavours:
+                home = make_home(Path(tmp) / f"rep{rep}{'-base' if tree else ''}", workers, "scripted-lean", run_in)
+                d = Daemon(home, tree)
                 try:
                     submit_and_wait(d, WARMUP, "warm-up")
                     _, total, lat = submit_and_wait(d, 200)
-                    rates[workers, tree].append(200 / total)
-                    latencies[workers, tree] += lat
-                    if rss is None and workers == 2 and not tree and args.runs > 200:
+                    rates[workers, run_in, tree].append(200 / total)
+                    latencies[workers, run_in, tree] += lat
+                    if rss is None and workers == 2 and run_in == "threads" and not tree and args.runs > 200:
                         rss_200 = d.rss_mb()
                         left = args.runs - 200
                         for _ in range(left // 200):
@@ -268,13 +296,13 @@ def main() -> None:
     base = statistics.median(baseline)
     print(f"daemon benchmark (scripted zero-latency model, 200 goals submitted at once after {WARMUP} warm-up goals, "
           f"{args.reps} repetitions, {os.cpu_count()} CPUs)")
-    print(f"{'':>16} {'goals/s min':>11} {'median':>7} {'max':>7} {'/ in-process':>12} "
+    print(f"{'':>20} {'goals/s min':>11} {'median':>7} {'max':>7} {'/ in-process':>12} "
           f"{'status p50 ms':>14} {'p95 ms':>7} {'probes':>7}")
-    print(f"{'in-process':>16} {min(baseline):>11.1f} {base:>7.1f} {max(baseline):>7.1f} {1.0:>11.2f}x")
-    for w, tree in flavours:
-        r, lat = rates[w, tree], latencies[w, tree]
-        label = f"daemon, {w} workers" + (" @base" if tree else "")
-        print(f"{label:>16} {min(r):>11.1f} {statistics.median(r):>7.1f} {max(r):>7.1f} "
+    print(f"{'in-process':>20} {min(baseline):>11.1f} {base:>7.1f} {max(baseline):>7.1f} {1.0:>11.2f}x")
+    for w, run_in, tree in flavours:
+        r, lat = rates[w, run_in, tree], latencies[w, run_in, tree]
+        label = f"{w} {run_in.removesuffix('es' if run_in == 'processes' else 's')} workers" + (" @base" if tree else "")
+        print(f"{label:>20} {min(r):>11.1f} {statistics.median(r):>7.1f} {max(r):>7.1f} "
               f"{statistics.median(r) / base:>11.2f}x {pct(lat, 50):>14.1f} {pct(lat, 95):>7.1f} {len(lat):>7}")
     if rss:
         r200, r_end, extra = rss

@@ -21,7 +21,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -38,6 +38,9 @@ class DaemonSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     workers: int = Field(2, ge=1, le=64)  # runs driven at the same time
+    # Where runs execute: "threads" of the daemon (models loaded once, shared) or "processes", one per worker
+    # (each its own core and its own models; memory must then be a Chroma server). agentd.daemon.hosts says more.
+    run_in: Literal["threads", "processes"] = "threads"
     drain_timeout_s: float = Field(30.0, ge=0)  # on SIGTERM: how long running runs may go on before cancel
     resume: bool = True  # after a crash: resume unfinished runs (true) or fail them with daemon_crash
     tcp_host: str = ""  # "" = no TCP listener; e.g. "127.0.0.1"
@@ -160,6 +163,12 @@ class Daemon:
         self.queue = RunQueue(
             self.app.engine, workers=self.settings.workers, on_change=self.notify, on_outcome=self.tell_owner
         )
+        if self.settings.run_in == "processes":
+            from .hosts import ProcessHost, check_process_safe
+
+            check_process_safe(self.config, set(self.app.host.infos))
+            self.queue.host = ProcessHost(self.config, self.settings.workers, self.settings.log_level)
+            await asyncio.to_thread(self.queue.host.start)
         self.recovered = self.queue.recover(resume=self.settings.resume)
         if any(self.recovered.values()):
             log.info("recovered runs: %s", self.recovered)
@@ -226,6 +235,8 @@ class Daemon:
                 await asyncio.to_thread(self.scheduler.shutdown)
         if self.queue is not None:
             await self.queue.drain(self.settings.drain_timeout_s)
+            if self.queue.host is not None:
+                await asyncio.to_thread(self.queue.host.close)
         if self.app is not None:
             self.app.close()
 
@@ -266,6 +277,8 @@ class Daemon:
         self.config, self.app, self.config_mtime_ns = config, app, mtime
         self.settings = settings.model_copy(update={k: getattr(self.settings, k) for k in restart})
         self.queue.engine = app.engine
+        if self.queue.host is not None:
+            await asyncio.to_thread(self.queue.host.recycle, config)
         schedules: dict[str, list[str]] = {}
         if self.scheduler is not None:
             self.scheduler.config, self.scheduler._tools = config, app.tools
@@ -327,6 +340,7 @@ class Daemon:
             "started_at": self.started_at,
             "uptime_s": round(time.time() - self.started_at, 1),
             "workers": self.settings.workers,
+            "run_in": self.settings.run_in,
             "queue_depth": len(q.pending) if q else 0,
             "running_runs": sorted(q.running) if q else [],
             "finished_since_start": q.finished_count if q else 0,
@@ -336,6 +350,8 @@ class Daemon:
             "config_mtime_ns": self.config_mtime_ns,
             "journal": self.app.journal.dialect if self.app else None,
         }
+        if q is not None and q.host is not None:
+            data["worker_pids"] = q.host.pids()
         if self.peers is not None:
             try:
                 data["daemons"] = self._daemons()
@@ -359,7 +375,7 @@ class Daemon:
         return self._peers_cache[1]
 
 
-RESTART_KEYS = ("workers", "tcp_host", "tcp_port", "token_env")  # daemon settings a reload cannot change
+RESTART_KEYS = ("workers", "run_in", "tcp_host", "tcp_port", "token_env")  # daemon settings a reload cannot change
 
 
 class _Server:

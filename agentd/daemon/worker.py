@@ -4,7 +4,8 @@ A run is journaled as ``queued`` (Engine.submit) before anyone is told its id; t
 which queued run to start next, so after a crash the journal alone rebuilds it (``recover``). Each run
 executes in a thread of the queue's own pool (``loop.run_in_executor``: ``asyncio.to_thread`` with a pool
 sized to the workers): model inference and tools never block the API, and long runs never starve the default
-pool the API's event streams use.
+pool the API's event streams use. With ``run_in = "processes"`` the thread hands its run to a worker process and
+waits for it (agentd.daemon.hosts): the queue, leases and outcomes stay here, only the driving moves.
 
 One owner per run: a worker drives a run only under its lease (Engine.run claims it). Runs another process
 drives (an in-process ``agentd goal``, another daemon) are left alone; a sweep every half lease re-queues runs
@@ -38,6 +39,7 @@ from ..errors import AgentdError
 from ..journal import JournalError, LeaseLost, RunHeld, process_owner
 from ..records import Goal, RunStatus, StopReason
 from . import peers
+from .hosts import WorkerDied, WorkerUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +70,7 @@ class RunQueue:
     on_outcome: Callable[[str, dict[str, Any]], None] = lambda run_id, outcome: None  # a run ended or parked
     pull: bool | None = None  # take runs from the shared queue; None: when the journal is not SQLite
     unreachable: set[str] = field(default_factory=set)  # runs started elsewhere whose workspace is not here
+    host: Any = None  # where runs execute: None is this process's threads, else agentd.daemon.hosts.ProcessHost
     _tasks: list[asyncio.Task] = field(default_factory=list)
     _threads: dict[str, asyncio.Future] = field(default_factory=dict)
     _loop: asyncio.AbstractEventLoop | None = None
@@ -296,23 +299,24 @@ class RunQueue:
         outcome: dict[str, Any] | None = None  # stays None when the run is left to another owner or given back
         try:
             self.journal_errors.pop(run_id, None)
-            outcome = self.engine.run(run_id, on_event=self._on_event, cancel=cancel, owner=self.owner)
+            runner = self.host or self.engine  # the same call either way: Engine.run's signature
+            outcome = runner.run(run_id, on_event=self._on_event, cancel=cancel, owner=self.owner)
         except RunHeld as exc:
             log.info("%s; left to its owner", exc)
         except LeaseLost as exc:
             log.warning("stopped driving run %s: %s", run_id, exc)
-        except JournalError as exc:
-            # Given back resumable (Engine.run); followers hear why, the sweep retries once writes may work.
+        except (JournalError, WorkerUnavailable) as exc:
+            # Given back resumable (Engine.run), or never started (no worker process): followers hear why, and
+            # the sweep offers it again a lease later.
             log.error("run %s stopped: %s", run_id, exc)
             self.journal_errors[run_id] = (time.monotonic(), str(exc))
-        except Exception:  # the daemon's job runner: one broken run must not take a worker down
+        except Exception as exc:  # the daemon's job runner: one broken run must not take a worker down
             log.exception("run %s crashed", run_id)
+            detail = str(exc) if isinstance(exc, WorkerDied) else "the run crashed in the daemon"
             outcome = {"run_id": run_id, "status": RunStatus.failed.value,
-                       "stop_reason": StopReason.daemon_crash.value, "detail": "the run crashed in the daemon"}
+                       "stop_reason": StopReason.daemon_crash.value, "detail": detail}
             try:
-                self._end_unstarted(
-                    run_id, RunStatus.failed, StopReason.daemon_crash, "the run crashed in the daemon"
-                )
+                self._end_unstarted(run_id, RunStatus.failed, StopReason.daemon_crash, detail)
             except Exception:
                 log.exception("could not record the crash of run %s; a restart will pick it up", run_id)
         finally:

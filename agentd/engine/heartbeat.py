@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..journal import Journal, JournalError, Lease, LeaseLost
@@ -19,9 +20,22 @@ class RunSignal(threading.Event):
 
     reason = "cancel"
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._listeners: list = []
+
+    def listen(self, listener: Callable[[str], None]) -> None:
+        """Call ``listener(reason)`` on every stop (at once when already stopped): a run driven in another
+        process (agentd.daemon.hosts) hears its stop this way."""
+        self._listeners.append(listener)
+        if self.is_set():
+            listener(self.reason)
+
     def stop(self, reason: str) -> None:
         self.reason = reason
         self.set()
+        for listener in list(self._listeners):
+            listener(reason)
 
 
 @dataclass(eq=False)

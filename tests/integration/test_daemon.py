@@ -157,20 +157,25 @@ class Daemon:
 
 
 both_journals = pytest.mark.parametrize("make_daemon", ["sqlite", "postgresql"], indirect=True)
+# ... and once more with the runs driven in worker processes (plugins.daemon.run_in = "processes", on SQLite)
+every_host = pytest.mark.parametrize("make_daemon", ["sqlite", "postgresql", "processes"], indirect=True)
 
 
 @pytest.fixture
 def make_daemon(tmp_path, request):
-    """Factory of daemons on SQLite; ``@both_journals`` tests run twice, the second time on PostgreSQL."""
+    """Factory of daemons on SQLite; ``@both_journals`` tests run twice, the second time on PostgreSQL, and
+    ``@every_host`` tests a third time with worker processes."""
     started: list[Daemon] = []
-    url = request.getfixturevalue("pg_url") if getattr(request, "param", "sqlite") == "postgresql" else ""
+    param = getattr(request, "param", "sqlite")
+    url = request.getfixturevalue("pg_url") if param == "postgresql" else ""
+    hosts = {"run_in": "processes"} if param == "processes" else {}
 
     def factory(
         daemon: dict | None = None, delay_s: float = 0.0, env: dict | None = None, home=None
     ) -> Daemon:
         h = home or tmp_path / "home"
         if home is None:
-            write_home(h, daemon, delay_s)
+            write_home(h, hosts | (daemon or {}), delay_s)
             if url:
                 config = h / "configs" / "agentd.toml"
                 config.write_text(f'journal_url = "{url}"\n' + config.read_text())
@@ -217,7 +222,7 @@ def tool_started(d: Daemon, run_id: str) -> bool:
 
 
 # -- the API and the CLI through it -------------------------------------------------------------------------
-@both_journals
+@every_host
 def test_goal_through_the_daemon_streams_events_and_exits_0(make_daemon):
     d = make_daemon()
     assert stat.S_IMODE((d.home / "agentd.sock").stat().st_mode) == 0o600
@@ -241,7 +246,7 @@ def test_goal_through_the_daemon_streams_events_and_exits_0(make_daemon):
     assert d.run(detached.stdout.strip())["status"] == "succeeded"
 
 
-@both_journals
+@every_host
 def test_twenty_concurrent_goals_all_finish_with_their_own_results(make_daemon):
     d = make_daemon({"workers": 3})
     ids = {i: d.submit(f"Create item-{i:02d}.txt") for i in range(20)}
@@ -256,7 +261,7 @@ def test_twenty_concurrent_goals_all_finish_with_their_own_results(make_daemon):
     assert len(d.get("/runs", params={"limit": 100}).json()) == 20
 
 
-@both_journals
+@every_host
 def test_cancel_stops_a_running_tool_and_records_cancelled(make_daemon):
     d = make_daemon()
     (d.home / "hold").touch()
@@ -271,7 +276,7 @@ def test_cancel_stops_a_running_tool_and_records_cancelled(make_daemon):
     assert d.post("/runs/no-such-run/cancel").status_code == 404
 
 
-@both_journals
+@every_host
 def test_parked_run_is_approved_through_the_cli_and_continues(make_daemon):
     d = make_daemon()
     run_id = d.submit("Create item-05.txt", allowed_tools=["read_file"])
@@ -285,7 +290,7 @@ def test_parked_run_is_approved_through_the_cli_and_continues(make_daemon):
 
 
 # -- crash safety -------------------------------------------------------------------------------------------
-@both_journals
+@every_host
 def test_kill_9_mid_tool_and_while_queued_resumes_every_run_once(make_daemon):
     d = make_daemon({"workers": 1})
     (d.home / "hold").touch()
@@ -309,7 +314,7 @@ def test_kill_9_mid_tool_and_while_queued_resumes_every_run_once(make_daemon):
     assert len(d2.get("/runs").json()) == 3  # none lost, none duplicated
 
 
-@both_journals
+@every_host
 def test_kill_9_mid_plan_resumes_from_the_last_completed_phase(make_daemon):
     d = make_daemon(delay_s=3.0)
     run_id = d.submit("Create item-09.txt")
@@ -343,7 +348,7 @@ def test_resume_false_fails_interrupted_runs_with_daemon_crash(make_daemon):
     assert (Path(run["workspace"]) / "calls.log").read_text() == "start\n"
 
 
-@both_journals
+@every_host
 def test_sigterm_drains_then_interrupts_resumably_and_keeps_queued_runs(make_daemon):
     d = make_daemon({"workers": 1, "drain_timeout_s": 0.5})
     (d.home / "hold").touch()
@@ -468,7 +473,7 @@ def test_daemon_start_status_stop_in_the_background(tmp_path):
     assert not (home / "agentd.sock").exists()
 
 
-@both_journals
+@every_host
 def test_a_second_signal_exits_at_once_and_the_run_is_resumed_later(make_daemon):
     d = make_daemon({"workers": 1, "drain_timeout_s": 300})
     (d.home / "hold").touch()
@@ -488,3 +493,91 @@ def test_a_second_signal_exits_at_once_and_the_run_is_resumed_later(make_daemon)
     again = make_daemon(home=d.home)
     wait_for(lambda: again.get(f"/runs/{slow}").json()["status"] not in ("queued", "running"), limit=60)
     assert again.get(f"/runs/{slow}").json()["stop_reason"] is not None  # recovered, never silently dropped
+
+
+# -- worker processes -----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("make_daemon", ["processes"], indirect=True)
+def test_a_worker_process_killed_mid_run_fails_that_run_only_and_a_new_worker_takes_the_next(make_daemon):
+    d = make_daemon({"workers": 1})
+    status = d.get("/status").json()
+    assert status["run_in"] == "processes" and len(status["worker_pids"]) == 1
+    (worker,) = status["worker_pids"]
+    assert worker != d.proc.pid
+    (d.home / "hold").touch()
+    slow = d.submit("SLOW job")
+    wait_for(lambda: tool_started(d, slow))
+    os.kill(worker, signal.SIGKILL)  # what the OOM killer or a native crash does
+    d.wait([slow])
+    run = d.run(slow)
+    assert (run["status"], run["stop_reason"]) == ("failed", "daemon_crash")
+    (stop,) = [p for p in run["phases"] if p["kind"] == "stop"]
+    assert stop["detail"] == f"worker process {worker} died while driving run {slow} (killed by SIGKILL)"
+    nxt = d.submit("Create item-03.txt")
+    d.wait([nxt])
+    assert d.run(nxt)["status"] == "succeeded"
+    assert (d.home / "workspaces" / nxt / "item-03.txt").read_text() == "03"
+    assert d.get("/status").json()["worker_pids"] not in ([], [worker])  # a fresh one
+    assert d.proc.poll() is None  # the daemon itself never noticed more than a failed run
+
+
+@pytest.mark.parametrize("make_daemon", ["processes"], indirect=True)
+def test_reload_replaces_idle_workers_and_stop_leaves_none_behind(make_daemon):
+    d = make_daemon({"workers": 2})
+    before = d.get("/status").json()["worker_pids"]
+    assert len(before) == 2
+    assert cli(d.home, "daemon", "reload").returncode == 0
+    after = d.get("/status").json()["worker_pids"]
+    assert len(after) == 2 and not set(after) & set(before)  # they read the new configuration
+    run_id = d.submit("Create item-04.txt")
+    d.wait([run_id])
+    assert d.run(run_id)["status"] == "succeeded"
+    assert d.stop(signal.SIGTERM) == 0
+    for pid in before + after:
+        wait_for(lambda pid=pid: not Path(f"/proc/{pid}").exists() or "Z" in _proc_state(pid), limit=10)
+
+
+def _proc_state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "Z"
+
+
+def test_worker_processes_with_embedded_memory_refuse_to_start_and_say_what_to_do(tmp_path):
+    home = tmp_path / "home"
+    write_home(home, {"run_in": "processes"})
+    config = home / "configs" / "agentd.toml"
+    config.write_text(config.read_text().replace('load = ["workspace", "slow_tool"]',
+                                                 'load = ["workspace", "slow_tool", "memory"]'))
+    result = cli(home, "daemon", "run", timeout=120)
+    assert result.returncode != 0
+    assert 'run_in = "processes" needs memory that several processes can share' in result.stderr
+    assert 'backend = "http"' in result.stderr and "enabled = false" in result.stderr
+
+
+def test_a_worker_that_cannot_start_says_why_and_its_slot_is_tried_again(tmp_path):
+    from agentd.config import load_config
+    from agentd.daemon.hosts import ProcessHost, WorkerUnavailable
+    from agentd.errors import AgentdError
+
+    home = tmp_path / "home"
+    write_home(home)
+    good = load_config(home=home, env={})
+    (tmp_path / "a-file").write_text("")
+    bad = good.model_copy(update={"journal_url": f"sqlite:///{tmp_path}/a-file/agentd.db"})  # cannot be made
+    with pytest.raises(AgentdError, match="a worker process could not start: .*agentd.db"):
+        ProcessHost(bad, 1).start()
+    host = ProcessHost(good, 1)
+    host.start()
+    try:
+        (first,) = host.pids()
+        host.recycle(bad)  # a reload whose workers cannot open the journal: logged, the slot kept
+        assert host.pids() == []
+        for _ in range(2):  # each run tries again, and says why; none waits forever for a slot
+            with pytest.raises(WorkerUnavailable, match="no worker process for the run: .*agentd.db"):
+                host.run("r-none")
+        host.recycle(good)
+        assert len(host.pids()) == 1 and host.pids() != [first]
+    finally:
+        host.close()
+    assert host.pids() == []

@@ -256,3 +256,49 @@ def test_event_wake_ups_are_coalesced_until_the_loop_runs_one():
     scheduled.pop()()  # the loop runs the wake-up: the streams read everything journaled so far
     server.Daemon.notify(daemon)
     assert len(scheduled) == 1  # a later event schedules its own
+
+
+# -- worker processes (agentd.daemon.hosts): the parts that need no process --------------------------------
+def test_run_signal_tells_its_listeners_of_every_stop_and_at_once_when_already_stopped():
+    from agentd.engine.heartbeat import RunSignal
+
+    heard: list[str] = []
+    signal = RunSignal()
+    signal.listen(heard.append)
+    assert heard == []
+    signal.stop("shutdown")
+    assert heard == ["shutdown"] and signal.is_set() and signal.reason == "shutdown"
+    late: list[str] = []
+    signal.listen(late.append)  # a run handed to a worker after its stop was asked still hears it
+    assert late == ["shutdown"]
+
+
+def test_a_workers_error_is_rebuilt_as_agentds_own_class_or_named_in_an_agentd_error():
+    from agentd.daemon.hosts import _rebuild
+    from agentd.journal import LeaseLost, RunHeld
+
+    held = _rebuild(RunHeld.__module__, RunHeld.__qualname__, "run r1 is being driven elsewhere")
+    assert type(held) is RunHeld and str(held) == "run r1 is being driven elsewhere"
+    assert type(_rebuild(LeaseLost.__module__, "LeaseLost", "taken over")) is LeaseLost
+    other = _rebuild("builtins", "ZeroDivisionError", "division by zero")
+    assert type(other) is AgentdError and str(other) == "ZeroDivisionError: division by zero"
+    assert type(_rebuild("agentd.journal", "no_such_name", "x")) is AgentdError
+
+
+def test_worker_processes_refuse_embedded_chroma_and_take_memory_off_or_a_server(tmp_path):
+    from agentd.daemon.hosts import check_process_safe
+
+    def config(text: str):
+        home = tmp_path / str(len(list(tmp_path.iterdir())))
+        (home / "configs").mkdir(parents=True)
+        (home / "configs" / "agentd.toml").write_text(text)
+        return load_config(home=home, env={}, validate_plugins=False)
+
+    with pytest.raises(ConfigError, match='backend = "http"'):
+        check_process_safe(config(""))  # the defaults load memory, embedded
+    check_process_safe(config("[plugins.memory]\nenabled = false\n"))
+    check_process_safe(config('[plugins.memory]\nbackend = "http"\n'))
+    check_process_safe(config('[plugins]\nload = ["workspace"]\n'))
+    check_process_safe(config('[plugins]\nblock = ["memory"]\n'))
+    with pytest.raises(ConfigError):
+        check_process_safe(config('[plugins]\nload = ["workspace"]\n'), plugins={"workspace", "memory"})
