@@ -215,8 +215,8 @@ while True:
 """
 
 
-def torture_home(home: Path) -> Path:
-    lease_home(home, {"workers": 2}, ttl=1.0)
+def torture_home(home: Path, run_in: str = "threads") -> Path:
+    lease_home(home, {"workers": 2, "run_in": run_in}, ttl=1.0)
     (home / "plugins" / "effect.py").write_text(EFFECT_TOOL)
     rules = [
         ["Goal: Effect.*Write the plan", {"steps": [{"intent": "make the effect", "tool": "effect"}]}],
@@ -230,11 +230,13 @@ def torture_home(home: Path) -> Path:
     return home
 
 
-def test_kill_9_torture_every_run_finishes_once_and_no_call_runs_twice(tmp_path):
-    """Random kill -9 points over a daemon and a second driver process sharing the journal."""
+@pytest.mark.parametrize("run_in", ["threads", "processes"])
+def test_kill_9_torture_every_run_finishes_once_and_no_call_runs_twice(tmp_path, run_in):
+    """Random kill -9 points over a daemon (its runs in its threads, or in its worker processes, which die with
+    it) and a second driver process sharing the journal."""
     kills = int(os.environ.get("AGENTD_TORTURE_KILLS", "20"))
     rng = random.Random(int(os.environ.get("AGENTD_TORTURE_SEED", "15")))
-    home = torture_home(tmp_path / "home")
+    home = torture_home(tmp_path / "home", run_in)
     effects = tmp_path / "effects.log"
     env = {"AGENTD_EFFECTS": str(effects)}
     daemon: Daemon | None = None
@@ -291,6 +293,6 @@ def test_kill_9_torture_every_run_finishes_once_and_no_call_runs_twice(tmp_path)
             or found["lease_owner"] is not None
         ):
             problems[run_id] = found
-    print(f"torture: {kills} kill points ({killed}), {len(submitted)} runs, {len(lines)} effects, {seen}")
+    print(f"torture ({run_in}): {kills} kill points ({killed}), {len(submitted)} runs, {len(lines)} effects, {seen}")
     assert len(set(submitted)) == len(submitted) == 2 * kills
     assert problems == {}
