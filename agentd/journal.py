@@ -124,6 +124,8 @@ class Journal:
                     if self._db.in_transaction:
                         self._db.execute("ROLLBACK")
                     raise
+                finally:
+                    self._db.end()
             except (*self._errors, ConnectionError) as exc:  # ConnectionError: the server is still gone
                 raise JournalError(f"journal write failed ({self.path}): {exc}; {_advice(exc)}") from None
 

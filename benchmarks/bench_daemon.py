@@ -269,7 +269,7 @@ def main() -> None:
     args = parser.parse_args()
     workers_list = [int(w) for w in args.workers.split(",")]
     flavours = [(w, run_in, tree) for run_in in args.run_in.split(",") for w in workers_list
-                for tree in (["", args.base] if args.base and run_in == "threads" else [""])]
+                for tree in (["", args.base] if args.base else [""])]  # a base without run_in: --run-in threads
     rates: dict[tuple[int, str, str], list[float]] = {f: [] for f in flavours}
     latencies: dict[tuple[int, str, str], list[float]] = {f: [] for f in flavours}
     baseline: list[float] = []

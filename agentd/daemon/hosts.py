@@ -106,6 +106,7 @@ class ProcessHost:
         self.generation = 0  # raised by recycle(): workers of an older one exit after their run
         self._idle: queue.SimpleQueue[_Worker] = queue.SimpleQueue()
         self._workers: set[_Worker] = set()
+        self._driving: dict[_Worker, str] = {}  # worker -> the run it drives
         self._lock = threading.Lock()
         self._closed = False
         # Every worker is started from this one thread, which lives as long as the host: a worker asks the kernel
@@ -122,12 +123,24 @@ class ProcessHost:
     def run(self, run_id: str, on_event: Any = None, cancel: Any = None, owner: str = "") -> dict:
         worker = self._checkout()
         try:
+            if isinstance(cancel, RunSignal) and cancel.is_set() and cancel.reason == "shutdown":
+                # The daemon stops while this run waited for a worker: never started, it stays queued.
+                return {"run_id": run_id, "status": "queued", "detail": "the daemon stopped before a worker took it"}
+            with self._lock:
+                self._driving[worker] = run_id
             worker.send(("run", run_id, owner))
             if isinstance(cancel, RunSignal):
                 cancel.listen(lambda reason: self._stop(worker, run_id, reason))
             return self._follow(worker, run_id, on_event)
         finally:
+            with self._lock:
+                self._driving.pop(worker, None)
             self._checkin(worker)
+
+    def running(self) -> list[str]:
+        """The runs the workers drive now."""
+        with self._lock:
+            return sorted(self._driving.values())
 
     def pids(self) -> list[int]:
         """The live worker processes (``/status``)."""

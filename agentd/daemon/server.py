@@ -333,6 +333,7 @@ class Daemon:
     def status(self) -> dict[str, Any]:
         from .. import __version__ as ver
         q = self.queue
+        driven = q.in_worker() if q else []
         data: dict[str, Any] = {
             "pid": os.getpid(),
             "version": ver,
@@ -341,8 +342,8 @@ class Daemon:
             "uptime_s": round(time.time() - self.started_at, 1),
             "workers": self.settings.workers,
             "run_in": self.settings.run_in,
-            "queue_depth": len(q.pending) if q else 0,
-            "running_runs": sorted(q.running) if q else [],
+            "queue_depth": len(q.pending) + len(q.running) - len(driven) if q else 0,
+            "running_runs": driven,
             "finished_since_start": q.finished_count if q else 0,
             "models_loaded": self.app.models.loaded() if self.app else [],
             "accepting": bool(q and q.accepting) and not self.stopping,

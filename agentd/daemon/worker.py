@@ -83,6 +83,17 @@ class RunQueue:
         return self.engine.journal
 
     @property
+    def slots(self) -> int:
+        """Runs taken off the queue at once: the workers, and with worker processes as many again waiting for one,
+        so a worker process that ends a run starts the next at once instead of after a trip through the event
+        loop (a waiting run stays queued in the journal: nobody claimed it yet)."""
+        return self.workers * 2 if self.host is not None else self.workers
+
+    def in_worker(self) -> list[str]:
+        """The runs being driven now (not those waiting for a worker process)."""
+        return self.host.running() if self.host is not None else sorted(self.running)
+
+    @property
     def pulls(self) -> bool:
         return self.pull if self.pull is not None else self.journal.dialect != "sqlite"
 
@@ -94,8 +105,8 @@ class RunQueue:
     # -- life cycle ----------------------------------------------------------------------------------
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="run")
-        self._tasks = [asyncio.create_task(self._work(i), name=f"worker-{i}") for i in range(self.workers)]
+        self._pool = ThreadPoolExecutor(self.slots, thread_name_prefix="run")
+        self._tasks = [asyncio.create_task(self._work(i), name=f"worker-{i}") for i in range(self.slots)]
         self._tasks.append(asyncio.create_task(self._sweep(), name="lease-sweep"))
         if self.pulls:
             self.journal.apply_migrations(peers.MIGRATIONS)
@@ -231,7 +242,7 @@ class RunQueue:
         ttl = self.engine.config.loop.lease_ttl_s
         while self.accepting:
             lease = None
-            if len(self.running) + len(self.pending) < self.workers:
+            if len(self.running) + len(self.pending) < self.slots:
                 try:
                     lease = await asyncio.to_thread(
                         self.journal.claim_next, self.owner, ttl, OPEN, tuple(self.unreachable)

@@ -44,3 +44,63 @@ def test_prompt_heads_threads_and_folder_changes_on_each_journal(scripted, journ
     undo_run(app.config, app.journal, second)
     undo_run(app.config, app.journal, first)
     assert (user / "reports" / "week.txt").read_text() == "old report"
+
+
+# -- SQLite's writers' lock (agentd.db-lock) ---------------------------------------------------------------------
+def test_sqlite_writers_queue_on_the_owner_only_lock_file_and_the_next_one_goes_as_the_first_commits(tmp_path):
+    import fcntl
+    import os
+    import stat
+    import threading
+    import time
+
+    from agentd.journal import Journal
+
+    first, second = Journal(tmp_path / "agentd.db"), Journal(tmp_path / "agentd.db")
+    try:
+        lock = tmp_path / "agentd.db-lock"
+        assert stat.S_IMODE(lock.stat().st_mode) == 0o600
+        probe = os.open(lock, os.O_RDWR)
+        order: list[str] = []
+        with first._tx():
+            with pytest.raises(BlockingIOError):  # held for the whole transaction
+                fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            thread = threading.Thread(target=lambda: _write(second, order))
+            thread.start()
+            time.sleep(0.2)
+            assert order == []  # waiting on the file lock, not failing with "database is locked"
+            order.append("first")
+        thread.join(10)
+        assert order == ["first", "second"]
+        fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)  # and free once both committed
+        os.close(probe)
+    finally:
+        first.close()
+        second.close()
+
+
+def _write(journal, order: list[str]) -> None:
+    with journal._tx():
+        order.append("second")
+
+
+def test_a_thread_inside_one_sqlite_transaction_never_waits_for_itself_on_the_lock_file(tmp_path):
+    import sqlite3
+
+    from agentd.journal_db import SQLiteDatabase
+
+    outer, inner = SQLiteDatabase(tmp_path / "agentd.db"), SQLiteDatabase(tmp_path / "agentd.db")
+    try:
+        inner._db.execute("PRAGMA busy_timeout = 50")
+        outer.begin()
+        with pytest.raises(sqlite3.OperationalError, match="locked"):  # SQLite's own lock answers, it does not hang
+            inner.begin()
+        assert not inner._locked
+        outer._db.execute("COMMIT")
+        outer.end()
+        inner.begin()  # and the lock file is free again
+        inner._db.execute("COMMIT")
+        inner.end()
+    finally:
+        outer.close()
+        inner.close()
