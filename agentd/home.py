@@ -161,3 +161,53 @@ def write_private(path: Path, chunks: Iterable[bytes]) -> None:
         with contextlib.suppress(OSError):
             temporary.unlink()
         raise
+
+
+# -- checked cache files (a fused embedding model, llama.cpp's prompt state) -----------------------------------
+def write_checked(path: Path, magic: bytes, header: Mapping[str, Any], payload: Iterable[bytes]) -> None:
+    """A cache file agentd checks before it trusts one: ``magic``, a length-prefixed JSON ``header`` (the
+    ``key`` it was made for and its payload's sizes and checksums, which the caller puts there), then
+    ``payload``. Written whole and owner-only (write_private); OSError when the disk refuses."""
+    import json
+    import struct
+
+    head = json.dumps(dict(header)).encode()
+    write_private(path, (magic, struct.pack("<I", len(head)), head, *payload))
+
+
+def read_checked(path: Path, magic: bytes, key: str, read_payload: Any, what: str) -> Any:
+    """What ``read_payload(file, header)`` makes of a file write_checked wrote for ``key``; None when there is
+    none. One that is not such a file, was made for another key, or whose payload does not check out
+    (``read_payload`` raises ValueError) is removed with a warning naming ``what``, so its maker builds it
+    again. A file read is touched: the newest-used ones are those keep_newest keeps."""
+    import json
+    import struct
+
+    try:
+        with open(path, "rb") as f:
+            if f.read(len(magic)) != magic:
+                raise ValueError(f"not a {what} file")
+            (size,) = struct.unpack("<I", f.read(4))
+            header = json.loads(f.read(size))
+            if header.get("key") != key:
+                raise ValueError("made for another key (model file, prompt or version)")
+            found = read_payload(f, header)
+        with contextlib.suppress(OSError):
+            os.utime(path)
+        return found
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError, struct.error) as exc:
+        _log().warning("ignoring the %s %s (%s); it will be rebuilt", what, path, exc)
+        with contextlib.suppress(OSError):
+            path.unlink()
+        return None
+
+
+def keep_newest(directory: Path, pattern: str, keep: int) -> None:
+    """Remove all but the ``keep`` most recently used files matching ``pattern`` (a clean-up that may race
+    another process doing the same: never raises)."""
+    with contextlib.suppress(OSError):
+        files = sorted(directory.glob(pattern), key=lambda p: p.stat().st_mtime_ns, reverse=True)
+        for old in files[keep:]:
+            old.unlink()

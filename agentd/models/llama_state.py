@@ -23,7 +23,6 @@ import ctypes
 import hashlib
 import json
 import logging
-import os
 import struct
 import zlib
 from collections import OrderedDict
@@ -31,7 +30,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..home import write_private
+from ..home import keep_newest, read_checked, write_checked
 
 log = logging.getLogger(__name__)
 
@@ -81,67 +80,36 @@ class PrefixStore:
         path = self.path(key)
         if path is None:
             return None
-        try:
-            with open(path, "rb") as f:
-                if f.read(len(MAGIC)) != MAGIC:
-                    raise ValueError("not a state file")
-                (header_len,) = struct.unpack("<I", f.read(4))
-                header = json.loads(f.read(header_len))
-                if header.get("key") != key:
-                    raise ValueError("written for another model or prompt")
-                tokens = list(struct.unpack(f"<{header['n_tokens']}i", f.read(4 * header["n_tokens"])))
-                state = bytearray(header["state_bytes"])
-                if f.readinto(state) != len(state) or f.read(1):
-                    raise ValueError("truncated or too long")
-            if zlib.crc32(state) != header["crc32"] or zlib.crc32(struct.pack(f"<{len(tokens)}i", *tokens)) != header[
-                "tokens_crc32"
-            ]:
+
+        def tokens_and_state(f: Any, header: dict[str, Any]) -> tuple[list[int], bytearray]:
+            packed = f.read(4 * header["n_tokens"])
+            state = bytearray(header["state_bytes"])
+            if len(packed) != 4 * header["n_tokens"] or f.readinto(state) != len(state) or f.read(1):
+                raise ValueError("truncated or too long")
+            if zlib.crc32(state) != header["crc32"] or zlib.crc32(packed) != header["tokens_crc32"]:
                 raise ValueError("checksum mismatch")
-            os.utime(path)  # newest-used files are the ones kept
-            return tokens, state
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError, KeyError, TypeError, struct.error) as exc:
-            log.warning("ignoring the llama.cpp state file %s (%s); it will be rebuilt", path, exc)
-            with _quiet():
-                path.unlink()
-            return None
+            return list(struct.unpack(f"<{header['n_tokens']}i", packed)), state
+
+        return read_checked(path, MAGIC, key, tokens_and_state, "llama.cpp state file")
 
     def _write(self, key: str, tokens: Sequence[int], state: bytearray) -> None:
         path = self.path(key)
         assert path is not None and self.directory is not None
         packed = struct.pack(f"<{len(tokens)}i", *tokens)
-        header = json.dumps({
+        header = {
             "key": key, "n_tokens": len(tokens), "state_bytes": len(state),
             "crc32": zlib.crc32(state), "tokens_crc32": zlib.crc32(packed),
-        }).encode()
+        }
         try:
             self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-            write_private(path, (MAGIC + struct.pack("<I", len(header)) + header + packed, state))
+            write_checked(path, MAGIC, header, (packed, state))
         except OSError as exc:
             if not self._warned:  # a full or read-only disk: say it once per process, then go on cold
                 self._warned = True
                 log.warning("cannot save llama.cpp's prompt state in %s (%s); goals start cold until it can",
                             self.directory, exc.strerror or exc)
             return
-        self._evict()
-
-    def _evict(self) -> None:
-        assert self.directory is not None
-        with _quiet():
-            files = sorted(self.directory.glob("*.kv"), key=lambda p: p.stat().st_mtime_ns, reverse=True)
-            for old in files[self.keep_files :]:
-                old.unlink()
-
-
-class _quiet:
-    """``with _quiet():`` ignores OSError (a cache clean-up that may race another process)."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: Any, exc: Any, tb: Any) -> bool:
-        return kind is not None and issubclass(kind, OSError)
+        keep_newest(self.directory, "*.kv", self.keep_files)
 
 
 class PrefixCache:

@@ -17,13 +17,10 @@ length and CRC when read. The cache is an optimisation: a damaged file is rebuil
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import importlib.metadata
 import json
 import logging
-import os
-import struct
 import sys
 import tempfile
 import zlib
@@ -31,7 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from agentd.home import write_private
+from agentd.home import keep_newest, read_checked, write_checked
 
 log = logging.getLogger(__name__)
 
@@ -65,15 +62,14 @@ def fused_model(model_path: Path, cache_dir: Path | None, build: Callable[[Path]
     except Exception as exc:  # onnx missing, an optimizer failure, a graph it cannot fuse: all mean "plain"
         _warn("build", f"using the plain embedding model: its fused copy could not be built ({exc})")
         return None
-    header = json.dumps({"key": key, "bytes": len(model), "crc32": zlib.crc32(model)}).encode()
     try:
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        write_private(path, (MAGIC, struct.pack("<I", len(header)), header, model))
+        write_checked(path, MAGIC, {"key": key, "bytes": len(model), "crc32": zlib.crc32(model)}, (model,))
     except OSError as exc:
         _warn("write", f"using the plain embedding model: cannot save its fused copy in {directory} "
                        f"({exc.strerror or exc})")
         return None
-    _evict(directory)
+    keep_newest(directory, "*.onnx", KEEP_FILES)
     return model
 
 
@@ -153,36 +149,15 @@ def _session(model: str | bytes, **kwargs: Any) -> Any:
 
 
 def _read(path: Path, key: str) -> bytes | None:
-    try:
-        with open(path, "rb") as f:
-            if f.read(len(MAGIC)) != MAGIC:
-                raise ValueError("not a fused model file")
-            (header_len,) = struct.unpack("<I", f.read(4))
-            header = json.loads(f.read(header_len))
-            if header.get("key") != key:
-                raise ValueError("written for another model file")
-            model = f.read(header["bytes"] + 1)
-        if len(model) != header["bytes"]:
+    def model(f: Any, header: dict[str, Any]) -> bytes:
+        found = f.read(header["bytes"] + 1)
+        if len(found) != header["bytes"]:
             raise ValueError("truncated or too long")
-        if zlib.crc32(model) != header["crc32"]:
+        if zlib.crc32(found) != header["crc32"]:
             raise ValueError("checksum mismatch")
-        with contextlib.suppress(OSError):
-            os.utime(path)  # the newest-used copies are the ones kept
-        return model
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError, KeyError, TypeError, struct.error) as exc:
-        log.warning("ignoring the fused embedding model %s (%s); it will be rebuilt", path, exc)
-        with contextlib.suppress(OSError):
-            path.unlink()
-        return None
+        return found
 
-
-def _evict(directory: Path) -> None:
-    with contextlib.suppress(OSError):  # a clean-up that may race another process
-        files = sorted(directory.glob("*.onnx"), key=lambda p: p.stat().st_mtime_ns, reverse=True)
-        for old in files[KEEP_FILES:]:
-            old.unlink()
+    return read_checked(path, MAGIC, key, model, "fused embedding model")
 
 
 def _version(distribution: str) -> str:

@@ -197,3 +197,33 @@ def test_check_writable_refuses_a_read_only_home_and_an_immutable_journal(tmp_pa
             check_writable(ro, ro / "agentd.db")
     finally:
         subprocess.run(["umount", str(ro)], check=True)
+
+
+def test_checked_cache_files_are_trusted_only_for_their_key_and_whole_and_the_newest_are_kept(tmp_path, caplog):
+    import time
+
+    from agentd.home import keep_newest, read_checked, write_checked
+
+    def payload(f, header):
+        data = f.read()
+        if len(data) != header["bytes"]:
+            raise ValueError("truncated or too long")
+        return data
+
+    path = tmp_path / "a.bin"
+    write_checked(path, b"MAGIC\n", {"key": "k1", "bytes": 5}, (b"hel", b"lo"))
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert read_checked(path, b"MAGIC\n", "k1", payload, "test cache") == b"hello"
+    assert read_checked(tmp_path / "none.bin", b"MAGIC\n", "k1", payload, "test cache") is None
+    with caplog.at_level(logging.WARNING):
+        assert read_checked(path, b"MAGIC\n", "k2", payload, "test cache") is None  # made for another key
+    assert "ignoring the test cache" in caplog.text and not path.exists()  # removed, to be rebuilt
+    write_checked(path, b"MAGIC\n", {"key": "k1", "bytes": 5}, (b"hel",))
+    assert read_checked(path, b"MAGIC\n", "k1", payload, "test cache") is None and not path.exists()
+
+    for name in ("1.bin", "2.bin", "3.bin"):
+        write_checked(tmp_path / name, b"MAGIC\n", {"key": name, "bytes": 1}, (b"x",))
+        time.sleep(0.01)
+    read_checked(tmp_path / "1.bin", b"MAGIC\n", "1.bin", payload, "test cache")  # used last: kept
+    keep_newest(tmp_path, "*.bin", 2)
+    assert sorted(p.name for p in tmp_path.glob("*.bin")) == ["1.bin", "3.bin"]

@@ -8,7 +8,6 @@ import stat
 
 import pytest
 
-from agentd.models import llama_state
 from agentd.models.llama_state import PrefixStore
 
 TOKENS = [1, 2, 3, 40000]
@@ -98,7 +97,7 @@ def test_a_full_disk_leaves_no_partial_file_and_warns_once(tmp_path, monkeypatch
         def write(self, data):
             raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(llama_state.os, "fdopen", Full)
+    monkeypatch.setattr(os, "fdopen", Full)  # what write_private (agentd.home) writes through
     store = PrefixStore(tmp_path)
     with caplog.at_level(logging.WARNING):
         store.put("k1", TOKENS, state())
