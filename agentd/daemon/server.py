@@ -529,7 +529,8 @@ def doctor_checks(config: Any) -> list[tuple[str, bool, str]]:
     checks: list[tuple[str, bool, str]] = []
     try:
         settings = load_settings(config)
-        checks.append(("daemon settings", True, f"{settings.workers} workers, resume={settings.resume}"))
+        kind = "worker processes" if settings.run_in == "processes" else "workers"
+        checks.append(("daemon settings", True, f"{settings.workers} {kind}, resume={settings.resume}"))
     except ConfigError as exc:
         checks.append(("daemon settings", False, str(exc)))
     try:

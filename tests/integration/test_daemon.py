@@ -528,6 +528,9 @@ def test_reload_replaces_idle_workers_and_stop_leaves_none_behind(make_daemon):
     assert cli(d.home, "daemon", "reload").returncode == 0
     after = d.get("/status").json()["worker_pids"]
     assert len(after) == 2 and not set(after) & set(before)  # they read the new configuration
+    shown = cli(d.home, "daemon", "status").stdout
+    assert "(2 worker processes)" in shown and f"pids {after[0]}, {after[1]}" in shown
+    assert "models   loaded by each worker process" in shown
     run_id = d.submit("Create item-04.txt")
     d.wait([run_id])
     assert d.run(run_id)["status"] == "succeeded"

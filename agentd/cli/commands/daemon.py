@@ -154,13 +154,19 @@ def status(as_json: bool) -> None:
         return
     click.echo(f"running  pid {data['pid']}  version {data['version']}  up {data['uptime_s']:.0f}s")
     click.echo(f"home     {data['home']}")
+    processes = data.get("run_in") == "processes"
     click.echo(
         f"queue    {data['queue_depth']} waiting, {len(data['running_runs'])} running "
-        f"({data['workers']} workers), {data['finished_since_start']} done since start"
+        f"({data['workers']} {'worker processes' if processes else 'workers'}), "
+        f"{data['finished_since_start']} done since start"
     )
     for run_id in data["running_runs"]:
         click.echo(f"  running {run_id}")
-    click.echo(f"models   {', '.join(data['models_loaded']) or 'none loaded yet'}")
+    if processes:
+        click.echo(f"workers  pids {', '.join(str(p) for p in data.get('worker_pids', [])) or 'none alive'}")
+        click.echo("models   loaded by each worker process")
+    else:
+        click.echo(f"models   {', '.join(data['models_loaded']) or 'none loaded yet'}")
     daemons = data.get("daemons")
     if isinstance(daemons, list) and data.get("journal") != "sqlite":
         from ...daemon.peers import describe  # the daemons sharing this journal (docs/scale-out.md)
