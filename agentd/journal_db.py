@@ -113,7 +113,7 @@ class SQLiteDatabase:
         return int(self._db.execute(sql, tuple(params)).lastrowid or 0)
 
     def begin(self) -> None:
-        held = _HELD.__dict__.setdefault("paths", set())
+        held = _held_paths()
         # A thread that already holds the file lock through another connection to this journal (one transaction
         # inside another's) would wait for itself forever: it meets SQLite's lock instead, as before.
         self._locked = self._writer is not None and self.path not in held
@@ -130,7 +130,7 @@ class SQLiteDatabase:
         """After COMMIT or ROLLBACK: the next writer's turn."""
         if self._locked:
             self._locked = False
-            _HELD.paths.discard(self.path)
+            _held_paths().discard(self.path)
             fcntl.flock(self._writer, fcntl.LOCK_UN)
 
     def serialize(self) -> None:
@@ -150,6 +150,13 @@ class SQLiteDatabase:
         if self._writer is not None:
             os.close(self._writer)
             self._writer = None
+
+
+def _held_paths() -> set[Path]:
+    """The journals whose writers' lock this thread holds."""
+    if not hasattr(_HELD, "paths"):
+        _HELD.paths = set()
+    return _HELD.paths
 
 
 def _open_lock(path: Path) -> int | None:

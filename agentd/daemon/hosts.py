@@ -13,8 +13,9 @@ The daemon stays the only owner of its runs: a worker process drives a run under
 leases, sweeps and takeovers see one daemon. The daemon talks to each worker over a private socket pair (no path,
 inherited by nobody else): ``run`` / ``stop`` / ``exit`` in, ``event`` / ``done`` / ``raised`` out. A worker
 ignores SIGINT and SIGTERM (a terminal's Ctrl-C or systemd's stop reach the whole group; the daemon drains the
-runs itself) and exits as soon as the daemon's end of the pair closes, so a daemon killed with -9 leaves no
-worker driving a run its successor resumes (and any write it tried in between is fenced by the lease).
+runs itself) and is killed by the kernel the moment the daemon ends (``PR_SET_PDEATHSIG``; elsewhere it exits
+when the daemon's end of the pair closes), so a daemon killed with -9 leaves no worker driving a run its
+successor resumes (and any write it tried in between is fenced by the lease).
 A worker that dies mid-run (a native crash, the OOM killer) fails that run with the worker's exit status in
 its detail; the next run gets a fresh worker.
 """
@@ -179,13 +180,13 @@ class ProcessHost:
 
     def _start_worker(self) -> _Worker:
         ours, theirs = socket.socketpair()
-        with self._lock:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "agentd.daemon.hosts", str(theirs.fileno()), str(os.getpid())],
-                pass_fds=(theirs.fileno(),),
-                stdin=subprocess.DEVNULL,
-            )
-            theirs.close()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "agentd.daemon.hosts", str(theirs.fileno()), str(os.getpid())],
+            pass_fds=(theirs.fileno(),),
+            stdin=subprocess.DEVNULL,
+        )
+        theirs.close()
+        with self._lock:  # the configuration and generation of one reload, read together
             worker = _Worker(proc, Connection(ours.detach()), self.generation)
             self._workers.add(worker)
             config = self.config.model_copy()
@@ -206,7 +207,8 @@ class ProcessHost:
         return worker
 
     def _checkout(self) -> _Worker:
-        worker = self._idle.get()  # one per run slot: RunQueue never runs more than ``size`` at once
+        # RunQueue hands out up to twice ``size`` runs (RunQueue.slots): the extra ones wait here for a worker.
+        worker = self._idle.get()
         if worker.alive() and worker.generation == self.generation:
             return worker
         return self._fresh(worker)

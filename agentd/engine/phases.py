@@ -74,10 +74,10 @@ def type_text(spec: Any) -> str:
     return str(kind or ("object" if "properties" in spec or "$ref" in spec else "any"))
 
 
-
 def one_of(options: list[dict[str, Any]]) -> dict[str, Any]:
     """A schema that is any one of ``options``; the option itself when there is one."""
     return {"anyOf": options} if len(options) > 1 else options[0]
+
 
 ENUM_SHOWN = 8  # a long list of allowed values is the grammar's business; the prompt shows the first few
 PARAM_TEXT = 120  # characters of a parameter's description in the act request
