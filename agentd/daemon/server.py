@@ -296,9 +296,11 @@ class Daemon:
 
     def tell_owner(self, run_id: str, outcome: dict[str, Any]) -> None:
         """A scheduled run that failed, is unverified or waits for approval notifies its owner (Apprise)."""
-        from ..notify import notify_outcome
+        from ..notify import notify_outcome, reason_to_notify
         from ..records import Goal
 
+        if reason_to_notify(outcome) is None:  # most runs: no need to read the run back
+            return
         row = self.app.journal.get_run(run_id)
         if row is not None:
             notify_outcome(self.config, Goal.from_dict(row["goal_spec"]), outcome)

@@ -39,7 +39,7 @@ from ..errors import AgentdError
 from ..journal import JournalError, LeaseLost, RunHeld, process_owner
 from ..records import Goal, RunStatus, StopReason
 from . import peers
-from .hosts import WorkerDied, WorkerUnavailable
+from .hosts import INBOX, WorkerDied, WorkerUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -84,10 +84,10 @@ class RunQueue:
 
     @property
     def slots(self) -> int:
-        """Runs taken off the queue at once: the workers, and with worker processes as many again waiting for one,
-        so a worker process that ends a run starts the next at once instead of after a trip through the event
-        loop (a waiting run stays queued in the journal: nobody claimed it yet)."""
-        return self.workers * 2 if self.host is not None else self.workers
+        """Runs taken off the queue at once: the workers, and with worker processes as many as their inboxes hold
+        (``hosts.INBOX`` each), so a worker process that ends a run starts the next at once instead of after a
+        round trip through the daemon (a run in an inbox stays queued in the journal: nobody claimed it yet)."""
+        return self.workers * INBOX if self.host is not None else self.workers
 
     def in_worker(self) -> list[str]:
         """The runs being driven now (not those waiting for a worker process)."""
@@ -222,7 +222,7 @@ class RunQueue:
             cancel = RunSignal()
             self.running[run_id] = cancel
             assert self._loop is not None
-            future = self._loop.run_in_executor(self._pool, self._run_one, run_id, cancel)
+            future = self._loop.run_in_executor(self._pool, self._run_one, run_id, cancel, row["goal"])
             self._threads[run_id] = future
             future.add_done_callback(functools.partial(self._forget_future, run_id))
             # Shielded: cancelling this worker (drain) must not abandon the run; drain() waits for the thread.
@@ -304,9 +304,9 @@ class RunQueue:
     def _forget_future(self, run_id: str, _future: object) -> None:
         self._forget(run_id)
 
-    def _run_one(self, run_id: str, cancel: threading.Event) -> None:
-        goal = (self.journal.get_run(run_id) or {}).get("goal", "")
-        log.info("run %s started: goal=%s", run_id, json.dumps(goal, ensure_ascii=False))
+    def _run_one(self, run_id: str, cancel: threading.Event, goal: str) -> None:
+        if log.isEnabledFor(logging.INFO):
+            log.info("run %s started: goal=%s", run_id, json.dumps(goal, ensure_ascii=False))
         outcome: dict[str, Any] | None = None  # stays None when the run is left to another owner or given back
         try:
             self.journal_errors.pop(run_id, None)
@@ -338,8 +338,9 @@ class RunQueue:
         if outcome.get("status") == RunStatus.queued.value:  # interrupted by a shutdown: resumed at the next start
             log.info("run %s interrupted: %s", run_id, outcome.get("detail"))
             return
-        log.info("run %s ended: %s (%s) goal=%s", run_id, outcome.get("status"), outcome.get("stop_reason") or "-",
-                 json.dumps(goal, ensure_ascii=False))
+        if log.isEnabledFor(logging.INFO):
+            log.info("run %s ended: %s (%s) goal=%s", run_id, outcome.get("status"),
+                     outcome.get("stop_reason") or "-", json.dumps(goal, ensure_ascii=False))
         try:
             self.on_outcome(run_id, outcome)
         except Exception:  # a notification problem must not take a worker down either

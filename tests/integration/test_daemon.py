@@ -506,18 +506,41 @@ def test_a_worker_process_killed_mid_run_fails_that_run_only_and_a_new_worker_ta
     (d.home / "hold").touch()
     slow = d.submit("SLOW job")
     wait_for(lambda: tool_started(d, slow))
+    waiting = d.submit("Create item-02.txt")  # given to the same worker: it waits in that worker's inbox
+    time.sleep(1)
     os.kill(worker, signal.SIGKILL)  # what the OOM killer or a native crash does
-    d.wait([slow])
+    d.wait([slow, waiting])
     run = d.run(slow)
     assert (run["status"], run["stop_reason"]) == ("failed", "daemon_crash")
     (stop,) = [p for p in run["phases"] if p["kind"] == "stop"]
     assert stop["detail"] == f"worker process {worker} died while driving run {slow} (killed by SIGKILL)"
+    # The run the worker had not started yet is not failed with it: a fresh worker drives it.
+    assert d.run(waiting)["status"] == "succeeded"
+    assert f"worker process {worker} died before it started run {waiting}" in d.log.read_text()
     nxt = d.submit("Create item-03.txt")
     d.wait([nxt])
     assert d.run(nxt)["status"] == "succeeded"
     assert (d.home / "workspaces" / nxt / "item-03.txt").read_text() == "03"
     assert d.get("/status").json()["worker_pids"] not in ([], [worker])  # a fresh one
     assert d.proc.poll() is None  # the daemon itself never noticed more than a failed run
+
+
+@pytest.mark.parametrize("make_daemon", ["processes"], indirect=True)
+def test_a_run_cancelled_while_it_waits_in_a_workers_inbox_never_starts_its_work(make_daemon):
+    d = make_daemon({"workers": 1})
+    (d.home / "hold").touch()
+    slow = d.submit("SLOW job")
+    wait_for(lambda: tool_started(d, slow))
+    waiting = d.submit("Create item-04.txt")  # in the worker's inbox, behind the held run
+    time.sleep(1)
+    assert d.get(f"/runs/{waiting}").json()["status"] == "queued"  # given to a worker, not claimed yet
+    assert d.post(f"/runs/{waiting}/cancel").json()["status"] == "cancelling"
+    (d.home / "hold").unlink()
+    d.wait([slow, waiting])
+    assert d.run(slow)["status"] == "succeeded"
+    run = d.run(waiting)
+    assert (run["status"], run["stop_reason"]) == ("cancelled", "cancelled")
+    assert run["tool_calls"] == [] and not (d.home / "workspaces" / waiting / "item-04.txt").exists()
 
 
 @pytest.mark.parametrize("make_daemon", ["processes"], indirect=True)
