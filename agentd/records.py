@@ -77,7 +77,7 @@ class Record:
     """Mixin: every record turns into JSON-ready dicts and back."""
 
     def to_dict(self) -> dict[str, Any]:
-        return _plain(dataclasses.asdict(self))  # type: ignore[call-overload]
+        return _plain(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]):  # type: ignore[no-untyped-def]
@@ -86,13 +86,25 @@ class Record:
 
 
 def _plain(value: Any) -> Any:
+    """JSON-ready: dataclasses become dicts, enums their values, tuples lists; containers are new ones (what
+    ``dataclasses.asdict`` gave, without its deep copy of every leaf: the journal calls this for every record)."""
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value.value if isinstance(value, Enum) else value
     if isinstance(value, Enum):
         return value.value
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
+    names = _FIELDS.get(type(value))
+    if names is None and dataclasses.is_dataclass(value) and not isinstance(value, type):
+        names = _FIELDS[type(value)] = tuple(f.name for f in dataclasses.fields(value))
+    if names is not None:
+        return {name: _plain(getattr(value, name)) for name in names}
     return value
+
+
+_FIELDS: dict[type, tuple[str, ...]] = {}  # a dataclass's field names, looked up once per class
 
 
 @dataclass

@@ -141,15 +141,15 @@ def create_api(daemon: Any) -> FastAPI:
             raise HTTPException(404, f"no run {run_id!r}; GET /runs lists them")
         return row
 
-    @api.get("/health")
-    def health() -> dict[str, Any]:
+    @api.get("/health", response_model=dict[str, Any])
+    def health() -> Response:
         """Liveness: answers while the daemon serves."""
-        return {"ok": True, "accepting": not daemon.stopping, "config_mtime_ns": daemon.config_mtime_ns}
+        return _json({"ok": True, "accepting": not daemon.stopping, "config_mtime_ns": daemon.config_mtime_ns})
 
-    @api.get("/status")
-    def status() -> dict[str, Any]:
+    @api.get("/status", response_model=dict[str, Any])
+    def status() -> Response:
         """pid, uptime, version, queue depth, running runs, loaded models, scheduler status."""
-        return daemon.status()
+        return _json(daemon.status())
 
     @api.post("/reload")
     async def reload() -> dict[str, Any]:
@@ -157,7 +157,7 @@ def create_api(daemon: Any) -> FastAPI:
         return await daemon.reload()
 
     @api.post("/runs", status_code=201, response_model=Submitted)
-    def submit(goal: GoalIn, response: Response, idempotency_key: str | None = Header(None)) -> Submitted:
+    def submit(goal: GoalIn, idempotency_key: str | None = Header(None)) -> Response:
         """Queue a goal; it is journaled before this answers, so a crash cannot lose it.
 
         With an ``Idempotency-Key`` header a retried request (same key, same body, within 24 hours) answers
@@ -170,7 +170,7 @@ def create_api(daemon: Any) -> FastAPI:
             raise HTTPException(422, f"allowed_tools: {'; '.join(problems)}")
         if idempotency_key is None:
             run_id = daemon.queue.submit(goal.to_goal(daemon.config.loop, daemon.config))
-            return Submitted(run_id=run_id, status=RunStatus.queued.value)
+            return _json({"run_id": run_id, "status": RunStatus.queued.value}, 201)
         try:
             with keys.claim(check_key(idempotency_key), goal.model_dump_json()) as (run_id, known_run):
                 if known_run is None:
@@ -178,10 +178,8 @@ def create_api(daemon: Any) -> FastAPI:
         except KeyReused as exc:
             raise HTTPException(422, str(exc)) from None
         if known_run is None:
-            return Submitted(run_id=run_id, status=RunStatus.queued.value)
-        response.status_code = 200
-        response.headers["Idempotent-Replayed"] = "true"
-        return Submitted(run_id=run_id, status=known_run["status"])
+            return _json({"run_id": run_id, "status": RunStatus.queued.value}, 201)
+        return _json({"run_id": run_id, "status": known_run["status"]}, 200, {"Idempotent-Replayed": "true"})
 
     @api.get("/runs")
     def list_runs(
@@ -275,6 +273,16 @@ def _last_event_id(header: str | None, after: int) -> int:
 
 async def _stream(daemon: Any, run_id: str, after: int, follow: bool) -> AsyncIterator[str]:
     """Journaled events past ``after``, then new ones as they are journaled, until the run ends or parks."""
+    daemon.follow(1)  # from here on every run's events wake the streams; the first read covers those before
+    try:
+        async for chunk in _events(daemon, run_id, after, follow):
+            yield chunk
+    finally:
+        daemon.follow(-1)
+
+
+async def _events(daemon: Any, run_id: str, after: int, follow: bool) -> AsyncIterator[str]:
+    """The SSE chunks of ``_stream``."""
     journal = daemon.app.journal
     idle, ended_checks = 0.0, 0
     sent_progress = None
@@ -315,6 +323,14 @@ async def _stream(daemon: Any, run_id: str, after: int, follow: bool) -> AsyncIt
         if idle >= 15:
             idle = 0.0
             yield ": keep-alive\n\n"
+
+
+def _json(data: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """A JSON answer made here. What a sync endpoint returns as data FastAPI checks against its response model in
+    a second trip through the thread pool (after the endpoint's own): one more thread hand-off per request on the
+    endpoints every client polls. The declared ``response_model`` still documents the answer."""
+    body = json.dumps(data, ensure_ascii=False, default=str, separators=(",", ":"))
+    return Response(body, status_code=status_code, headers=headers, media_type="application/json")
 
 
 class BodyLimit:

@@ -148,6 +148,7 @@ class Daemon:
     _changed: asyncio.Event | None = None
     _loop: asyncio.AbstractEventLoop | None = None
     _wake_pending: bool = False  # a _wake is scheduled on the loop and has not run yet
+    followers: int = 0  # open event streams: runs' events wake the loop (and cross from worker processes) only then
     _peers_cache: tuple[float, list[dict[str, Any]]] | None = None  # (monotonic time read, Peers.all())
 
     # -- start and stop ------------------------------------------------------------------------------
@@ -306,12 +307,22 @@ class Daemon:
             notify_outcome(self.config, Goal.from_dict(row["goal_spec"]), outcome)
 
     # -- change notification (SSE streams wait on it) ------------------------------------------------
+    def follow(self, delta: int) -> None:
+        """An event stream opened (+1) or ended (-1), on the loop's thread. While none is open a run's events wake
+        nothing, and worker processes keep them to themselves (each one crossing cost the daemon a wake-up:
+        ~0.25 ms of its CPU per run)."""
+        self.followers += delta
+        host = self.queue.host if self.queue is not None else None
+        if host is not None:
+            host.followed(self.followers > 0)
+
     def notify(self) -> None:
         """Wake every event stream; safe from worker threads. Coalesced: while a wake-up is already on its way
         no other is scheduled (each one wrote to the loop's self-pipe: ~12 per goal, all from worker threads);
-        the streams it wakes read everything journaled before it runs."""
+        the streams it wakes read everything journaled before it runs. With no stream open, nothing to wake: a
+        stream counts itself (``follow``) before its first read of the journal, so it misses no event."""
         loop = self._loop
-        if loop is None or loop.is_closed() or self._wake_pending:
+        if loop is None or not self.followers or loop.is_closed() or self._wake_pending:
             return
         self._wake_pending = True
         try:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import threading
 import time
+from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -228,8 +230,6 @@ def test_doctor_checks_report_bad_settings_and_no_daemon(tmp_path):
 
 # -- per-request costs: /status's daemons list and the event streams' wake-ups (issue 20) -------------------
 def test_status_reads_the_daemons_table_at_most_once_per_max_age(monkeypatch):
-    from types import SimpleNamespace
-
     from agentd.daemon import server
 
     reads: list[int] = []
@@ -242,20 +242,39 @@ def test_status_reads_the_daemons_table_at_most_once_per_max_age(monkeypatch):
 
 
 def test_event_wake_ups_are_coalesced_until_the_loop_runs_one():
-    from types import SimpleNamespace
-
     from agentd.daemon import server
 
     scheduled: list = []
     loop = SimpleNamespace(is_closed=lambda: False, call_soon_threadsafe=scheduled.append)
-    daemon = SimpleNamespace(_loop=loop, _wake_pending=False, _changed=None)
+    daemon = SimpleNamespace(_loop=loop, _wake_pending=False, _changed=None, followers=0, queue=None)
     daemon._wake = lambda: server.Daemon._wake(daemon)
+    server.Daemon.notify(daemon)
+    assert scheduled == []  # no event stream open: nobody to wake
+    server.Daemon.follow(daemon, 1)
     for _ in range(5):  # five events from worker threads before the loop gets to run
         server.Daemon.notify(daemon)
     assert len(scheduled) == 1
     scheduled.pop()()  # the loop runs the wake-up: the streams read everything journaled so far
     server.Daemon.notify(daemon)
     assert len(scheduled) == 1  # a later event schedules its own
+    scheduled.pop()()
+    server.Daemon.follow(daemon, -1)
+    server.Daemon.notify(daemon)
+    assert scheduled == []
+
+
+@pytest.mark.skipif(not hasattr(os, "memfd_create"), reason="the shared flag needs memfd (Linux)")
+def test_the_followed_flag_is_shared_through_its_descriptor_and_starts_unset():
+    from agentd.daemon.hosts import ProcessHost, _Flag
+
+    host = ProcessHost(config=None, size=0)
+    worker_side = _Flag(os.dup(host._followed.fd))  # what a worker process maps
+    assert not worker_side
+    host.followed(True)
+    assert worker_side
+    host.followed(False)
+    assert not worker_side
+    assert _Flag.__bool__(SimpleNamespace(_map=None))  # no memfd: events always cross
 
 
 # -- worker processes (agentd.daemon.hosts): the parts that need no process --------------------------------
