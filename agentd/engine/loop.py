@@ -135,10 +135,12 @@ class Engine:
         for phase in self.journal.phases(row["id"]):
             state.apply(phase["kind"], phase)
         resumed = bool(state.observations or state.plan or state.memories is not None)
-        self.journal.set_status(state.run_id, RunStatus.running, lease=lease)
         started = {"goal": goal.text, "workspace": str(run.workspace), "resumed": resumed, "profile": run.profile,
-                   "thread_id": row.get("thread_id"), "continues": goal.continues}
-        run.emit("run_started", started | {"loop": run.loop.model_dump()})
+                   "thread_id": row.get("thread_id"), "continues": goal.continues, "loop": run.loop.model_dump()}
+        with self.journal.batch(state.run_id, lease):  # the status and the event that tells of it: one commit
+            self.journal.set_status(state.run_id, RunStatus.running, lease=lease)
+            seq = self.journal.add_event(state.run_id, "run_started", started, lease=lease)
+        run._tell("run_started", started, seq)
         try:
             run.drive()
         except LeaseLost:
