@@ -84,6 +84,50 @@ def _write(journal, order: list[str]) -> None:
         order.append("second")
 
 
+def test_sqlite_checkpoints_the_wal_after_the_writers_lock_is_released_never_inside_a_commit(tmp_path, monkeypatch):
+    import fcntl
+    import os
+
+    from agentd import journal_db
+    from agentd.journal import Journal
+
+    monkeypatch.setattr(journal_db, "CHECKPOINT_EVERY", 3)
+    journal = Journal(tmp_path / "agentd.db")
+    try:
+        db = journal._db
+        assert db._db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0  # not inside COMMIT, under the lock
+        probe = os.open(tmp_path / "agentd.db-lock", os.O_RDWR)
+        seen: list[tuple[str, bool]] = []
+
+        class Spy:  # the connection, recording each statement and whether the writers' lock was free then
+            def __init__(self, real):
+                self.real = real
+
+            def __getattr__(self, name):
+                return getattr(self.real, name)
+
+            def execute(self, sql, params=()):
+                try:
+                    fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    fcntl.flock(probe, fcntl.LOCK_UN)
+                    free = True
+                except BlockingIOError:
+                    free = False
+                seen.append((sql, free))
+                return self.real.execute(sql, params)
+
+        db._db = Spy(db._db)
+        for i in range(6):
+            journal.create_run(Goal(text=f"goal {i}"), tmp_path / f"ws{i}", "local")
+        checkpoints = [free for sql, free in seen if "wal_checkpoint" in sql]
+        assert checkpoints == [True, True]  # after the 3rd and the 6th commit, each with the lock free
+        assert all(not free for sql, free in seen if sql.startswith("INSERT"))
+        db._db = db._db.real
+        os.close(probe)
+    finally:
+        journal.close()
+
+
 def test_a_thread_inside_one_sqlite_transaction_never_waits_for_itself_on_the_lock_file(tmp_path):
     import sqlite3
 
