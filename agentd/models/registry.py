@@ -124,6 +124,10 @@ class _UsageCollector:
                 if on_token is not None:
                     on_token(self.tokens)
 
+            def on_chat_model_start(self, serialized: Any, messages: Any, **kwargs: Any) -> None:
+                """Nothing to do; defined because a handler without it makes LangChain turn the whole prompt
+                into text (``get_buffer_string``) on every call, for ``on_llm_start`` instead."""
+
             def on_llm_new_token(self, token: str, **kwargs: Any) -> None:
                 if token:
                     self.tick()

@@ -50,6 +50,18 @@ def test_a_handle_reuses_the_messages_it_converted():
     assert [m.type for m in second] == ["system", "human", "ai", "human"]
 
 
+def test_a_model_call_never_turns_its_prompt_into_one_text_for_callbacks(monkeypatch):
+    from langchain_core.callbacks import manager
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the prompt was stringified for a callback handler's on_llm_start")
+
+    monkeypatch.setattr(manager, "get_buffer_string", refuse)
+    handle = ModelHandle(name="m", chat=ScriptedChatModel(replies=["one"]), structured="prompt")
+    text, usage = handle.complete([("system", "be brief"), ("user", "hi")], on_token=lambda n: None)
+    assert text == "one" and usage.model_calls == 1 and usage.completion_tokens
+
+
 def _tool(fn) -> Tool:
     return Tool.from_function(fn)
 
