@@ -213,13 +213,16 @@ class _RunContext:
         return self._reporter.watch(phase, self.state.usage.model_calls, self.state.usage.completion_tokens)
 
     def record(
-        self, kind: str, data: dict[str, Any], started: float | None = None, events: Sequence[tuple[str, dict]] = ()
+        self, kind: str, data: dict[str, Any], started: float | None = None, events: Sequence[tuple[str, dict]] = (),
+        also: Callable[[], None] | None = None,
     ) -> None:
-        """Journal a phase with the ``events`` that tell of it (one transaction), then fold it into the state:
-        the order that makes resume exact."""
+        """Journal a phase with the ``events`` that tell of it (one transaction, with the writes of ``also``), then
+        fold it into the state: the order that makes resume exact."""
         started = started or time.time()
         journal, run_id = self.engine.journal, self.state.run_id
         with journal.batch(run_id, self.lease):
+            if also is not None:
+                also()
             journal.add_phase(run_id, kind, data, started, lease=self.lease)
             seqs = [journal.add_event(run_id, type_, event, lease=self.lease) for type_, event in events]
         self.state.apply(kind, data | {"started_at": started, "finished_at": time.time()})
@@ -338,12 +341,12 @@ class _RunContext:
             return
         for call in reversed(self.engine.journal.tool_calls(self.state.run_id)):
             if call["status"] == "started":
-                self.engine.journal.tool_call_finished(call["id"], {}, status="interrupted", lease=self.lease)
                 result = ToolResult(
                     error="this call was interrupted by a daemon restart; it may or may not have taken effect. "
                     "Check its effect before repeating it."
                 )
-                self._observe(self.state.pending_call, result, 0.0, time.time())
+                self._observe(self.state.pending_call, result, 0.0, time.time(),
+                              self._finish_call(call["id"], {}, "interrupted"))
             break
 
     def do_context(self) -> None:
@@ -525,9 +528,15 @@ class _RunContext:
             raise
         if ctx.folders is not None:  # every write to an attached folder is journaled, even by a failed call
             FolderChanges(self.engine.journal).record(self.state.run_id, ctx.folders.changes, lease=self.lease)
-        self.engine.journal.tool_call_finished(call_id, result.to_dict(), lease=self.lease)
-        self.engine.host.call_each("after_tool_call", call=call, result=result, run_id=self.state.run_id)
-        self._observe(call, result, time.time() - started, started)
+        self._observe(call, result, time.time() - started, started, self._finish_call(call_id, result.to_dict()),
+                      after=lambda: self.engine.host.call_each(
+                          "after_tool_call", call=call, result=result, run_id=self.state.run_id))
+
+    def _finish_call(self, call_id: int, result: dict[str, Any], status: str = "finished") -> Callable[[], None]:
+        """The call's end, written in the same transaction as its observation: a crash leaves either both (the
+        step is done) or a call that only started (interrupted: never run again blindly), never a finished call
+        without its observation, which resume would have taken for a step still to do."""
+        return lambda: self.engine.journal.tool_call_finished(call_id, result, status=status, lease=self.lease)
 
     def _needs_approval(self, call: ToolCall) -> bool:
         """Unattended runs (a schedule's allowlist) park instead of running a tool nobody allowed."""
@@ -543,11 +552,18 @@ class _RunContext:
                 return f"{answer} (policy from {plugin})"
         return None
 
-    def _observe(self, call: ToolCall, result: ToolResult, seconds: float, started: float) -> None:
+    def _observe(
+        self, call: ToolCall, result: ToolResult, seconds: float, started: float,
+        finish: Callable[[], None] | None = None, after: Callable[[], object] | None = None,
+    ) -> None:
+        """Record the observation (with ``finish``, the call's end, in one transaction), run ``after`` (the
+        ``after_tool_call`` hook), then act on what the result says."""
         observation = Observation(step=self.state.step, call=call, result=result, seconds=round(seconds, 4))
         told = {"step": self.state.step + 1, "tool": call.tool, "ok": result.ok, "output": result.for_model(400),
                 "artifacts": result.artifacts}
-        self.record("tool", {"observation": observation.to_dict()}, started, [("observation", told)])
+        self.record("tool", {"observation": observation.to_dict()}, started, [("observation", told)], also=finish)
+        if after is not None:
+            after()
         if result.data.get("final_answer") and result.ok:
             self.conclude(str(result.data["final_answer"]), "final_answer tool called")
             return

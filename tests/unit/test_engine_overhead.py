@@ -133,6 +133,31 @@ def test_a_phase_and_its_events_are_one_transaction(scripted):
     assert len(journal.phases(run_id)) == 1 and len(journal.events(run_id)) == 1
 
 
+def test_a_calls_end_and_its_observation_are_one_transaction_so_a_crash_between_never_reruns_it(
+    scripted, monkeypatch
+):
+    from agentd.journal import JournalError
+
+    app, _ = scripted(TWO_STEPS)
+    journal: Journal = app.journal
+    run_id = app.engine.submit(Goal(text="write a and b", memory=False))
+    real = journal.add_phase
+
+    def dies_at_the_observation(run, kind, *args, **kwargs):
+        if kind == "tool":
+            raise JournalError("the disk filled up right after the tool ran")
+        return real(run, kind, *args, **kwargs)
+
+    monkeypatch.setattr(journal, "add_phase", dies_at_the_observation)
+    with pytest.raises(JournalError):
+        app.engine.run(run_id)
+    assert [c["status"] for c in journal.tool_calls(run_id)] == ["started"]  # its end rolled back with it
+    monkeypatch.setattr(journal, "add_phase", real)
+    assert app.engine.run(run_id)["status"] == "succeeded"
+    calls = journal.tool_calls(run_id)
+    assert [(c["args"]["path"], c["status"]) for c in calls] == [("a.txt", "interrupted"), ("b.txt", "finished")]
+
+
 def test_a_run_without_memory_loads_no_config_when_it_ends(scripted, monkeypatch):
     import agentd.config
 
