@@ -88,10 +88,10 @@ class Record:
 def _plain(value: Any) -> Any:
     """JSON-ready: dataclasses become dicts, enums their values, tuples lists; containers are new ones (what
     ``dataclasses.asdict`` gave, without its deep copy of every leaf: the journal calls this for every record)."""
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value.value if isinstance(value, Enum) else value
     if isinstance(value, Enum):
         return value.value
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

@@ -234,7 +234,7 @@ class ProcessHost:
             workers = [w for w in self._slots if w is not None]
             self._cond.notify_all()
         for worker in workers:
-            self._retire(worker)
+            worker.close()
         self._spawner.shutdown(wait=False)
 
     # -- giving runs to workers ------------------------------------------------------------------------
@@ -276,10 +276,10 @@ class ProcessHost:
                 log.error("%s; the next run tries again", exc)
 
     def _refill(self, slot: int, old: _Worker, first: tuple[str, _Given] | None = None) -> _Worker:
-        """A ready worker in ``slot`` (emptied by the caller), ``old`` retired; ``first``: a run it is given at
+        """A ready worker in ``slot`` (emptied by the caller), ``old`` closed; ``first``: a run it is given at
         once. When none starts, the slot gets ``old`` back (dead: the next run tries again) and
         WorkerUnavailable says why."""
-        self._retire(old)
+        old.close()
         try:
             worker = self._ready(self._spawn())
         except AgentdError as exc:
@@ -325,14 +325,11 @@ class ProcessHost:
         except (EOFError, OSError):
             message = ("failed", f"it exited with status {worker.proc.wait()}")
         if message[0] != "ready":
-            self._retire(worker)
+            worker.close()
             raise AgentdError(f"a worker process could not start: {message[1]}")
         worker.reading = True
         threading.Thread(target=self._read, args=(worker,), name=f"worker-{worker.proc.pid}", daemon=True).start()
         return worker
-
-    def _retire(self, worker: _Worker) -> None:
-        worker.close()
 
     def _stop(self, worker: _Worker, run_id: str, reason: str) -> None:
         with contextlib.suppress(OSError, ValueError):  # the worker is gone: its reader reports it
