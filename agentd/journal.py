@@ -68,6 +68,10 @@ class Journal:
         url = str(path) if "://" in str(path) else f"sqlite:///{Path(path)}"
         self._lock = threading.RLock()
         self._depth = 0  # open _tx blocks of the thread holding the lock: an inner one joins the outer one
+        # Leases (run, owner, token) the open transaction has fenced: its inner writes need no second check, as
+        # the first one's row lock keeps every other writer out until the commit. Emptied by a write that
+        # changes a lease (a claim, a release) and by each new transaction.
+        self._fenced: set[tuple[str, str, int]] = set()
         self._errors: tuple[type[BaseException], ...] = (sqlite3.Error, OSError)
         try:
             if url.startswith("sqlite:///"):
@@ -111,6 +115,7 @@ class Journal:
                 if self._db.in_transaction:  # a write interrupted before its rollback ran: drop it now
                     self._db.execute("ROLLBACK")
                 self._db.begin()
+                self._fenced.clear()
                 try:
                     if lease is not None or run_id is not None:
                         self._fence(run_id, lease)
@@ -142,6 +147,9 @@ class Journal:
         if lease is not None:
             if run_id is not None and run_id != lease.run_id:
                 raise ValueError(f"a lease on run {lease.run_id} cannot write run {run_id}")
+            held = (lease.run_id, lease.owner, lease.token)
+            if held in self._fenced:
+                return
             cur = self._db.execute(
                 "UPDATE runs SET lease_heartbeat_at = ?, lease_expires_at = ?"
                 " WHERE id = ? AND lease_owner = ? AND lease_token = ?",
@@ -149,6 +157,7 @@ class Journal:
             )
             if cur.rowcount != 1:
                 raise LeaseLost(f"{lease.owner} lost the lease on run {lease.run_id}: {self._holder(lease.run_id)}")
+            self._fenced.add(held)
             return
         cur = self._db.execute(  # a no-op UPDATE: it takes the row's write lock where the database has them
             "UPDATE runs SET lease_token = lease_token WHERE id = ? AND (lease_owner IS NULL OR lease_expires_at < ?)",
@@ -238,6 +247,7 @@ class Journal:
     ) -> Lease | None:
         """The claim itself (a conditional UPDATE: the row's lock decides between racing claimers)."""
         now = time.time()
+        self._fenced.clear()
         cur = db.execute(
             "UPDATE runs SET lease_owner = ?, lease_token = lease_token + 1, lease_heartbeat_at = ?,"
             " lease_expires_at = ? WHERE id = ?"
@@ -263,6 +273,7 @@ class Journal:
     def release_lease(self, lease: Lease, status: RunStatus | None = None) -> None:
         """Give the run back (optionally with a new status); nothing happens if it was already lost."""
         with self._tx() as db:
+            self._fenced.clear()
             db.execute(
                 "UPDATE runs SET lease_owner = NULL, lease_expires_at = NULL, status = COALESCE(?, status)"
                 " WHERE id = ? AND lease_owner = ? AND lease_token = ?",
@@ -468,6 +479,7 @@ class Journal:
                 (run_id, type_, json.dumps(data, default=str), time.time()),
             )
             if release and lease is not None:
+                self._fenced.clear()
                 db.execute("UPDATE runs SET lease_owner = NULL, lease_expires_at = NULL WHERE id = ?", (run_id,))
             db.notify(EVENTS_CHANNEL, run_id)  # followers on other daemons (PostgreSQL)
             return seq

@@ -90,6 +90,26 @@ def test_tool_call_writes_are_fenced_too(journal, tmp_path):
     assert journal.tool_calls(run_id)[0]["status"] == "started"
 
 
+def test_a_transaction_fences_its_lease_once_and_a_release_inside_it_ends_that(journal, tmp_path, monkeypatch):
+    """The writes inside a batch join its transaction, whose first fence holds the run's row lock to the commit:
+    they need no fence of their own. A release inside the transaction ends the lease for what follows in it."""
+    run_id = journal.create_run(Goal(text="x"), tmp_path, "local")
+    lease = journal.claim_run(run_id, A, ttl_s=30)
+    sent: list[str] = []
+    execute = journal._db.execute
+    monkeypatch.setattr(journal._db, "execute", lambda sql, params=(): sent.append(sql) or execute(sql, params))
+    with journal.batch(run_id, lease):
+        journal.add_phase(run_id, "context", {}, time.time(), lease=lease)
+        journal.add_event(run_id, "context", {}, lease=lease)
+    assert sum("lease_heartbeat_at" in sql for sql in sent) == 1
+    with pytest.raises(LeaseLost), journal.batch(run_id, lease):
+        journal.add_event(run_id, "run_finished", {}, lease=lease, release=True)
+        journal.add_event(run_id, "late", {}, lease=lease)
+    assert journal.get_run(run_id)["lease_owner"] == A  # rolled back whole: the release too
+    assert [e["type"] for e in journal.events(run_id)] == ["context"]
+    journal.add_event(run_id, "next", {}, lease=lease)  # a new transaction fences again, and the lease holds
+
+
 def test_a_dead_holder_on_this_host_is_taken_over_at_once(journal, tmp_path):
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
