@@ -38,6 +38,9 @@ class ScriptedChatModel(BaseChatModel):
     default: Any = None
     delay_s: float = 0.0
     keep_calls: int | None = None  # a long-lived (daemon) scripted model keeps only the latest calls
+    # Report each reply as tokens through LangChain's callbacks, as a streaming model does (live progress);
+    # off: one whole reply, as the peers' scripted models in benchmarks/peers.py give theirs.
+    stream_tokens: bool = True
     _queue: deque = PrivateAttr(default_factory=deque)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
     _calls: list[dict[str, Any]] = PrivateAttr(default_factory=list)
@@ -73,7 +76,8 @@ class ScriptedChatModel(BaseChatModel):
         if callable(reply):
             reply = reply(prompt)
         text = reply if isinstance(reply, str) else json.dumps(reply)
-        self._stream_tokens(text, run_manager)
+        if self.stream_tokens:
+            self._stream_tokens(text, run_manager)
         with self._lock:
             self._calls.append({"messages": messages, "prompt": prompt, "kwargs": kwargs, "reply": text})
         usage = {"prompt_tokens": len(prompt) // 4, "completion_tokens": max(1, len(text) // 4)}
@@ -131,7 +135,8 @@ def make_test_app(
     app = make_app(config, extra_plugins=extra_plugins)
     model = ScriptedChatModel(replies=list(replies or []), rules=list(rules or []))
     name, _ = config.model_config_for(None)
-    app.models._handles[name] = ModelHandle(name=name, chat=model, structured="prompt", provider="scripted")
+    handle = ModelHandle(name=name, chat=model, structured="prompt", provider="scripted", direct=True)
+    app.models._handles[name] = handle
     return app, model
 
 

@@ -78,7 +78,7 @@ def llamacpp_model(cfg: ModelConfig) -> ModelHandle:
     return ModelHandle(
         name="", chat=chat, structured=mode, info=info,
         grammar_kwargs=_checked_grammars(chat.client, greedy=cfg.temperature == 0),
-        token_kwargs=_llama_token_kwargs, warm=warm,
+        token_kwargs=_llama_token_kwargs, warm=warm, direct=True,
     )
 
 
@@ -192,4 +192,4 @@ def scripted_model(cfg: ModelConfig) -> ModelHandle:
         delay_s=float(spec.get("delay_s", 0.0)),
         keep_calls=100,  # a daemon serves it for days: keep memory flat
     )
-    return ModelHandle(name="", chat=chat, structured="prompt", info={"script": cfg.script})
+    return ModelHandle(name="", chat=chat, structured="prompt", info={"script": cfg.script}, direct=True)

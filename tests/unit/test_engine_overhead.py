@@ -62,6 +62,64 @@ def test_a_model_call_never_turns_its_prompt_into_one_text_for_callbacks(monkeyp
     assert text == "one" and usage.model_calls == 1 and usage.completion_tokens
 
 
+def test_a_direct_handle_skips_langchains_run_machinery_only_while_nothing_would_see_the_call(monkeypatch):
+    """The provider's own model (llama.cpp, the scripted one) is called straight through ``_generate`` when no
+    callback, cache, rate limiter or tracer of LangChain's is there to see it; the reply and usage are the same."""
+    from langchain_core.callbacks import BaseCallbackHandler
+
+    turns = [("system", "be brief"), ("user", "hi")]
+    through: list[str] = []
+    generate = ScriptedChatModel.generate
+    monkeypatch.setattr(ScriptedChatModel, "generate", lambda self, *a, **k: through.append("langchain")
+                        or generate(self, *a, **k))
+    plain = ModelHandle(name="m", chat=ScriptedChatModel(default="one"), structured="prompt")
+    direct = ModelHandle(name="m", chat=ScriptedChatModel(default="one"), structured="prompt", direct=True)
+
+    def reply(handle: ModelHandle, **kwargs) -> tuple:
+        text, usage = handle.complete(turns, **kwargs)
+        return text, usage.prompt_tokens, usage.completion_tokens, usage.model_calls
+
+    expected = reply(plain)
+    assert through == ["langchain"]
+    assert reply(direct) == expected and through == ["langchain"]  # the same text and usage, without generate()
+
+    class Seen(BaseCallbackHandler):
+        ends = 0
+
+        def on_llm_end(self, response, **kwargs):
+            Seen.ends += 1
+
+    direct.chat.callbacks = [Seen()]  # a handler of the user's: the whole path, so it sees the call
+    assert reply(direct) == expected and through == ["langchain"] * 2 and Seen.ends == 1
+    direct.chat.callbacks = None
+    tokens: list[int] = []  # the scripted model's tokens come only through LangChain's callbacks
+    assert reply(direct, on_token=tokens.append) == expected
+    assert through == ["langchain"] * 3 and tokens[-1] > 0
+    from langsmith import utils  # it reads the environment once per process; as LangChain does, so do we
+
+    from agentd.models.registry import _unobserved
+
+    monkeypatch.setenv("LANGSMITH_TRACING", "true")  # tracing on: LangChain must see every call
+    utils.get_env_var.cache_clear()
+    try:
+        assert not _unobserved(direct.chat)
+    finally:
+        monkeypatch.delenv("LANGSMITH_TRACING")
+        utils.get_env_var.cache_clear()
+    assert _unobserved(direct.chat)
+
+
+def test_a_run_makes_its_prompt_head_once_and_anew_for_a_new_tool_set(scripted, monkeypatch):
+    app, _ = scripted(TWO_STEPS)
+    made: list[tuple[str, ...]] = []
+    real = phases.prompt_head
+    monkeypatch.setattr(phases, "prompt_head", lambda tools, *a, **k: made.append(tuple(tools.names()))
+                        or real(tools, *a, **k))
+    outcome = app.engine.run(app.engine.submit(Goal(text="write a.txt and b.txt", memory=False)))
+    assert outcome["status"] == "succeeded"
+    assert len(made) == 1  # one tool set (the plan's), one head for the run's five model calls
+
+
 def _tool(fn) -> Tool:
     return Tool.from_function(fn)
 
