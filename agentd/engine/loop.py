@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import re
 import threading
 import time
@@ -188,11 +189,26 @@ class _RunContext:
         # [loop] under the run's profile; a goal journaled before profiles existed gets the model's one now.
         self.profile = state.goal.profile or choose_profile(self.config, state.goal.model).name
         self.loop = loop_settings(self.config, self.profile)
+        self._offered: tuple[str, ...] | None = None  # the set self._tools and self._head were made for
+        self._tools = engine.tools.subset(None)
+        self._head: tuple[tuple[str, str], ...] | None = None
 
     @property
     def tools(self) -> ToolRegistry:
         """The tools this run offers the model: the set its plan phase chose (all, before that)."""
-        return self.engine.tools.subset(self.state.offered_tools)
+        offered = self.state.offered_tools
+        if (None if offered is None else tuple(offered)) != self._offered:
+            self._offered = None if offered is None else tuple(offered)
+            self._tools, self._head = self.engine.tools.subset(offered), None
+        return self._tools
+
+    def prompt_head(self) -> tuple[tuple[str, str], ...]:
+        """The constant start of this run's prompts (phases.prompt_head), made once per offered tool set: every
+        call of a run shares it, and making it means every tool's signature and argument contract."""
+        tools = self.tools  # first: a new offered set drops the head made for the old one
+        if self._head is None:
+            self._head = phases.prompt_head(tools, self.loop.worked_examples, self.loop.direct_calls == "on")
+        return self._head
 
     # -- plumbing -------------------------------------------------------------------------------
     def emit(self, type_: str, data: dict[str, Any], release: bool = False) -> None:
@@ -263,12 +279,9 @@ class _RunContext:
         self, name: str, request: str, schema: dict, validate: Callable[[Any], Any], budget: int | None
     ) -> tuple[Any, dict, tuple[int, int] | None]:
         """One structured call; the third item is (prompt tokens, window) when the prompt overflowed it."""
-        loop = self.loop
-        calls = loop.direct_calls == "on"  # one-step worked examples are shown as calls
-        messages = phases.messages(self.tools, self.state.transcript, request, budget_chars=budget,
-                                   examples=loop.worked_examples, calls=calls)
         # The constant head (system, worked examples) is journaled once; the phase names it by its digest.
-        head = phases.prompt_head(self.tools, loop.worked_examples, calls)
+        head = self.prompt_head()
+        messages = phases.messages(self.tools, self.state.transcript, request, budget_chars=budget, head=head)
         data: dict[str, Any] = {
             "prompt_head": self.engine.journal.store_prompt_head(head),
             "prompt": [list(m) for m in messages[len(head):]],
@@ -487,10 +500,7 @@ class _RunContext:
     def _known_files(self) -> list[str]:
         """Files in the workspace and the attached folders now (bounded listings): valid targets for grounded
         path arguments."""
-        found = []
-        for path in sorted(self.workspace.rglob("*"))[:200]:
-            if path.is_file():
-                found.append(str(path.relative_to(self.workspace)))
+        found = [name for name, is_file in sorted(_entries(str(self.workspace)), key=_by_parts)[:200] if is_file]
         for folder in folders_of(self.state.goal):
             found += sorted(name for name, _, _ in folder_files(folder))[:200]
         return found
@@ -741,6 +751,30 @@ class _RunContext:
         # The last event gives the lease back in its own transaction: a crash before it leaves the run claimable.
         self.emit("run_finished" if s.status.finished else "run_parked", outcome, release=True)
         return outcome
+
+
+def _by_parts(entry: tuple[str, bool]) -> list[str]:
+    return entry[0].split("/")  # the order of sorted paths: "a/b" before "a b/c"
+
+
+def _entries(folder: str, prefix: str = "") -> list[tuple[str, bool]]:
+    """Every entry under ``folder`` as (relative path, is a file), as ``sorted(Path.rglob("*"))`` finds them:
+    symlinked folders are listed, not entered. os.scandir, not pathlib: it runs before every plan and act."""
+    found: list[tuple[str, bool]] = []
+    try:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                name = prefix + entry.name
+                try:
+                    inside = entry.is_dir(follow_symlinks=False)
+                    found.append((name, not inside and entry.is_file()))
+                except OSError:
+                    continue
+                if inside:
+                    found += _entries(entry.path, name + "/")
+    except OSError:
+        pass
+    return found
 
 
 def _where(handle: Any) -> str:

@@ -224,8 +224,10 @@ def messages(
     budget_chars: int | None = None,
     examples: int = -1,
     calls: bool = False,
+    head: tuple[tuple[str, str], ...] | None = None,
 ) -> list[tuple[str, str]]:
     """System, worked examples, the run so far (its first turns and the latest), then the new request.
+    ``head``: ``prompt_head(tools, examples, calls)`` when the caller keeps it (a run does).
 
     With ``budget_chars`` (the context window, in characters), older middle turns are dropped in pairs until
     the prompt fits, so a long run never overflows the model's context.
@@ -233,7 +235,7 @@ def messages(
     if len(transcript) > keep:
         transcript = transcript[:2] + transcript[-(keep - 2) :]
     transcript = [(role, text if len(text) <= TURN_CHARS else text[:TURN_CHARS] + " [...]") for role, text in transcript]
-    head = prompt_head(tools, examples, calls)
+    head = head if head is not None else prompt_head(tools, examples, calls)
     if budget_chars is not None:
         fixed = sum(len(t) for _, t in head) + len(request)
         while len(transcript) > 2 and fixed + sum(len(t) for _, t in transcript) > budget_chars:
