@@ -123,18 +123,6 @@ def open_in_workspace(workspace: Path, relative: str, flags: int = os.O_RDONLY, 
         raise workspace_error(relative, exc) from None
 
 
-def _umask() -> int:
-    """The process's umask, read without changing it (Linux: /proc/self/status)."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    return 0o022
-
-
 def replace_in_workspace(workspace: Path, relative: str, data: bytes) -> None:
     """Write ``data`` to a new file beside ``relative`` and rename it over: never through a link (symbolic or
     hard) to a file outside, and a reader never sees half a file."""
@@ -148,18 +136,19 @@ def replace_in_workspace(workspace: Path, relative: str, data: bytes) -> None:
     except OSError as exc:
         raise workspace_error(relative, exc) from None
     try:
-        mode = 0o666 & ~_umask()  # a new file gets what the process's umask allows (owner-only in a home)
+        kept = None  # else a new file gets what the process's umask allows (owner-only in a home): the kernel's
         with contextlib.suppress(FileNotFoundError):
             old = os.stat(name, dir_fd=parent, follow_symlinks=False)
             if stat.S_ISDIR(old.st_mode):
                 raise ToolError(f"{relative!r} is a folder; choose a file name")
             if stat.S_ISREG(old.st_mode) and old.st_nlink == 1:
-                mode = stat.S_IMODE(old.st_mode) & 0o777  # an executable script stays executable
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
-                     dir_fd=parent)
+                kept = stat.S_IMODE(old.st_mode) & 0o777  # an executable script stays executable
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(temp, flags, 0o666 if kept is None else 0o600, dir_fd=parent)
         try:
             with os.fdopen(fd, "wb") as fh:
-                os.fchmod(fh.fileno(), mode)
+                if kept is not None:
+                    os.fchmod(fh.fileno(), kept)
                 fh.write(data)
             os.rename(temp, name, src_dir_fd=parent, dst_dir_fd=parent)
         except BaseException:
