@@ -56,6 +56,7 @@ def agentd_task(steps: int, work: Path, feedback_mode: str) -> Callable[[], None
     settings = {"loop.critic": "rules", "loop.feedback": feedback_mode, "loop.max_plan_steps": steps}
     app, model = make_test_app(work / "home", rules=rules, settings=settings)
     model._calls = deque(maxlen=4)  # the scripted model keeps its prompts; a benchmark needs none of them
+    model.stream_tokens = False  # whole replies, as the peers' scripted models give theirs (no per-token callbacks)
     engine, budgets = app.engine, Budgets(max_steps=steps + 2)
 
     def run() -> None:
