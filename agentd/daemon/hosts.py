@@ -175,7 +175,8 @@ class ProcessHost:
         with self._cond:
             self._slots = list(started)
 
-    def run(self, run_id: str, on_event: Any = None, cancel: Any = None, owner: str = "") -> dict:
+    def run(self, run_id: str, on_event: Any = None, cancel: Any = None, owner: str = "", live: Any = None) -> dict:
+        """Engine.run's call, in a worker process (``live``: there, the followed flag the daemon sets)."""
         for _ in range(GIVE_TRIES):
             if isinstance(cancel, RunSignal) and cancel.is_set() and cancel.reason == "shutdown":
                 # The daemon stops while this run waited for a worker: never started, it stays queued.
@@ -441,7 +442,8 @@ def worker_main(fd: int, daemon_pid: int, flag_fd: int | None = None) -> None:
                     continue
                 send(("started", run_id))
                 try:
-                    outcome = app.engine.run(run_id, on_event=forward, cancel=stop, owner=owner)
+                    outcome = app.engine.run(run_id, on_event=forward, cancel=stop, owner=owner,
+                                             live=lambda: bool(followed))
                     send(("done", run_id, outcome))
                 except Exception as exc:
                     if not isinstance(exc, AgentdError):

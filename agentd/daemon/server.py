@@ -162,7 +162,8 @@ class Daemon:
         self.app = await asyncio.to_thread(make_app, self.config)
         await asyncio.to_thread(self.app.host.call_each, "daemon_starting", config=self.config)
         self.queue = RunQueue(
-            self.app.engine, workers=self.settings.workers, on_change=self.notify, on_outcome=self.tell_owner
+            self.app.engine, workers=self.settings.workers, on_change=self.notify, on_outcome=self.tell_owner,
+            live=lambda: self.followers > 0,
         )
         if self.settings.run_in == "processes":
             from .hosts import ProcessHost, check_process_safe

@@ -68,6 +68,7 @@ class RunQueue:
     progress: dict[str, dict[str, Any]] = field(default_factory=dict)  # run id -> its latest progress event
     on_change: Callable[[], None] = lambda: None  # called (thread-safely) whenever a run emits an event
     on_outcome: Callable[[str, dict[str, Any]], None] = lambda run_id, outcome: None  # a run ended or parked
+    live: Callable[[], bool] | None = None  # whether an event stream is open (runs report progress only then)
     pull: bool | None = None  # take runs from the shared queue; None: when the journal is not SQLite
     unreachable: set[str] = field(default_factory=set)  # runs started elsewhere whose workspace is not here
     host: Any = None  # where runs execute: None is this process's threads, else agentd.daemon.hosts.ProcessHost
@@ -311,7 +312,7 @@ class RunQueue:
         try:
             self.journal_errors.pop(run_id, None)
             runner = self.host or self.engine  # the same call either way: Engine.run's signature
-            outcome = runner.run(run_id, on_event=self._on_event, cancel=cancel, owner=self.owner)
+            outcome = runner.run(run_id, on_event=self._on_event, cancel=cancel, owner=self.owner, live=self.live)
         except RunHeld as exc:
             log.info("%s; left to its owner", exc)
         except LeaseLost as exc:

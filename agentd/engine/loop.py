@@ -98,9 +98,14 @@ class Engine:
         self.journal.set_status(row["id"], RunStatus.queued)
 
     def run(
-        self, run_id: str, on_event: Emit | None = None, cancel: threading.Event | None = None, owner: str = ""
+        self, run_id: str, on_event: Emit | None = None, cancel: threading.Event | None = None, owner: str = "",
+        live: Callable[[], bool] | None = None,
     ) -> dict:
         """Drive a run to its end (or resume it) under its lease and return its outcome.
+
+        ``live``: whether anyone watches the run's live progress now, asked before each model call (a daemon:
+        an event stream is open); None: whenever there is an ``on_event``. Unwatched, a model call reports no
+        tokens, so a provider streams nothing for nobody.
 
         RunHeld: another live process drives it. LeaseLost: it was taken over mid-run; this process stopped."""
         row = self.journal.get_run(run_id)
@@ -118,7 +123,7 @@ class Engine:
         cancel = cancel or threading.Event()
         keeper = heartbeat.KEEPER.hold(self.journal, lease, cancel)
         try:
-            return self._drive(row, lease, keeper, on_event, cancel)
+            return self._drive(row, lease, keeper, on_event, cancel, live)
         except JournalError:
             # Nothing more can be recorded (disk full?): give the run back, resumable, as far as the disk allows.
             try:
@@ -129,10 +134,13 @@ class Engine:
         finally:
             heartbeat.KEEPER.drop(keeper)
 
-    def _drive(self, row: dict, lease: Lease, keeper: HeldLease, on_event: Emit | None, cancel: Any) -> dict:
+    def _drive(
+        self, row: dict, lease: Lease, keeper: HeldLease, on_event: Emit | None, cancel: Any,
+        live: Callable[[], bool] | None,
+    ) -> dict:
         goal = Goal.from_dict(row["goal_spec"])
         state = LoopState(run_id=row["id"], goal=goal)
-        run = _RunContext(self, state, Path(row["workspace"]), on_event, cancel, lease, keeper)
+        run = _RunContext(self, state, Path(row["workspace"]), on_event, cancel, lease, keeper, live)
         for phase in self.journal.phases(row["id"]):
             state.apply(phase["kind"], phase)
         resumed = bool(state.observations or state.plan or state.memories is not None)
@@ -172,8 +180,10 @@ class _RunContext:
         cancel: threading.Event,
         lease: Lease,
         keeper: HeldLease,
+        live: Callable[[], bool] | None = None,
     ) -> None:
         self.engine = engine
+        self.live = live
         self.lease = lease
         self.keeper = keeper
         self.config = engine.config
@@ -221,7 +231,7 @@ class _RunContext:
 
     def _progress(self, phase: str) -> ProgressReporter | None:
         """Live token progress for the display (not journaled: it is not part of what happened)."""
-        if self.on_event is None:
+        if self.on_event is None or (self.live is not None and not self.live()):
             return None
         if self._reporter is None:
             on_event, run_id = self.on_event, self.state.run_id

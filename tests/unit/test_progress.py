@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 
+from agentd import Goal
 from agentd.engine.progress import ProgressReporter
 from agentd.models.registry import ModelHandle
 from agentd.testing import ScriptedChatModel, call, feedback, plan
@@ -87,3 +88,22 @@ def test_model_handle_reports_tokens_as_they_come_and_keeps_usage():
     assert seen[0] == 0 and seen[1:] == list(range(1, len(seen)))  # 0 at the start, then one per token
     assert seen[-1] == (len(text) + 3) // 4
     assert usage.completion_tokens == max(1, len(text) // 4) and usage.model_calls == 1  # the model's own usage
+
+
+def test_a_run_nobody_watches_reports_no_progress_and_one_watched_again_does(scripted):
+    """``live`` (a daemon: is an event stream open?) is asked before each model call; unwatched, the call reports
+    no tokens, so the provider streams nothing for nobody. Journaled events go to ``on_event`` either way."""
+    replies = [plan(("write", "write_file")), call("write_file", path="a.txt", content="x"),
+               feedback("done", final_answer="wrote a.txt")]
+    app, _ = scripted(replies + replies)
+    watched = iter([False, False, True])  # the plan and act calls unwatched; a stream opens before feedback
+    seen: list[tuple[str, dict]] = []
+    run_id = app.engine.submit(Goal(text="make a.txt", memory=False))
+    outcome = app.engine.run(run_id, on_event=lambda t, d: seen.append((t, d)), live=lambda: next(watched))
+    assert outcome["status"] == "succeeded"
+    assert {d["phase"] for t, d in seen if t == "progress"} == {"feedback"}
+    assert [t for t, _ in seen if t != "progress"] == [e["type"] for e in app.journal.events(run_id)]
+    seen.clear()
+    run_id = app.engine.submit(Goal(text="make a.txt", memory=False))
+    app.engine.run(run_id, on_event=lambda t, d: seen.append((t, d)))  # no ``live``: watched whenever told
+    assert {d["phase"] for t, d in seen if t == "progress"} == {"plan", "act", "feedback"}
