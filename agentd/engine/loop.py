@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import re
 import threading
 import time
@@ -23,32 +22,19 @@ from typing import Any
 from .. import threads
 from ..config import Config
 from ..errors import AgentdError, RunCancelled, RunInterrupted, StructuredOutputError
-from ..folder_changes import FolderAccess, FolderChanges
-from ..folders import folder_files, folders_of, listing
+from ..folders import folders_of, listing
 from ..journal import Journal, JournalError, Lease, LeaseLost, RunHeld, process_owner
 from ..models.registry import BUNDLED_N_CTX
-from ..policy import allowed
-from ..records import (
-    Critique,
-    Decision,
-    Feedback,
-    Goal,
-    Observation,
-    Plan,
-    RunStatus,
-    StopReason,
-    ToolCall,
-    ToolResult,
-    Verdict,
-)
-from ..tools import ToolContext, ToolRegistry, execute
+from ..records import Critique, Goal, RunStatus, StopReason, Verdict
+from ..tools import ToolRegistry
 from . import heartbeat, phases, selection, structured, verify
+from .acting import Acting
 from .heartbeat import HeldLease
+from .outcome import Outcome
 from .progress import ProgressReporter
-from .state import LoopState, call_key
+from .state import LoopState
 
 log = logging.getLogger(__name__)
-VALUE_CHARS = 100  # a tool's "value" longer than this is a document, not an answer to lead with
 _OVERFLOW = re.compile(r"Requested tokens \((\d+)\) exceed context window of (\d+)")  # llama-cpp-python's words
 Emit = Callable[[str, dict[str, Any]], None]
 
@@ -168,7 +154,7 @@ class Engine:
         return run.finish()
 
 
-class _RunContext:
+class _RunContext(Acting, Outcome):
     """One run in flight: the state plus the plumbing each phase needs."""
 
     def __init__(
@@ -318,7 +304,7 @@ class _RunContext:
             self.emit("model_error", {"phase": name, "error": data["error"]})
             return None, data, None
         data.update(raw=reply.raw, usage=reply.usage.to_dict(), attempts=reply.attempts, repaired=reply.repaired)
-        data["reply"] = phases.reply_text(_canonical(reply.value))
+        data["reply"] = phases.reply_text(phases.canonical(reply.value))
         if reply.errors:
             data["retry_errors"] = reply.errors
         return reply.value, data, None
@@ -357,20 +343,6 @@ class _RunContext:
         else:
             return False
         return True
-
-    def _recover_interrupted_call(self) -> None:
-        """A tool call journaled as started but never finished (a crash) is not re-run blindly."""
-        if self.state.pending_call is None:
-            return
-        for call in reversed(self.engine.journal.tool_calls(self.state.run_id)):
-            if call["status"] == "started":
-                result = ToolResult(
-                    error="this call was interrupted by a daemon restart; it may or may not have taken effect. "
-                    "Check its effect before repeating it."
-                )
-                self._observe(self.state.pending_call, result, 0.0, time.time(),
-                              self._finish_call(call["id"], {}, "interrupted"))
-            break
 
     def do_context(self) -> None:
         started = time.time()
@@ -484,308 +456,6 @@ class _RunContext:
         if combined.verdict == Verdict.reject:
             self.stop(StopReason.plan_rejected, "; ".join(combined.reasons))
 
-    def do_act(self) -> None:
-        started = time.time()
-        step = self.state.plan.steps[self.state.step]  # type: ignore[union-attr]
-        planned = self.tools.tools.get(step.tool)
-        request = phases.act_request(self.state.step + 1, step.intent, self.state.goal.text, planned)
-        loop = self.loop
-        choices = self.tools.subset([step.tool]) if loop.act_tools == "planned" and step.tool in self.tools else self.tools
-        paths = phases.path_candidates(self.state.goal.text, self._known_files()) if loop.ground_paths else None
-        schema = phases.act_schema(choices, preferred=step.tool, paths=paths)
-        call, data = self.ask("act", request, schema, lambda v: phases.parse_act(v, self.tools))
-        if call is None:
-            self.record("act", data, started)
-            if data.get("model_failure"):
-                self.stop(StopReason.model_error, data["error"])
-            else:
-                # The step's output never parsed: tell the loop as an observation, let feedback decide.
-                bad = ToolCall(tool=step.tool or "?", args={}, reasoning="unparseable model output")
-                self._observe(bad, ToolResult(error=data["error"]), 0.0, time.time())
-            return
-        data["call"] = call.to_dict()
-        told = {"step": self.state.step + 1, "tool": call.tool, "args": call.args}
-        self.record("act", data, started, [("tool_call", told)])
-
-    def _known_files(self) -> list[str]:
-        """Files in the workspace and the attached folders now (bounded listings): valid targets for grounded
-        path arguments."""
-        found = [name for name, is_file in sorted(_entries(str(self.workspace)), key=_by_parts)[:200] if is_file]
-        for folder in folders_of(self.state.goal):
-            found += sorted(name for name, _, _ in folder_files(folder))[:200]
-        return found
-
-    def do_tool(self) -> None:
-        call = self.state.pending_call
-        assert call is not None
-        started = time.time()
-        tool = self.tools[call.tool]
-        if self._needs_approval(call):
-            told = {"step": self.state.step + 1, "tool": call.tool, "args": call.args}
-            self.record("approval_needed", {"call": call.to_dict()}, started, [("approval_needed", told)])
-            return
-        veto = self._veto(call, tool)
-        if veto:
-            self._observe(call, ToolResult(error=f"not allowed: {veto}"), 0.0, started)
-            return
-        call_id = self.engine.journal.tool_call_started(
-            self.state.run_id, self.state.step, call.tool, call.args, lease=self.lease
-        )
-        ctx = ToolContext(
-            run_id=self.state.run_id,
-            workspace=self.workspace,
-            settings=self.config.plugin_settings(tool.plugin),
-            cancel=self.cancel,
-            timeout_s=self.budgets.tool_timeout_s,
-            goal=self.state.goal,
-            folders=FolderAccess.for_goal(self.state.goal, self.config, self.state.run_id),
-        )
-        try:
-            result = execute(tool, call.args, ctx)
-        except BaseException:  # Ctrl-C while the tool ran: say so in the journal, then let it propagate
-            ctx.cancel.set()
-            self.engine.journal.tool_call_finished(call_id, {}, status="interrupted", lease=self.lease)
-            raise
-        if ctx.folders is not None:  # every write to an attached folder is journaled, even by a failed call
-            FolderChanges(self.engine.journal).record(self.state.run_id, ctx.folders.changes, lease=self.lease)
-        self._observe(call, result, time.time() - started, started, self._finish_call(call_id, result.to_dict()),
-                      after=lambda: self.engine.host.call_each(
-                          "after_tool_call", call=call, result=result, run_id=self.state.run_id))
-
-    def _finish_call(self, call_id: int, result: dict[str, Any], status: str = "finished") -> Callable[[], None]:
-        """The call's end, written in the same transaction as its observation: a crash leaves either both (the
-        step is done) or a call that only started (interrupted: never run again blindly), never a finished call
-        without its observation, which resume would have taken for a step still to do."""
-        return lambda: self.engine.journal.tool_call_finished(call_id, result, status=status, lease=self.lease)
-
-    def _needs_approval(self, call: ToolCall) -> bool:
-        """Unattended runs (a schedule's allowlist) park instead of running a tool nobody allowed."""
-        if allowed(self.tools[call.tool], self.state.goal.allowed_tools):
-            return False
-        return self.state.approved_call != call.to_dict()
-
-    def _veto(self, call: ToolCall, tool: Any) -> str | None:
-        for plugin, answer in self.engine.host.call_each(
-            "before_tool_call", call=call, tool=tool, run_id=self.state.run_id, goal=self.state.goal
-        ):
-            if answer:
-                return f"{answer} (policy from {plugin})"
-        return None
-
-    def _observe(
-        self, call: ToolCall, result: ToolResult, seconds: float, started: float,
-        finish: Callable[[], None] | None = None, after: Callable[[], object] | None = None,
-    ) -> None:
-        """Record the observation (with ``finish``, the call's end, in one transaction), run ``after`` (the
-        ``after_tool_call`` hook), then act on what the result says."""
-        observation = Observation(step=self.state.step, call=call, result=result, seconds=round(seconds, 4))
-        told = {"step": self.state.step + 1, "tool": call.tool, "ok": result.ok, "output": result.for_model(400),
-                "artifacts": result.artifacts}
-        self.record("tool", {"observation": observation.to_dict()}, started, [("observation", told)], also=finish)
-        if after is not None:
-            after()
-        if result.data.get("final_answer") and result.ok:
-            self.conclude(str(result.data["final_answer"]), "final_answer tool called")
-            return
-        repeats = self.state.seen_calls.get(call_key(observation), 0)
-        if repeats >= 2 and result.ok and (answer := self._answer_from_evidence()):
-            # A small model often redoes a step that already worked (the plan names it twice); when the checks
-            # show the goal reached, that is the end of the run, not a loop.
-            self.conclude(answer, f"{call.tool} repeated a step that had worked; the checks show the goal reached")
-        elif repeats >= 3:
-            self.stop(StopReason.loop, f"{call.tool} was called 3 times with the same arguments and result")
-        elif repeats == 2 and not result.ok:  # a step that worked, done again, is redone work, not a wrong turn
-            reason = f"{call.tool} with the same arguments gave the same result twice; do something different"
-            self.record("replan", {"reason": reason}, events=[("replan", {"reason": reason})])
-
-    def do_feedback(self) -> None:
-        started = time.time()
-        last = self.state.last_observation
-        ok = last is not None and last.result.ok
-        choices = phases.feedback_choices(self.state.remaining_steps, ok)
-        result = last.result.for_model(self.loop.observation_chars) if last else "(no result)"
-        request = phases.feedback_request(result, self.state.remaining_steps, choices, ok)
-        lead = self._answer_lead(last)
-        feedback = self._feedback_by_rules(ok)
-        if feedback is not None:
-            # The turn still goes into the transcript, so the model sees the result as if it had decided.
-            data: dict[str, Any] = {
-                "request": request, "reply": phases.reply_text(_canonical(feedback)), "decided_by": "rules"
-            }
-        else:
-            schema = phases.feedback_schema(choices, lead=lead)
-            feedback, data = self.ask("feedback", request, schema, lambda v: phases.parse_feedback(v, choices))
-        if feedback is None:
-            self.record("feedback", data | {"feedback": {"decision": "replan", "summary": data["error"]}}, started)
-            if data.get("model_failure"):
-                self.stop(StopReason.model_error, data["error"])
-            return
-        data["feedback"] = feedback.to_dict()
-        if lead:
-            data["answer_lead"] = lead
-        told = [("feedback", feedback.to_dict())]
-        if feedback.decision.value == "replan":
-            told.append(("replan", {"reason": feedback.summary}))
-        self.record("feedback", data, started, told)
-        # done and give_up end in do_conclude, the next phase: live and resumed runs alike
-
-    def do_conclude(self) -> None:
-        """The stop a done or give_up decision calls for."""
-        decided = self.state.concluded
-        assert decided is not None
-        if decided.decision.value == "done":
-            self.conclude(self.state.final_answer, decided.summary)  # checked against the evidence first
-        else:
-            self.stop(StopReason.gave_up, decided.summary)
-
-    def _feedback_by_rules(self, ok: bool) -> Feedback | None:
-        """Decide without a model call where it is unambiguous: a direct call that worked is done (the model
-        said one call reaches the goal; its answer is the evidence's, else what the tool returned); a step that
-        worked with more of the plan to go continues; a last step whose evidence shows the goal reached is done,
-        its answer composed from that evidence. A failed step, or a last step without evidence, is left to the
-        model. Every done is checked against the evidence by ``conclude``."""
-        plan, last = self.state.plan, self.state.last_observation
-        if ok and plan is not None and last is not None and last.call == plan.call:  # the direct call itself
-            answer = self._answer_from_evidence() or last.result.for_model(phases.ANSWER["maxLength"])
-            return Feedback(Decision.done, "the one call the goal needed worked", answer)
-        if self.loop.feedback != "rules" or not ok:
-            return None
-        if self.state.remaining_steps:
-            return Feedback(Decision.continue_, "step done")
-        answer = self._answer_from_evidence()
-        return Feedback(Decision.done, "the checks show the goal reached", answer) if answer else None
-
-    def _answer_from_evidence(self) -> str:
-        """An answer composed from what the run's steps show, when that evidence shows the goal reached and no
-        rule finds fault with it; "" otherwise."""
-        goal, names = self.state.goal.text, self.engine.tools.names()
-        ev = verify.Evidence.of(self.state)
-        if not verify.positive_evidence(goal, self.state, self.workspace, names, ev):
-            return ""
-        answer = verify.compose_answer(goal, self.state, "", names, ev)
-        if not answer or verify.check_outcome(goal, self.state, answer, self.workspace, names, ev):
-            return ""
-        return answer
-
-    def conclude(self, answer: str, summary: str) -> None:
-        """The run says it is done: check the claim against the evidence before it may succeed.
-
-        An answer the evidence contradicts is rebuilt from the evidence; a claim still contradicted gets one
-        repair round (the findings become the next plan's notes), then ends ``unverified``. Evidence that is
-        merely missing lets the run succeed, marked ``verified: false``.
-        """
-        findings = self._verify(answer)
-        if findings:
-            composed = verify.compose_answer(self.state.goal.text, self.state, answer, self.engine.tools.names())
-            if composed != answer:
-                recheck = self._verify(composed)
-                if len(recheck) < len(findings):
-                    answer, findings = composed, recheck
-        shown = [f.to_dict() for f in findings]
-        if any(f.kind == verify.CONTRADICTED for f in findings):
-            if self.state.repairs < 1:
-                told = {"verified": False, "findings": shown, "repair": True}
-                self.record("verify", {"answer": answer, "findings": shown}, events=[("verify", told)])
-                return
-            detail = "; ".join(f.message for f in findings)
-            self.stop(StopReason.unverified, detail, final_answer=answer, verified=False, findings=shown)
-            return
-        self.stop(StopReason.done, summary, final_answer=answer, verified=not findings, findings=shown)
-
-    def _verify(self, answer: str) -> list[verify.Finding]:
-        """Every ``verify_outcome`` check (the rules always), plus the model verifier when configured."""
-        findings: list[verify.Finding] = []
-        for plugin, result in self.engine.host.call_each(
-            "verify_outcome", goal=self.state.goal, state=self.state, answer=answer, workspace=self.workspace,
-            tools=self.engine.tools,
-        ):
-            for f in result or []:
-                findings.append(f if isinstance(f, verify.Finding) else verify.Finding(plugin, str(f)))
-        mode = self.loop.verifier
-        if mode == "both" or (mode == "model" and not findings):
-            findings += self._model_verdict(answer)
-        return findings
-
-    def _model_verdict(self, answer: str) -> list[verify.Finding]:
-        request = phases.render("verify.j2", goal=self.state.goal.text, answer=answer)
-        verdict, data = self.ask("verify", request, phases.VERIFY_SCHEMA, phases.parse_verify)
-        self.record("model_verify", data)  # its tokens count against the run's budget
-        if verdict is None or verdict["reached"]:
-            return []
-        return [verify.Finding("model", verdict["reason"] or "the model verifier says the goal is not reached")]
-
-    def _answer_lead(self, last: Any) -> str:
-        """The short value the last step produced (``ToolResult.data["value"]``), which a grammar-decoded
-        ``done`` answer must start with, so a small model reports what the tool found instead of retyping it."""
-        if not self.loop.ground_answers or last is None or not last.result.ok:
-            return ""
-        if self.model().structured != "grammar":
-            return ""
-        value = last.result.data.get("value")
-        return value if isinstance(value, str) and 0 < len(value) <= VALUE_CHARS and "\n" not in value else ""
-
-    # -- the end --------------------------------------------------------------------------------
-    def interrupted(self) -> dict[str, Any]:
-        """Shutdown: the run goes back to the queue unowned, with its journal as it is; the next start resumes
-        it. Not a stop: only a person's cancel cancels."""
-        detail = "interrupted by a daemon shutdown; resumed at the next start"
-        self.emit("run_interrupted", {"detail": detail})
-        self.engine.journal.release_lease(self.lease, RunStatus.queued)
-        return {"run_id": self.state.run_id, "status": RunStatus.queued.value, "detail": detail}
-
-    def finish(self) -> dict[str, Any]:
-        s = self.state
-        outcome = {
-            "run_id": s.run_id,
-            "status": s.status.value,
-            "stop_reason": s.stop_reason.value if s.stop_reason else None,
-            "detail": s.stop_detail,
-            "final_answer": s.final_answer,
-            "workspace": str(self.workspace),
-            "steps": s.steps_taken,
-            "replans": s.replans,
-            "usage": s.usage.to_dict() | {"seconds": round(s.seconds, 3)},
-            "verified": s.verified,  # None while the run is parked
-            "findings": s.findings,
-        }
-        self.engine.journal.set_status(
-            s.run_id,
-            s.status,
-            lease=self.lease,
-            stop_reason=s.stop_reason,
-            final_answer=s.final_answer,
-            usage=outcome["usage"],
-        )
-        if s.status.finished:
-            self.engine.host.call_each("run_finished", run_id=s.run_id, goal=s.goal, outcome=outcome, state=s)
-        # The last event gives the lease back in its own transaction: a crash before it leaves the run claimable.
-        self.emit("run_finished" if s.status.finished else "run_parked", outcome, release=True)
-        return outcome
-
-
-def _by_parts(entry: tuple[str, bool]) -> list[str]:
-    return entry[0].split("/")  # the order of sorted paths: "a/b" before "a b/c"
-
-
-def _entries(folder: str, prefix: str = "") -> list[tuple[str, bool]]:
-    """Every entry under ``folder`` as (relative path, is a file), as ``sorted(Path.rglob("*"))`` finds them:
-    symlinked folders are listed, not entered. os.scandir, not pathlib: it runs before every plan and act."""
-    found: list[tuple[str, bool]] = []
-    try:
-        with os.scandir(folder) as entries:
-            for entry in entries:
-                name = prefix + entry.name
-                try:
-                    inside = entry.is_dir(follow_symlinks=False)
-                    found.append((name, not inside and entry.is_file()))
-                except OSError:
-                    continue
-                if inside:
-                    found += _entries(entry.path, name + "/")
-    except OSError:
-        pass
-    return found
-
 
 def _where(handle: Any) -> str:
     """For an API model's failure: which endpoint it was, so the user knows what to check."""
@@ -802,20 +472,3 @@ def combine_critiques(critiques: list[Critique]) -> Critique:
         if hits:
             return Critique(verdict, [r for c in hits for r in c.reasons], ",".join(c.critic for c in hits))
     return Critique(Verdict.approve, [r for c in critiques for r in c.reasons], ",".join(c.critic for c in critiques))
-
-
-def _canonical(value: Any) -> dict[str, Any]:
-    """The reply the model sees in later turns: only the fields of its own answer, cleanly formatted."""
-    if isinstance(value, ToolCall):
-        return {"tool": value.tool, "args": value.args}
-    if isinstance(value, Plan):
-        if value.call is not None:
-            return {"tool": value.call.tool, "args": value.call.args}
-        return {"answer": value.answer} if value.answer else {"steps": [s.to_dict() for s in value.steps]}
-    if isinstance(value, Critique):
-        return {"verdict": value.verdict.value, "reasons": value.reasons}
-    if isinstance(value, Feedback):
-        return {"decision": value.decision.value, "summary": value.summary, "final_answer": value.final_answer}
-    if isinstance(value, dict):  # the model verifier's verdict
-        return value
-    return value.to_dict()

@@ -120,6 +120,23 @@ def _system_text(tools: tuple[tuple[str, str, str, tuple[str, ...]], ...]) -> st
     return render("system.j2", tools=items)
 
 
+def canonical(value: Any) -> dict[str, Any]:
+    """The reply the model sees in later turns: only the fields of its own answer, cleanly formatted."""
+    if isinstance(value, ToolCall):
+        return {"tool": value.tool, "args": value.args}
+    if isinstance(value, Plan):
+        if value.call is not None:
+            return {"tool": value.call.tool, "args": value.call.args}
+        return {"answer": value.answer} if value.answer else {"steps": [s.to_dict() for s in value.steps]}
+    if isinstance(value, Critique):
+        return {"verdict": value.verdict.value, "reasons": value.reasons}
+    if isinstance(value, Feedback):
+        return {"decision": value.decision.value, "summary": value.summary, "final_answer": value.final_answer}
+    if isinstance(value, dict):  # the model verifier's verdict
+        return value
+    return value.to_dict()
+
+
 def reply_text(value: dict[str, Any]) -> str:
     """A phase's parsed answer as the model sees it in later turns: canonical, compact JSON."""
     return json.dumps(value, ensure_ascii=False)
