@@ -11,7 +11,7 @@ PLUGIN_NAME = "core"
 @hookimpl
 def register_settings(register):
     """The daemon's and the scheduler's tables; both modules import only pydantic at the top."""
-    from .daemon.server import DaemonSettings
+    from .daemon.setup import DaemonSettings
     from .schedule.scheduler import SchedulerSettings
 
     register(DaemonSettings, name="daemon")

@@ -16,7 +16,8 @@ from agentd import Goal, ToolContext, hookimpl
 from agentd.config import load_config
 from agentd.daemon.api import create_api, token_guard
 from agentd.daemon.client import daemon_running, parse_sse
-from agentd.daemon.server import Daemon, DaemonSettings, load_settings, systemd_unit
+from agentd.daemon.server import Daemon
+from agentd.daemon.setup import DaemonSettings, load_settings, systemd_unit
 from agentd.daemon.worker import RunQueue
 from agentd.errors import AgentdError, ConfigError
 from agentd.records import RunStatus
@@ -219,7 +220,7 @@ def test_drain_stops_taking_runs_then_interrupts_the_running_one_resumably(tmp_p
 
 
 def test_doctor_checks_report_bad_settings_and_no_daemon(tmp_path):
-    from agentd.daemon.server import doctor_checks
+    from agentd.daemon.setup import doctor_checks
 
     good = dict((name, (ok, text)) for name, ok, text in doctor_checks(load_config(home=tmp_path, env={})))
     assert good["daemon settings"][0] and "not running" in good["daemon"][1]

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from agentd.config import load_config
-from agentd.daemon.server import systemd_unit
+from agentd.daemon.setup import systemd_unit
 
 REPO = Path(__file__).resolve().parents[2]
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]

@@ -28,7 +28,8 @@ def run(log_level: str | None) -> None:
     """Run the daemon in the foreground, logging to stderr, until SIGTERM or Ctrl-C."""
     import logging
 
-    from ...daemon.server import load_settings, run_foreground
+    from ...daemon.server import run_foreground
+    from ...daemon.setup import load_settings
 
     config = _config()
     level = (log_level or load_settings(config).log_level).upper()
@@ -45,7 +46,7 @@ def run(log_level: str | None) -> None:
 def start(wait_s: float) -> None:
     """Start the daemon in the background; logs go to AGENTD_HOME/logs/daemon.log."""
     from ...daemon import client
-    from ...daemon.server import Paths
+    from ...daemon.setup import Paths
 
     config = _config_or_log()
     paths = Paths(config.home)
@@ -112,7 +113,7 @@ def reload() -> None:
 @click.option("--timeout", "timeout_s", type=float, help="Seconds to wait (default: drain_timeout_s + 15).")
 def stop(timeout_s: float | None) -> None:
     """Stop the daemon: running runs get drain_timeout_s to finish, then are cancelled."""
-    from ...daemon.server import Paths, load_settings
+    from ...daemon.setup import Paths, load_settings
 
     config = _config()
     paths = Paths(config.home)
@@ -185,7 +186,7 @@ def status(as_json: bool) -> None:
 @click.option("--print", "print_only", is_flag=True, help="Print the unit instead of writing it.")
 def install(print_only: bool) -> None:
     """Write a systemd user unit so the daemon starts at login (prints it where systemd is absent)."""
-    from ...daemon.server import systemd_unit
+    from ...daemon.setup import systemd_unit
 
     config = _config()
     unit = systemd_unit(config)
@@ -216,7 +217,7 @@ def _config_or_log():  # type: ignore[no-untyped-def]
     """The config; when it is invalid, the reason also goes to daemon.log (where a daemon's problems are looked
     for) before the CLI exits 2."""
     from ...config import resolve_home
-    from ...daemon.server import Paths
+    from ...daemon.setup import Paths
     from ...errors import ConfigError
 
     try:
@@ -239,7 +240,7 @@ def _last_line(path: Path) -> str:
 
 
 def _pid(paths) -> int | None:  # type: ignore[no-untyped-def]
-    from ...daemon.server import read_pid
+    from ...daemon.setup import read_pid
 
     return read_pid(paths)
 
@@ -277,7 +278,7 @@ def _clean_stale(paths) -> None:  # type: ignore[no-untyped-def]
 @click.option("-n", "--lines", default=100, show_default=True, help="How many past lines to show (0: all).")
 def logs(follow: bool, run_id: str | None, lines: int) -> None:
     """The daemon's log (AGENTD_HOME/logs/daemon.log): start and end of every run, schedule fires, problems."""
-    from ...daemon.server import Paths
+    from ...daemon.setup import Paths
 
     path = Paths(_config().home).log
     if not path.is_file():

@@ -71,7 +71,7 @@ def run_checks() -> list[tuple[str, bool, str]]:
     for plugin, results in app.host.call_each("doctor_checks", config=config):
         for name, ok, detail in results or []:
             checks.append((f"{plugin}: {name}", bool(ok), str(detail)))
-    core_parts = {"daemon": "agentd.daemon.server", "schedules_file": "agentd.schedule.file"}  # with own checks
+    core_parts = {"daemon": "agentd.daemon.setup", "schedules_file": "agentd.schedule.file"}  # with own checks
     for label, module_name in core_parts.items():
         try:
             module = importlib.import_module(module_name)
