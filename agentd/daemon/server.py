@@ -62,7 +62,7 @@ class Daemon:
         await asyncio.to_thread(self.app.host.call_each, "daemon_starting", config=self.config)
         self.queue = RunQueue(
             self.app.engine, workers=self.settings.workers, on_change=self.notify, on_outcome=self.tell_owner,
-            live=lambda: self.followers > 0,
+            live=self.watched,
         )
         if self.settings.run_in == "processes":
             from .hosts import ProcessHost, check_process_safe
@@ -212,9 +212,15 @@ class Daemon:
         nothing, and worker processes keep them to themselves (each one crossing cost the daemon a wake-up:
         ~0.25 ms of its CPU per run)."""
         self.followers += delta
+        if not self.followers and self.queue is not None:
+            self.queue.progress.clear()  # unwatched runs report none: what is kept would be stale by the next stream
         host = self.queue.host if self.queue is not None else None
         if host is not None:
             host.followed(self.followers > 0)
+
+    def watched(self) -> bool:
+        """Whether an event stream is open: runs report live progress only then (Engine.run's ``live``)."""
+        return self.followers > 0
 
     def notify(self) -> None:
         """Wake every event stream; safe from worker threads. Coalesced: while a wake-up is already on its way

@@ -264,6 +264,16 @@ def test_event_wake_ups_are_coalesced_until_the_loop_runs_one():
     assert scheduled == []
 
 
+def test_runs_report_progress_only_while_a_stream_is_open_and_none_is_kept_past_the_last(app):
+    daemon = _daemon(app)
+    assert not daemon.watched()
+    daemon.follow(1)
+    assert daemon.watched()
+    daemon.queue.progress["r1"] = {"phase": "act", "tokens": 7}  # what a watched run reported
+    daemon.follow(-1)
+    assert not daemon.watched() and daemon.queue.progress == {}  # a later stream never sees it stale
+
+
 @pytest.mark.skipif(not hasattr(os, "memfd_create"), reason="the shared flag needs memfd (Linux)")
 def test_the_followed_flag_is_shared_through_its_descriptor_and_starts_unset():
     from agentd.daemon.hosts import ProcessHost, _Flag
