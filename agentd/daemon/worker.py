@@ -217,13 +217,10 @@ class RunQueue:
             if run_id not in self.pending or not self.accepting:
                 continue  # cancelled while waiting, or the daemon is draining (the journal keeps it queued)
             self.pending.discard(run_id)
-            row = self.journal.get_run(run_id)
-            if row is None or row["status"] not in OPEN or not self._reachable(row):
-                continue
             cancel = RunSignal()
             self.running[run_id] = cancel
             assert self._loop is not None
-            future = self._loop.run_in_executor(self._pool, self._run_one, run_id, cancel, row["goal"])
+            future = self._loop.run_in_executor(self._pool, self._run_one, run_id, cancel)
             self._threads[run_id] = future
             future.add_done_callback(functools.partial(self._forget_future, run_id))
             # Shielded: cancelling this worker (drain) must not abandon the run; drain() waits for the thread.
@@ -305,7 +302,19 @@ class RunQueue:
     def _forget_future(self, run_id: str, _future: object) -> None:
         self._forget(run_id)
 
-    def _run_one(self, run_id: str, cancel: threading.Event, goal: str) -> None:
+    def _run_one(self, run_id: str, cancel: threading.Event) -> None:
+        # The run as the journal has it now, read here rather than on the event loop: there the read waited for
+        # the journal's lock behind a request's write, itself waiting for a worker process's commit, and every
+        # request waited with it.
+        try:
+            row = self.journal.get_run(run_id)
+            if row is None or row["status"] not in OPEN or not self._reachable(row):
+                return  # ended meanwhile (a cancel, another daemon), or its workspace is not here
+        except JournalError as exc:
+            log.error("run %s not started: %s", run_id, exc)  # still queued: the sweep offers it again
+            self.journal_errors[run_id] = (time.monotonic(), str(exc))
+            return
+        goal = row["goal"]
         if log.isEnabledFor(logging.INFO):
             log.info("run %s started: goal=%s", run_id, json.dumps(goal, ensure_ascii=False))
         outcome: dict[str, Any] | None = None  # stays None when the run is left to another owner or given back
