@@ -8,6 +8,7 @@ shared safely between runs, and token accounting.
 from __future__ import annotations
 
 import importlib.util
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -123,18 +124,22 @@ def merged_kwargs(first: dict[str, Any], second: dict[str, Any]) -> dict[str, An
 
 def _unobserved(chat: Any) -> bool:
     """Nothing on LangChain's side would see a call of ``chat``: no callbacks or verbose output of its own, no
-    response cache (its own or the global one), no rate limiter, no LangSmith tracing (environment or context)."""
+    global debug output, no response cache (its own or the global one), no rate limiter, no LangSmith tracing
+    (environment or context), no handler a configure hook would add (``collect_runs`` and the like)."""
     if getattr(chat, "callbacks", None) or getattr(chat, "verbose", False) or getattr(chat, "rate_limiter", None):
         return False
     try:
-        from langchain_core.globals import get_llm_cache
-        from langchain_core.tracers.context import _tracing_v2_is_enabled
+        from langchain_core.globals import get_debug, get_llm_cache
+        from langchain_core.tracers.context import _configure_hooks, _tracing_v2_is_enabled
     except ImportError:  # a LangChain without them: take its whole path rather than guess
         return False
     cache = getattr(chat, "cache", None)
     if cache not in (None, False) or (cache is None and get_llm_cache() is not None):
         return False
-    return not _tracing_v2_is_enabled()
+    if get_debug() or _tracing_v2_is_enabled():
+        return False
+    return not any(var.get() is not None or (env and os.environ.get(env, "").lower() in ("1", "true"))
+                   for var, _inheritable, _handler, env in _configure_hooks)
 
 
 @cache

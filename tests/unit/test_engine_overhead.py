@@ -107,6 +107,18 @@ def test_a_direct_handle_skips_langchains_run_machinery_only_while_nothing_would
         monkeypatch.delenv("LANGSMITH_TRACING")
         utils.get_env_var.cache_clear()
     assert _unobserved(direct.chat)
+    from langchain_core.globals import set_debug
+    from langchain_core.tracers.context import collect_runs
+
+    set_debug(True)  # LangChain's own debug output prints every call
+    try:
+        assert not _unobserved(direct.chat)
+    finally:
+        set_debug(False)
+    with collect_runs() as runs:  # a handler a configure hook adds: it must see the call
+        assert not _unobserved(direct.chat)
+        direct.complete(turns)
+    assert len(runs.traced_runs) == 1 and _unobserved(direct.chat)
 
 
 def test_a_run_makes_its_prompt_head_once_and_anew_for_a_new_tool_set(scripted, monkeypatch):
