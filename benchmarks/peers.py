@@ -13,7 +13,8 @@ phase to SQLite. The peers make N+1 model calls.
 
 Each contender runs in a fresh process per round: warm-up runs, then ``--runs`` timed runs. Rounds interleave
 the contenders (in a rotating order) so the machine's load falls on all alike. Printed: ms per tool step,
-min/median/max over the rounds, and agentd's median over each contender's median.
+min/median/max over the rounds, and for each agentd row (``model`` and ``rules`` feedback) its median over each
+contender's median and its best round over theirs.
 """
 
 from __future__ import annotations
@@ -244,11 +245,14 @@ def main() -> None:
     print(f"\n{args.steps}-step scripted task, zero-latency model: ms per tool step over {args.rounds} rounds "
           f"of {args.runs} runs ({WARM_UPS} warm-ups each), {os.cpu_count()} CPUs")
     medians = {n: statistics.median(t) for n, t in times.items()}
-    agentd = names[0]
-    print(f"  {'contender':<36} {'min':>7} {'median':>7} {'max':>7}  {agentd.split()[0]} / this: median, min")
+    # agentd's rows over each contender: ``model`` feedback makes 2N+1 model calls, ``rules`` N+1 as the peers do
+    ours = [n for n in names if n.startswith("agentd") and not n.endswith(BASE)]
+    heads = "".join(f"  {n.removeprefix('agentd ').strip('()') + ':':>22}" for n in ours)
+    print(f"  {'contender':<36} {'min':>7} {'median':>7} {'max':>7}{heads}")
+    print(f"  {'':<36} {'':>7} {'':>7} {'':>7}" + "  agentd/this: med   min" * len(ours))
     for name, values in times.items():
-        ratio, best = medians[agentd] / medians[name], min(times[agentd]) / min(values)
-        print(f"  {name:<36} {min(values):7.2f} {medians[name]:7.2f} {max(values):7.2f}  {ratio:6.2f}x {best:6.2f}x")
+        ratios = "".join(f"  {medians[a] / medians[name]:10.2f}x {min(times[a]) / min(values):9.2f}x" for a in ours)
+        print(f"  {name:<36} {min(values):7.2f} {medians[name]:7.2f} {max(values):7.2f}{ratios}")
 
 
 if __name__ == "__main__":
