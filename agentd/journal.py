@@ -403,12 +403,12 @@ class Journal:
     def add_phase(
         self, run_id: str, kind: str, data: dict[str, Any], started_at: float, lease: Lease | None = None
     ) -> int:
-        with self._tx(run_id, lease) as db:
-            (seq,) = db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM phases WHERE run_id = ?", (run_id,)).fetchone()
-            db.execute(
-                "INSERT INTO phases VALUES (?, ?, ?, ?, ?, ?)",
-                (run_id, seq, kind, json.dumps(data, default=str), started_at, time.time()),
-            )
+        with self._tx(run_id, lease) as db:  # numbered by the INSERT itself: one statement, not two
+            (seq,) = db.execute(
+                "INSERT INTO phases SELECT ?, COALESCE(MAX(seq), 0) + 1, ?, ?, ?, ? FROM phases WHERE run_id = ?"
+                " RETURNING seq",
+                (run_id, kind, json.dumps(data, default=str), started_at, time.time(), run_id),
+            ).fetchone()
         return int(seq)
 
     def phases(self, run_id: str) -> list[dict[str, Any]]:
