@@ -9,7 +9,7 @@ replan) is decided here, the conclusion itself in ``outcome.py``.
 
 from __future__ import annotations
 
-import os
+import stat
 import threading
 import time
 from collections.abc import Callable
@@ -23,6 +23,7 @@ from ..journal import Lease
 from ..policy import allowed
 from ..records import Budgets, Observation, StopReason, ToolCall, ToolResult
 from ..tools import ToolContext, ToolRegistry, execute
+from ..workspace_fs import WorkspaceWalk
 from . import phases
 from .state import LoopState, call_key
 
@@ -85,7 +86,8 @@ class Acting:
     def _known_files(self) -> list[str]:
         """Files in the workspace and the attached folders now (bounded listings): valid targets for grounded
         path arguments."""
-        found = [name for name, is_file in sorted(_entries(str(self.workspace)), key=_by_parts)[:200] if is_file]
+        entries = sorted(WorkspaceWalk(self.workspace), key=lambda e: e.path.split("/"))[:200]  # as paths sort
+        found = [e.path for e in entries if stat.S_ISREG(e.stat.st_mode)]
         for folder in folders_of(self.state.goal):
             found += sorted(name for name, _, _ in folder_files(folder))[:200]
         return found
@@ -172,27 +174,3 @@ class Acting:
         elif repeats == 2 and not result.ok:  # a step that worked, done again, is redone work, not a wrong turn
             reason = f"{call.tool} with the same arguments gave the same result twice; do something different"
             self.record("replan", {"reason": reason}, events=[("replan", {"reason": reason})])
-
-
-def _by_parts(entry: tuple[str, bool]) -> list[str]:
-    return entry[0].split("/")  # the order of sorted paths: "a/b" before "a b/c"
-
-
-def _entries(folder: str, prefix: str = "") -> list[tuple[str, bool]]:
-    """Every entry under ``folder`` as (relative path, is a file), as ``sorted(Path.rglob("*"))`` finds them:
-    symlinked folders are listed, not entered. os.scandir, not pathlib: it runs before every plan and act."""
-    found: list[tuple[str, bool]] = []
-    try:
-        with os.scandir(folder) as entries:
-            for entry in entries:
-                name = prefix + entry.name
-                try:
-                    inside = entry.is_dir(follow_symlinks=False)
-                    found.append((name, not inside and entry.is_file()))
-                except OSError:
-                    continue
-                if inside:
-                    found += _entries(entry.path, name + "/")
-    except OSError:
-        pass
-    return found
