@@ -186,16 +186,16 @@ class _RunContext(Acting, Outcome):
         self.profile = state.goal.profile or choose_profile(self.config, state.goal.model).name
         self.loop = loop_settings(self.config, self.profile)
         self._offered: tuple[str, ...] | None = None  # the set self._tools and self._head were made for
-        self._tools = engine.tools.subset(None)
+        self._tools = engine.tools  # all of them, until the plan phase chooses
         self._head: tuple[tuple[str, str], ...] | None = None
 
     @property
     def tools(self) -> ToolRegistry:
         """The tools this run offers the model: the set its plan phase chose (all, before that)."""
         offered = self.state.offered_tools
-        if (None if offered is None else tuple(offered)) != self._offered:
-            self._offered = None if offered is None else tuple(offered)
-            self._tools, self._head = self.engine.tools.subset(offered), None
+        chosen = None if offered is None else tuple(offered)
+        if chosen != self._offered:
+            self._offered, self._tools, self._head = chosen, self.engine.tools.subset(offered), None
         return self._tools
 
     def prompt_head(self) -> tuple[tuple[str, str], ...]:

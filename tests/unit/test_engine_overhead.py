@@ -121,7 +121,7 @@ def test_a_direct_handle_skips_langchains_run_machinery_only_while_nothing_would
     assert len(runs.traced_runs) == 1 and _unobserved(direct.chat)
 
 
-def test_a_run_makes_its_prompt_head_once_and_anew_for_a_new_tool_set(scripted, monkeypatch):
+def test_a_run_makes_its_prompt_head_once_for_all_its_model_calls(scripted, monkeypatch):
     app, _ = scripted(TWO_STEPS)
     made: list[tuple[str, ...]] = []
     real = phases.prompt_head
