@@ -58,6 +58,7 @@ class LeaseKeeper:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
+        self._due = 0.0  # when the thread wakes next (monotonic), set under the lock with the leases it counted
 
     def hold(self, journal: Journal, lease: Lease, stop: threading.Event) -> HeldLease:
         held = HeldLease(journal, lease, stop)
@@ -66,7 +67,11 @@ class LeaseKeeper:
             if self._thread is None or not self._thread.is_alive():  # first use, or after a fork
                 self._thread = threading.Thread(target=self._beat, name="lease-keeper", daemon=True)
                 self._thread.start()
-        self._wake.set()
+            # Woken only when it would sleep past this lease's first renewal: while runs follow each other the
+            # thread already wakes sooner for an older lease, and a wake per run was a thread switch per run.
+            wake = self._due > held.renewed + lease.ttl_s / 3
+        if wake:
+            self._wake.set()
         return held
 
     def drop(self, held: HeldLease) -> None:
@@ -81,8 +86,11 @@ class LeaseKeeper:
             for h in held:
                 if now - h.renewed >= h.lease.ttl_s / 3:
                     self._renew(h)
-            pause = min((h.lease.ttl_s / 3 - (time.monotonic() - h.renewed) for h in held), default=60.0)
-            self._wake.wait(max(pause, 0.01))
+            with self._lock:  # the leases held now, not the snapshot: one added meanwhile is counted or wakes us
+                now = time.monotonic()
+                pause = max(min((h.lease.ttl_s / 3 - (now - h.renewed) for h in self._held), default=60.0), 0.01)
+                self._due = now + pause
+            self._wake.wait(pause)
             self._wake.clear()
 
     def _renew(self, held: HeldLease) -> None:

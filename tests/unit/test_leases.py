@@ -185,6 +185,33 @@ def test_the_lease_is_renewed_while_a_long_call_runs(tmp_path, journal_url):
         app.close()
 
 
+def test_the_heartbeat_wakes_for_a_lease_due_sooner_and_sleeps_on_for_one_due_later():
+    from agentd.engine.heartbeat import LeaseKeeper
+    from agentd.journal import Lease
+
+    class Renewals:
+        def __init__(self) -> None:
+            self.renewed: list[str] = []
+
+        def renew_lease(self, lease: Lease) -> None:
+            self.renewed.append(lease.run_id)
+
+    keeper, journal = LeaseKeeper(), Renewals()
+    keeper.hold(journal, Lease("slow", A, 1, 300.0), threading.Event())  # its first renewal in 100 s
+    for _ in range(500):
+        if keeper._due:  # the thread counted it and sleeps until then
+            break
+        time.sleep(0.01)
+    keeper.hold(journal, Lease("later", A, 1, 600.0), threading.Event())
+    assert not keeper._wake.is_set()  # due after the thread's wake: no thread switch for it
+    keeper.hold(journal, Lease("soon", A, 1, 0.3), threading.Event())  # due before it: woken, or it would lapse
+    for _ in range(500):
+        if "soon" in journal.renewed:
+            break
+        time.sleep(0.01)
+    assert journal.renewed.count("soon") >= 1 and "slow" not in journal.renewed
+
+
 def test_in_process_runs_are_born_held(tmp_path, journal_url):
     app, _ = make_test_app(tmp_path, rules=RULES, settings={"journal_url": journal_url, "plugins.load": ["workspace"]})
     try:
