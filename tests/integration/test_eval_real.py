@@ -1,8 +1,11 @@
 """`agentd eval` with the real bundled model (SmolLM2-135M-Instruct, temperature 0) on a slice of the shipped
 suite: whatever it gets right or wrong, no run may claim a success the outside checks refute.
 
-The slice (AGENTD_EVAL_SLICE: comma-separated case ids) defaults to a CI-sized pair: the issue's own false
-success on main ("Write kiwi to k.txt") and a held-out file goal; the full figures are in docs/eval.md.
+The slice (AGENTD_EVAL_SLICE: comma-separated case ids) defaults to a CI-sized pair, one that ends in a refused
+claim and one that succeeds: the issue's own false success on main ("Write kiwi to k.txt"; now failed,
+unverified, in ~6 model calls) and a held-out file goal the model reaches (h-file-todo, 3 calls). The held-out
+h-file-lemon was the second case until the tiny profile's model-decided feedback made it a 13-call, ~160 s run:
+a sixth of the whole suite's time. The full figures are in docs/eval.md.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import pytest
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 ROOT = Path(__file__).parents[2]
-SLICE = os.environ.get("AGENTD_EVAL_SLICE", "file-kiwi,h-file-lemon").split(",")
+SLICE = os.environ.get("AGENTD_EVAL_SLICE", "file-kiwi,h-file-todo").split(",")
 
 
 @pytest.mark.timeout(1200)  # two real runs of up to a few model calls each; slow, shared CI machines included
