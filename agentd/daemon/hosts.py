@@ -344,19 +344,8 @@ class ProcessHost:
                 message = worker.conn.recv()
             except (EOFError, OSError):
                 break
-            kind, run_id = message[0], message[1]
-            given = worker.runs.get(run_id)
-            if given is None:
-                continue
-            if kind == "event":
-                if given.on_event is not None:
-                    given.on_event(message[2], message[3])
-            elif kind == "started":
-                given.started = True
-                worker.driving = run_id
-            else:  # "done" / "raised"
-                worker.driving = ""
-                given.end.put((kind, *message[2:]))
+            for one in message[1] if message[0] == "batch" else (message,):  # a batch: a run's end, the next's start
+                self._heard(worker, one)
         try:
             status = worker.proc.wait(EXIT_TIMEOUT_S)
         except subprocess.TimeoutExpired:  # its end of the pair closed, yet it lives: end it
@@ -369,6 +358,23 @@ class ProcessHost:
             self._cond.notify_all()
         for given in held:
             given.end.put(("died", status))
+
+
+    @staticmethod
+    def _heard(worker: _Worker, message: tuple) -> None:
+        kind, run_id = message[0], message[1]
+        given = worker.runs.get(run_id)
+        if given is None:
+            return
+        if kind == "event":
+            if given.on_event is not None:
+                given.on_event(message[2], message[3])
+        elif kind == "started":
+            given.started = True
+            worker.driving = run_id
+        else:  # "done" / "raised"
+            worker.driving = ""
+            given.end.put((kind, *message[2:]))
 
 
 def _exit_status(status: int) -> str:
@@ -432,23 +438,39 @@ def worker_main(fd: int, daemon_pid: int, flag_fd: int | None = None) -> None:
         send(("event", data["run_id"], type_, ref))
 
     def drive() -> None:
-        while (given := inbox.get()) is not None:
+        ended: tuple | None = None  # the last run's end, held while the next run is already in the inbox
+        while True:
+            try:
+                given = inbox.get_nowait() if ended is not None else inbox.get()
+            except queue.Empty:
+                send(ended)  # nothing next: the end goes alone, now
+                ended, given = None, inbox.get()
+            if given is None:
+                if ended is not None:
+                    send(ended)
+                return
             run_id, owner = given
             stop = stops[run_id]
             try:
                 if stop.is_set() and stop.reason == "shutdown":  # the daemon stops before this run began
+                    if ended is not None:
+                        send(ended)
+                        ended = None
                     send(("done", run_id, {"run_id": run_id, "status": "queued",
                                            "detail": "the daemon stopped before a worker took it"}))
                     continue
-                send(("started", run_id))
+                # Under load the next run waits in the inbox: the last run's end and this one's start cross in
+                # one message, one wake-up of the daemon's reader instead of two.
+                send(("batch", (ended, ("started", run_id))) if ended is not None else ("started", run_id))
+                ended = None
                 try:
                     outcome = app.engine.run(run_id, on_event=forward, cancel=stop, owner=owner,
                                              live=lambda: bool(followed))
-                    send(("done", run_id, outcome))
+                    ended = ("done", run_id, outcome)
                 except Exception as exc:
                     if not isinstance(exc, AgentdError):
                         log.exception("run %s crashed in the worker", run_id)
-                    send(("raised", run_id, type(exc).__module__, type(exc).__qualname__, str(exc)))
+                    ended = ("raised", run_id, type(exc).__module__, type(exc).__qualname__, str(exc))
             finally:
                 stops.pop(run_id, None)
 

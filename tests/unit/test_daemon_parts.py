@@ -303,6 +303,25 @@ def test_run_signal_tells_its_listeners_of_every_stop_and_at_once_when_already_s
     assert late == ["shutdown"]
 
 
+def test_a_workers_batch_is_a_runs_end_then_the_next_runs_start_and_a_closed_pair_ends_what_it_held():
+    from multiprocessing import Pipe
+
+    from agentd.daemon.hosts import ProcessHost, _Given, _Worker
+
+    ours, theirs = Pipe()
+    proc = SimpleNamespace(pid=1, wait=lambda timeout=None: 0, poll=lambda: 0, kill=lambda: None)
+    worker = _Worker(proc=proc, conn=ours, generation=0)
+    first, second = _Given(None), _Given(None)
+    worker.runs.update(r1=first, r2=second)
+    theirs.send(("started", "r1"))
+    theirs.send(("batch", (("done", "r1", {"status": "succeeded"}), ("started", "r2"))))  # under load: one message
+    theirs.close()
+    ProcessHost(config=None, size=0)._read(worker)  # until the worker's end of the pair closes
+    assert first.started and first.end.get_nowait() == ("done", {"status": "succeeded"})
+    assert second.started and second.end.get_nowait() == ("died", 0)  # started, then its worker ended
+    assert worker.ended == 0 and worker.driving == ""
+
+
 def test_a_workers_error_is_rebuilt_as_agentds_own_class_or_named_in_an_agentd_error():
     from agentd.daemon.hosts import _rebuild
     from agentd.journal import LeaseLost, RunHeld
