@@ -11,7 +11,8 @@ interpreter, so the API and the runs use separate cores. What that costs:
 
 The daemon stays the only owner of its runs: a worker process drives a run under the daemon's owner id, so
 leases, sweeps and takeovers see one daemon. The daemon talks to each worker over a private socket pair (no path,
-inherited by nobody else): ``run`` / ``stop`` / ``exit`` in, ``event`` / ``done`` / ``raised`` out. A worker
+inherited by nobody else): ``run`` / ``stop`` / ``exit`` in, ``started`` / ``event`` / ``done`` / ``raised`` out
+(a run's end and the next run's start as one ``batch`` when the next already waits). A worker
 ignores SIGINT and SIGTERM (a terminal's Ctrl-C or systemd's stop reach the whole group; the daemon drains the
 runs itself) and is killed by the kernel the moment the daemon ends (``PR_SET_PDEATHSIG``; elsewhere it exits
 when the daemon's end of the pair closes), so a daemon killed with -9 leaves no worker driving a run its
