@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
+FIXED_MTIME = 1767225600  # 2026-01-01 00:00:00 UTC
 
 
 def agentd(home: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -23,6 +24,9 @@ def user_folder(tmp_path: Path, name: str, file: str, text: str) -> tuple[Path, 
     folder = tmp_path / "user" / name
     folder.mkdir(parents=True)
     (folder / file).write_text(text)
+    # The prompt lists each attached file with its modification time: a fixed one makes the prompt, and so the
+    # model's greedy replies, the same on every run (the wall clock's made this test pass or fail by the minute).
+    os.utime(folder / file, (FIXED_MTIME, FIXED_MTIME))
     return folder, tmp_path / "home", {"AGENTD_WORKSPACE__ALLOWED_DIRS": json.dumps([str(tmp_path / "user")])}
 
 
