@@ -360,9 +360,9 @@ class ProcessHost:
         for given in held:
             given.end.put(("died", status))
 
-
     @staticmethod
     def _heard(worker: _Worker, message: tuple) -> None:
+        """One message of a worker's, as ``_read`` takes it (a batch's parts one by one, in order)."""
         kind, run_id = message[0], message[1]
         given = worker.runs.get(run_id)
         if given is None:
