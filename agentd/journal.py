@@ -141,6 +141,13 @@ class Journal:
         with self._tx(run_id, lease):  # the writes inside are inner _tx blocks of this thread: they join it
             yield
 
+    @contextmanager
+    def together(self) -> Iterator[None]:
+        """Writes of several runs in one transaction: all committed or none (the daemon journals the goals that
+        arrive together so, one commit for all). Fenced writes inside still check their own run's fence."""
+        with self._tx():
+            yield
+
     def _fence(self, run_id: str | None, lease: Lease | None) -> None:
         """Owner and token still match (the write renews the lease), or, without a lease, no live one exists."""
         now = time.time()

@@ -1,7 +1,8 @@
 """The daemon's HTTP API (FastAPI): submit goals, list/get/cancel runs, approve/deny, SSE events, status.
 
 Handlers that touch the journal are plain ``def`` functions, so Starlette runs them in its thread pool and the
-event loop stays free; runs themselves execute in worker threads (agentd.daemon.worker). Errors are JSON with a
+event loop stays free; ``POST /runs`` waits on the loop while the intake thread journals its goal with the others
+submitted meanwhile (agentd.daemon.intake). Runs themselves execute in worker threads (agentd.daemon.worker). Errors are JSON with a
 ``detail`` saying what to do, never a 500 for bad input.
 """
 
@@ -11,12 +12,14 @@ import asyncio
 import hmac
 import json
 from collections.abc import AsyncIterator
+from functools import partial
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, FastAPI, Header, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool
+from starlette.concurrency import run_in_threadpool
 
 from ..errors import AgentdError
 from ..journal import AmbiguousRunId, ThreadBusy
@@ -157,7 +160,7 @@ def create_api(daemon: Any) -> FastAPI:
         return await daemon.reload()
 
     @api.post("/runs", status_code=201, response_model=Submitted)
-    def submit(goal: GoalIn, idempotency_key: str | None = Header(None)) -> Response:
+    async def submit(goal: GoalIn, idempotency_key: str | None = Header(None)) -> Response:
         """Queue a goal; it is journaled before this answers, so a crash cannot lose it.
 
         With an ``Idempotency-Key`` header a retried request (same key, same body, within 24 hours) answers
@@ -168,9 +171,13 @@ def create_api(daemon: Any) -> FastAPI:
         problems = allowlist_problems(goal.allowed_tools or [], daemon.app.tools)
         if problems:  # an entry that can never match would park the run for approval on every call
             raise HTTPException(422, f"allowed_tools: {'; '.join(problems)}")
-        if idempotency_key is None:
-            run_id = daemon.queue.submit(goal.to_goal(daemon.config.loop, daemon.config))
+        if idempotency_key is None:  # journaled with the goals submitted meanwhile, no thread per request
+            run_id = await daemon.queue.submit_soon(partial(goal.to_goal, daemon.config.loop, daemon.config))
             return _json({"run_id": run_id, "status": RunStatus.queued.value}, 201)
+        return await run_in_threadpool(submit_once, goal, idempotency_key)
+
+    def submit_once(goal: GoalIn, idempotency_key: str) -> Response:
+        """POST /runs with an Idempotency-Key: the key's claim and the run are one transaction."""
         try:
             with keys.claim(check_key(idempotency_key), goal.model_dump_json()) as (run_id, known_run):
                 if known_run is None:

@@ -40,6 +40,7 @@ from ..journal import JournalError, LeaseLost, RunHeld, process_owner
 from ..records import Goal, RunStatus, StopReason
 from . import peers
 from .hosts import INBOX, WorkerDied, WorkerUnavailable
+from .intake import Intake
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,7 @@ class RunQueue:
     _pool: ThreadPoolExecutor | None = None
     _room: asyncio.Event | None = None  # set when a worker may be free: the puller looks again
     _cancels: asyncio.Event | None = None  # set when a cancel was requested somewhere (LISTEN/NOTIFY)
+    _intake: Intake | None = None  # journals the API's goals in groups (agentd.daemon.intake)
 
     @property
     def journal(self) -> Any:
@@ -147,6 +149,8 @@ class RunQueue:
                     signal.stop("shutdown")  # resumable at the next start: only a person's cancel cancels
                 await asyncio.wait(late, timeout=grace_s)
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._intake is not None:
+            await asyncio.to_thread(self._intake.close)
         if self._pool is not None:
             self._pool.shutdown(wait=False)
 
@@ -158,6 +162,13 @@ class RunQueue:
         run_id = self.engine.submit(goal, run_id=run_id)
         self.enqueue_threadsafe(run_id)
         return run_id
+
+    async def submit_soon(self, make_goal: Callable[[], Goal]) -> str:
+        """On the event loop: the run id of the goal ``make_goal`` builds, once journaled as queued together with
+        the other goals submitted meanwhile (one commit; agentd.daemon.intake), and queued."""
+        if self._intake is None:
+            self._intake = Intake(self)
+        return await self._intake.submit(make_goal)
 
     def enqueue_threadsafe(self, run_id: str) -> None:
         loop = self._loop

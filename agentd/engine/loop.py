@@ -53,6 +53,35 @@ class Engine:
     def submit(self, goal: Goal, run_id: str | None = None, hold: bool = False) -> str:
         """Persist a goal as a queued run with its own workspace; returns the run id. ``hold``: the run is born
         leased to this process (the in-process CLI), so no daemon can claim it before ``run`` does."""
+        return self.journal.create_run(**self._queued(goal, run_id, hold))
+
+    def submit_many(self, goals: Sequence[Goal]) -> list[str | Exception]:
+        """Persist several goals as queued runs in one transaction (the daemon's group commit of the goals that
+        arrived together); for each, its run id or the error that refused it. A goal refused before the write
+        (an empty text, an unknown model) refuses only itself; a failed write (disk full) refuses all of them. A
+        follow-up of a conversation is written on its own, since its check can refuse it inside the write."""
+        results: list[str | Exception] = [ValueError("not submitted")] * len(goals)
+        together: list[tuple[int, dict[str, Any]]] = []
+        for i, goal in enumerate(goals):
+            try:
+                if goal.continues:
+                    results[i] = self.submit(goal)
+                else:
+                    together.append((i, self._queued(goal, None, False)))
+            except Exception as exc:  # noqa: BLE001 - this goal's answer; the others go on
+                results[i] = exc
+        try:
+            with self.journal.together():
+                ids = [self.journal.create_run(**fields) for _, fields in together]
+        except Exception as exc:  # noqa: BLE001 - nothing of the group was written: each is told why
+            ids = [exc] * len(together)
+        for (i, _), run_id in zip(together, ids, strict=True):
+            results[i] = run_id
+        return results
+
+    def _queued(self, goal: Goal, run_id: str | None, hold: bool) -> dict[str, Any]:
+        """What ``Journal.create_run`` takes for ``goal``, its workspace made: the goal checked, its profile
+        chosen, a follow-up joined to the run it continues."""
         if not goal.text.strip():
             raise AgentdError("the goal is empty: say what you want done, e.g. agentd goal \"Create hello.txt\"")
         model_name, _ = self.config.model_config_for(goal.model)
@@ -62,15 +91,36 @@ class Engine:
         profile = choose_profile(self.config, model_name, goal.profile).name
         goal = dataclasses.replace(goal, profile=profile)  # journaled with the goal; the caller's stays as it was
 
-        run_id = run_id or new_run_id()
-        workspace, thread_id = self.config.workspaces / run_id, None
+        thread_id = None
         if goal.continues:  # a follow-up: the earlier run's workspace and thread (the journal refuses a busy one)
             previous = threads.resolve_run(self.journal, goal.continues)
             goal = threads.follow_up(goal, previous)
             workspace, thread_id = Path(previous["workspace"]), previous["thread_id"] or previous["id"]
-        workspace.mkdir(parents=True, exist_ok=True)
+            run_id = run_id or new_run_id()
+            workspace.mkdir(parents=True, exist_ok=True)
+        elif run_id is None:
+            run_id = self._new_workspace()
+            workspace = self.config.workspaces / run_id
+        else:
+            workspace = self.config.workspaces / run_id
+            workspace.mkdir(parents=True, exist_ok=True)
         lease = Lease(run_id, process_owner(), 1, self.config.loop.lease_ttl_s) if hold else None
-        return self.journal.create_run(goal, workspace, model_name, run_id=run_id, lease=lease, thread_id=thread_id)
+        return {"goal": goal, "workspace": workspace, "model": model_name, "run_id": run_id, "lease": lease,
+                "thread_id": thread_id}
+
+    def _new_workspace(self) -> str:
+        """A new run id whose workspace folder this call made. A drawn id (a second's timestamp and 24 random
+        bits) repeats about once in 14 minutes at 200 goals a second; a folder that exists is another run's, so
+        the id is drawn again before anything is written (in a group commit a repeated id would refuse them all)."""
+        from ..journal import new_run_id
+
+        while True:
+            run_id = new_run_id()
+            try:
+                (self.config.workspaces / run_id).mkdir(parents=True)
+                return run_id
+            except FileExistsError:
+                continue
 
     def decide(self, run_id: str, approved: bool, by: str = "user") -> None:
         """Record a person's answer to a parked run; approve lets the call run on resume, deny stops the run."""
