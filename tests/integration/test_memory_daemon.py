@@ -1,5 +1,5 @@
-"""`agentd memory ingest` while a real daemon runs: the daemon's process writes the store it holds, and the
-next goal it runs recalls the new document."""
+"""`agentd memory ingest` and `memory search` while a real daemon runs: the daemon's process writes the store it
+holds, the next goal it runs recalls the new document, and a search is answered by the daemon's loaded store."""
 
 from __future__ import annotations
 
@@ -53,5 +53,16 @@ def test_ingest_goes_through_the_running_daemon(tmp_path):
         assert "ingesting in the running daemon" in ingested.stderr and "1 added" in ingested.stdout
         second = _cli(home, "goal", "When does the staging database password rotate?", "--json")
         assert any(FACT in m for m in _context(second.stdout)), second.stdout
+
+        # A search is answered by the daemon's loaded store and model too. The config now names an embedding
+        # model nobody can load: a CLI that opened the store itself would fail, the daemon (which loaded the
+        # config before) answers.
+        config = home / "configs" / "agentd.toml"
+        config.write_text(config.read_text().replace('provider = "hash"', 'provider = "python:no_such_module:make"'))
+        found = _cli(home, "memory", "search", "staging database password", "--json", "-k", "1")
+        assert found.returncode == 0, found.stderr
+        assert FACT in json.loads(found.stdout.splitlines()[0])["text"]
     finally:
         _cli(home, "daemon", "stop")
+    alone = _cli(home, "memory", "search", "staging database password", "--json", "-k", "1")
+    assert alone.returncode != 0 and "no_such_module" in alone.stderr  # without the daemon: the CLI's own, broken
