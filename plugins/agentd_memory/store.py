@@ -5,9 +5,8 @@ Layout (why): Chroma's ``where`` filters cost 25-100x an unfiltered query at 100
 (``<prefix>-documents``, ``-episodes``, ``-notes``); everything scoped to a schedule or a run shares one small
 ``<prefix>-scoped`` collection, where a filter is cheap because it is small.
 
-Documents are chunked with overlap. A file's chunk 0 carries its manifest (content sha256, chunk count) and is
-written last, so "chunk 0 present with the same sha" means the file is fully stored: re-ingesting it is a no-op,
-and a changed file replaces its chunks (new ones written first, stale ones deleted, then the new manifest).
+Documents are chunked with overlap and written so that a file counts as stored only once all of it is
+(agentd_memory.documents); what the modules share is in agentd_memory.records.
 
 Each collection records the embedding model that made it; opening it with another model raises
 EmbeddingMismatch, and ``reindex`` re-embeds the stored texts with the configured one. The journal, not this,
@@ -16,36 +15,42 @@ is the record of what happened: memory is for recall only.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from agentd.errors import AgentdError, ConfigError
+from agentd.errors import ConfigError
 
+from . import documents
+from .documents import embed_text
 from .embeddings import Embedder, EmbeddingError, EmbeddingSettings, make_embedder
 from .files import chunk_text, expand_paths, read_document
+from .records import (
+    GLOBAL,
+    KINDS,
+    EmbeddingMismatch,
+    Hit,
+    IngestReport,
+    MemoryStoreError,
+    digest,
+    visible_scopes,
+)
+
+__all__ = [  # what callers import from here; the records and the document helpers live beside it
+    "GLOBAL", "KINDS", "EmbeddingMismatch", "Hit", "IngestReport", "Memory", "MemorySettings", "MemoryStoreError",
+    "chunk_text", "close_memories", "embed_text", "expand_paths", "get_memory", "read_document", "shared_embedder",
+    "visible_scopes",
+]
 
 log = logging.getLogger(__name__)
 
-KINDS = ("document", "episode", "note")
-GLOBAL = "global"
 
-
-
-class MemoryStoreError(AgentdError):
-    """Memory cannot be opened, read or written; the message says what to do."""
-
-
-class EmbeddingMismatch(MemoryStoreError):
-    """A collection was embedded with another model than the configured one."""
 
 
 class MemorySettings(BaseModel):
@@ -83,78 +88,6 @@ class MemorySettings(BaseModel):
                 f"plugins.memory.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()
             )
             raise ConfigError(f"invalid memory settings: {problems}") from None
-
-
-@dataclass
-class Hit:
-    """One memory found by a search (or listed), with where it came from."""
-
-    id: str
-    kind: str
-    text: str
-    score: float = 0.0
-    meta: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def provenance(self) -> str:
-        m = self.meta
-        if self.kind == "document":
-            where = f"{m.get('source', '?')}#{m.get('chunk', 0)}"
-            if m.get("page"):
-                where += f" p.{m['page']}"
-            return where + f" lines {m.get('start_line', '?')}-{m.get('end_line', '?')}"
-        date = time.strftime("%Y-%m-%d", time.localtime(m.get("created_at", 0)))
-        return f"{self.kind} {date}" + (f" run {m['run_id']}" if m.get("run_id") else "")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "kind": self.kind,
-            "score": round(self.score, 4),
-            "provenance": self.provenance,
-            "text": self.text,
-            "meta": self.meta,
-        }
-
-
-@dataclass
-class IngestReport:
-    """What an ingest did, file by file."""
-
-    added: list[str] = field(default_factory=list)
-    replaced: list[str] = field(default_factory=list)
-    unchanged: list[str] = field(default_factory=list)
-    skipped: list[tuple[str, str]] = field(default_factory=list)
-    chunks: int = 0
-    seconds: float = 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "added": self.added,
-            "replaced": self.replaced,
-            "unchanged": self.unchanged,
-            "skipped": [list(s) for s in self.skipped],
-            "chunks": self.chunks,
-            "seconds": round(self.seconds, 3),
-        }
-
-
-@dataclass
-class _Doc:
-    path: Path
-    key: str  # stable per (scope, path): chunk ids are doc-KEY-N
-    chunks: list[tuple[str, dict[str, Any]]]  # (text, metadata)
-    old_count: int  # chunks of the version stored before (0: new file)
-
-
-def visible_scopes(run_id: str | None = None, schedule: str | None = None) -> list[str]:
-    """What a run may recall: global memories, its schedule's, and its own."""
-    scopes = [GLOBAL]
-    if schedule:
-        scopes.append(f"schedule:{schedule}")
-    if run_id:
-        scopes.append(f"run:{run_id}")
-    return scopes
 
 
 class Memory:
@@ -272,7 +205,7 @@ class Memory:
         text = text.strip()
         if not text:
             raise MemoryStoreError("a note must not be empty")
-        note_id = "note-" + _digest(scope, text)[:16]
+        note_id = "note-" + digest(scope, text)[:16]
         meta = {
             "kind": "note",
             "scope": scope,
@@ -338,100 +271,7 @@ class Memory:
         ``on_file(path, status, chunks)`` is called once per file (status: added, replaced, unchanged,
         skipped: REASON) so a caller can draw progress.
         """
-        started = time.time()
-        report = IngestReport()
-        col = self._target("document", scope)
-        pending: list[_Doc] = []
-        for path in expand_paths(paths):
-            status, doc = self._prepare(col, path, scope)
-            if doc is None:
-                if status == "unchanged":
-                    report.unchanged.append(str(path))
-                else:
-                    report.skipped.append((str(path), status))
-                if on_file:
-                    on_file(str(path), status, 0)
-                continue
-            pending.append(doc)
-            if sum(len(d.chunks) for d in pending) >= 64:
-                self._store(col, pending, report, on_file)
-                pending = []
-        self._store(col, pending, report, on_file)
-        report.seconds = time.time() - started
-        return report
-
-    def _prepare(self, col: Any, path: Path, scope: str) -> tuple[str, _Doc | None]:
-        try:
-            size = path.stat().st_size
-            if size > self.settings.max_file_bytes:
-                return f"skipped: larger than max_file_bytes ({size} > {self.settings.max_file_bytes})", None
-            raw = path.read_bytes()
-        except OSError as exc:
-            return f"skipped: {exc.strerror or exc}", None
-        s = self.settings
-        sha = hashlib.sha256(raw + f"|{s.chunk_chars}/{s.chunk_overlap}".encode()).hexdigest()
-        key = _digest(scope, str(path))[:16]
-        old = col.get(ids=[f"doc-{key}-0"], include=["metadatas"])
-        old_meta = old["metadatas"][0] if old["ids"] else {}
-        if old_meta.get("file_sha") == sha:
-            return "unchanged", None
-        try:
-            pages = read_document(path, raw)
-        except ValueError as exc:
-            return f"skipped: {exc}", None
-        chunks = []
-        for page, text in pages:
-            for body, start, end in chunk_text(text, s.chunk_chars, s.chunk_overlap):
-                meta = {
-                    "kind": "document",
-                    "scope": scope,
-                    "source": str(path),
-                    "start_line": start,
-                    "end_line": end,
-                    "created_at": time.time(),
-                }
-                if page:
-                    meta["page"] = page
-                chunks.append((body, meta))
-        if not chunks:
-            return "skipped: no text", None
-        for i, (_, meta) in enumerate(chunks):
-            meta["chunk"] = i
-            meta["doc_key"] = key
-        chunks[0][1].update(file_sha=sha, n_chunks=len(chunks), size=len(raw))
-        return ("replaced" if old_meta else "added"), _Doc(
-            path, key, chunks, int(old_meta.get("n_chunks", 0))
-        )
-
-    @staticmethod
-    def _upsert(col: Any, rows: list[tuple[str, str, dict]], vectors: list[Any], which: list[int]) -> None:
-        for part in _batches(which, 2000):
-            col.upsert(
-                ids=[rows[i][0] for i in part],
-                embeddings=[vectors[i] for i in part],
-                documents=[rows[i][1] for i in part],
-                metadatas=[rows[i][2] for i in part],
-            )
-
-    def _store(self, col: Any, docs: list[_Doc], report: IngestReport, on_file: Any) -> None:
-        """Embed and write a batch of files: other chunks, then stale deletions, then each manifest chunk."""
-        if not docs:
-            return
-        rows = [(_chunk_id(meta), text, meta) for d in docs for text, meta in d.chunks]
-        vectors = self._embed([embed_text(text, meta) for _, text, meta in rows])
-        manifests = [i for i, row in enumerate(rows) if row[2]["chunk"] == 0]
-        others = [i for i, row in enumerate(rows) if row[2]["chunk"] != 0]
-        self._upsert(col, rows, vectors, others)
-        stale = [f"doc-{d.key}-{i}" for d in docs for i in range(len(d.chunks), d.old_count)]
-        if stale:
-            col.delete(ids=stale)
-        self._upsert(col, rows, vectors, manifests)  # last: a file counts as stored once its manifest is
-        for d in docs:
-            status = "replaced" if d.old_count else "added"
-            (report.replaced if d.old_count else report.added).append(str(d.path))
-            report.chunks += len(d.chunks)
-            if on_file:
-                on_file(str(d.path), status, len(d.chunks))
+        return documents.ingest(self._target("document", scope), self._embed, self.settings, paths, scope, on_file)
 
     # -- reading ------------------------------------------------------------------------------------
     def search(
@@ -640,26 +480,6 @@ def get_memory(config: Any) -> Memory:
         if key not in _OPEN:
             _OPEN[key] = Memory(settings, config.home)
         return _OPEN[key]
-
-
-def embed_text(text: str, meta: dict[str, Any]) -> str:
-    """What gets embedded: a document chunk is prefixed with its file name, which queries often mention."""
-    if meta.get("kind") == "document" and meta.get("source"):
-        return f"{Path(meta['source']).name}: {text}"
-    return text
-
-
-def _chunk_id(meta: dict[str, Any]) -> str:
-    return f"doc-{meta['doc_key']}-{meta['chunk']}"
-
-
-def _digest(*parts: str) -> str:
-    return hashlib.sha1("\0".join(parts).encode()).hexdigest()
-
-
-def _batches(items: list[int], size: int) -> Iterator[list[int]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 def _delete(col: Any, ids: list[str] | None = None, where: dict | None = None) -> int:
