@@ -8,7 +8,9 @@ zero-latency model, so what is measured is the daemon (API, journal, workers), n
   ``--reps`` repetitions (min/median/max), beside the baseline: the same 200 goals through the same engine and
   model in-process (one thread), interleaved with the daemon's repetitions. Both are warm: ``WARMUP`` goals
   go through each (daemon or in-process app) before the timed 200, so neither pays the first goal's imports and
-  model construction (once per process) inside the measure;
+  model construction (once per process) inside the measure. Each daemon run has an in-process run of its own
+  beside it (alternating which goes first), and the ``paired`` columns give each daemon run over its own
+  baseline: the VM's speed drifts within minutes, and two medians taken apart carry that drift whole;
 - p50/p95 latency of GET /status while those 200 run, from an open-loop prober in its own process: requests
   go out on a fixed schedule (every 20 ms) and latency counts from the scheduled time, so a slow answer
   delays nothing unseen (no coordinated omission);
@@ -400,13 +402,17 @@ def main() -> None:
     flavours = [(w, run_in, tree) for run_in in args.run_in.split(",") for w in workers_list
                 for tree in (["", args.base] if args.base else [""])]  # a base without run_in: --run-in threads
     rates: dict[tuple[int, str, str], list[float]] = {f: [] for f in flavours}
+    paired: dict[tuple[int, str, str], list[float]] = {f: [] for f in flavours}  # each run over its own baseline
     latencies: dict[tuple[int, str, str], list[float]] = {f: [] for f in flavours}
     baseline: list[float] = []
     rss = None
     with tempfile.TemporaryDirectory() as tmp:
         for rep in range(args.reps):
-            baseline.append(in_process(make_home(Path(tmp) / f"rep{rep}-in-process", 1, "scripted-lean"), 200))
-            for workers, run_in, tree in flavours:
+            for k, (workers, run_in, tree) in enumerate(flavours):
+                # Each daemon run beside an in-process run of its own, in alternating order: this VM's speed
+                # drifts by a third within minutes, which the ratio of two medians taken apart carries whole.
+                engine_home = Path(tmp) / f"rep{rep}-{k}-in-process"
+                own = in_process(make_home(engine_home, 1, "scripted-lean"), 200) if rep % 2 == 0 else None
                 home = make_home(Path(tmp) / f"rep{rep}{'-base' if tree else ''}", workers, "scripted-lean", run_in)
                 d = Daemon(home, tree)
                 try:
@@ -422,17 +428,24 @@ def main() -> None:
                         rss = (rss_200, d.rss_mb(), left)
                 finally:
                     d.stop()
+                if own is None:
+                    own = in_process(make_home(engine_home, 1, "scripted-lean"), 200)
+                baseline.append(own)
+                paired[workers, run_in, tree].append(rates[workers, run_in, tree][-1] / own)
     base = statistics.median(baseline)
     print(f"daemon benchmark (scripted zero-latency model, 200 goals submitted at once after {WARMUP} warm-up goals, "
           f"{args.reps} repetitions, {os.cpu_count()} CPUs, {args.client} submitters)")
-    print(f"{'':>20} {'goals/s min':>11} {'median':>7} {'max':>7} {'/ in-process':>12} "
-          f"{'status p50 ms':>14} {'p95 ms':>7} {'probes':>7}")
+    print(f"{'':>20} {'goals/s min':>11} {'median':>7} {'max':>7} {'/ in-process':>12} {'paired: median':>14} "
+          f"{'min':>5} {'max':>5} {'status p50 ms':>14} {'p95 ms':>7} {'probes':>7}")
     print(f"{'in-process':>20} {min(baseline):>11.1f} {base:>7.1f} {max(baseline):>7.1f} {1.0:>11.2f}x")
     for w, run_in, tree in flavours:
-        r, lat = rates[w, run_in, tree], latencies[w, run_in, tree]
+        r, lat, pairs = rates[w, run_in, tree], latencies[w, run_in, tree], paired[w, run_in, tree]
         label = f"{w} {run_in.removesuffix('es' if run_in == 'processes' else 's')} workers" + (" @base" if tree else "")
         print(f"{label:>20} {min(r):>11.1f} {statistics.median(r):>7.1f} {max(r):>7.1f} "
-              f"{statistics.median(r) / base:>11.2f}x {pct(lat, 50):>14.1f} {pct(lat, 95):>7.1f} {len(lat):>7}")
+              f"{statistics.median(r) / base:>11.2f}x {statistics.median(pairs):>13.2f}x {min(pairs):>4.2f}x "
+              f"{max(pairs):>4.2f}x {pct(lat, 50):>14.1f} {pct(lat, 95):>7.1f} {len(lat):>7}")
+    print("/ in-process: the daemon's median over the in-process median; paired: each daemon run over the in-process "
+          "run beside it (the same repetition, alternating which goes first), median, min and max")
     if rss:
         r200, r_end, extra = rss
         print(
