@@ -3,8 +3,8 @@
 Starts a real daemon (``python -m agentd daemon run``) on a temporary AGENTD_HOME with a scripted,
 zero-latency model, so what is measured is the daemon (API, journal, workers), not inference:
 
-- goals/s sustained with 200 goals submitted at once (8 client threads, each on one keep-alive connection through
-  http.client, or httpx with ``--client httpx``), for 1, 2 and 4 workers, over
+- goals/s sustained with 200 goals submitted at once (one thread over 8 keep-alive connections, as wrk does; or 8
+  client threads with http.client or httpx: ``--client raw|httpx``), for 1, 2 and 4 workers, over
   ``--reps`` repetitions (min/median/max), beside the baseline: the same 200 goals through the same engine and
   model in-process (one thread), interleaved with the daemon's repetitions. Both are warm: ``WARMUP`` goals
   go through each (daemon or in-process app) before the timed 200, so neither pays the first goal's imports and
@@ -44,6 +44,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -411,8 +412,8 @@ def main() -> None:
             for k, (workers, run_in, tree) in enumerate(flavours):
                 # Each daemon run beside an in-process run of its own, in alternating order: this VM's speed
                 # drifts by a third within minutes, which the ratio of two medians taken apart carries whole.
-                engine_home = Path(tmp) / f"rep{rep}-{k}-in-process"
-                own = in_process(make_home(engine_home, 1, "scripted-lean"), 200) if rep % 2 == 0 else None
+                engine = partial(in_process, make_home(Path(tmp) / f"rep{rep}-{k}-in-process", 1, "scripted-lean"), 200)
+                own = engine() if rep % 2 == 0 else None
                 home = make_home(Path(tmp) / f"rep{rep}{'-base' if tree else ''}", workers, "scripted-lean", run_in)
                 d = Daemon(home, tree)
                 try:
@@ -429,7 +430,7 @@ def main() -> None:
                 finally:
                     d.stop()
                 if own is None:
-                    own = in_process(make_home(engine_home, 1, "scripted-lean"), 200)
+                    own = engine()
                 baseline.append(own)
                 paired[workers, run_in, tree].append(rates[workers, run_in, tree][-1] / own)
     base = statistics.median(baseline)

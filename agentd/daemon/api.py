@@ -2,8 +2,8 @@
 
 Handlers that touch the journal are plain ``def`` functions, so Starlette runs them in its thread pool and the
 event loop stays free; ``POST /runs`` waits on the loop while the intake thread journals its goal with the others
-submitted meanwhile (agentd.daemon.intake). Runs themselves execute in worker threads (agentd.daemon.worker). Errors are JSON with a
-``detail`` saying what to do, never a 500 for bad input.
+submitted meanwhile (agentd.daemon.intake). Runs themselves execute in worker threads (agentd.daemon.worker).
+Errors are JSON with a ``detail`` saying what to do, never a 500 for bad input.
 """
 
 from __future__ import annotations

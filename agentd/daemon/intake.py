@@ -41,8 +41,7 @@ class Intake:
     async def submit(self, make_goal: Callable[[], Goal]) -> str:
         """The run id of the goal ``make_goal`` builds (on the intake thread: it may check folders), once it is
         journaled as queued; raises what refused it. Call on the event loop."""
-        if not self.queue.accepting:
-            raise AgentdError("the daemon is shutting down and takes no new runs; retry after it restarts")
+        self.queue.check_accepting()
         if self._thread is None:
             self._loop = asyncio.get_running_loop()
             self._thread = threading.Thread(target=self._work, name="intake", daemon=True)
@@ -84,16 +83,16 @@ class Intake:
 
     def _journal(self, makers: list[Callable[[], Goal]]) -> list[str | Exception]:
         """Each goal's run id, or what refused it (a goal that cannot be built refuses only itself)."""
-        if not self.queue.accepting:
-            return [AgentdError("the daemon is shutting down and takes no new runs; retry after it restarts")] * len(
-                makers
-            )
-        results: list[str | Exception] = []
+        try:
+            self.queue.check_accepting()  # the daemon began draining after these were handed in
+        except AgentdError as exc:
+            return [exc] * len(makers)
+        results: list[str | Exception | None] = []  # None: the goal was built, its run id comes below
         goals: list[Goal] = []
         for make_goal in makers:
             try:
                 goals.append(make_goal())
-                results.append("")  # its run id, below
+                results.append(None)
             except Exception as exc:  # noqa: BLE001 - this request's answer
                 results.append(exc)
         try:
@@ -101,7 +100,7 @@ class Intake:
         except Exception as exc:  # noqa: BLE001 - a bug here must answer the requests, not leave them waiting
             log.exception("intake: journaling %d goal(s) failed", len(goals))
             ids = iter([exc] * len(goals))
-        return [next(ids) if result == "" else result for result in results]
+        return [next(ids) if result is None else result for result in results]
 
     # -- back on the event loop ----------------------------------------------------------------------
     def _answer(self, answers: list[asyncio.Future], results: list[str | Exception]) -> None:

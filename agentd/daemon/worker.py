@@ -157,11 +157,15 @@ class RunQueue:
     # -- queue operations ----------------------------------------------------------------------------
     def submit(self, goal: Goal, run_id: str | None = None) -> str:
         """Journal the goal as queued (durable), then queue it; returns the run id. Safe from any thread."""
-        if not self.accepting:
-            raise AgentdError("the daemon is shutting down and takes no new runs; retry after it restarts")
+        self.check_accepting()
         run_id = self.engine.submit(goal, run_id=run_id)
         self.enqueue_threadsafe(run_id)
         return run_id
+
+    def check_accepting(self) -> None:
+        """Raise unless the queue takes new runs (a draining daemon does not)."""
+        if not self.accepting:
+            raise AgentdError("the daemon is shutting down and takes no new runs; retry after it restarts")
 
     async def submit_soon(self, make_goal: Callable[[], Goal]) -> str:
         """On the event loop: the run id of the goal ``make_goal`` builds, once journaled as queued together with

@@ -51,8 +51,6 @@ __all__ = [  # what callers import from here; the records and the document helpe
 log = logging.getLogger(__name__)
 
 
-
-
 class MemorySettings(BaseModel):
     """The ``[plugins.memory]`` table (validated here, at the edge)."""
 
